@@ -1,0 +1,152 @@
+//! Per-call cost of a circuit breaker in the closed state, beside a bare service,
+//! tower-resilience 0.13's circuit breaker and failsafe 1.3, on one and two threads.
+//!
+//! `cargo bench -p palisade-benches --bench breaker`
+
+use std::future::{Ready, ready};
+use std::hint::black_box;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use palisade_breaker::{BreakerConfig, CircuitBreakerLayer};
+use tower::{Layer, Service};
+
+/// The cheapest possible service: answers at once, never fails.
+#[derive(Clone, Copy)]
+struct Bare;
+
+impl Service<u64> for Bare {
+    type Response = u64;
+    type Error = std::io::Error;
+    type Future = Ready<Result<u64, std::io::Error>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: u64) -> Self::Future {
+        ready(Ok(req))
+    }
+}
+
+/// Calls `svc` once, polling its future on this thread without a runtime in the way.
+fn call_once<S: Service<u64>>(svc: &mut S, waker_cx: &mut Context<'_>, i: u64) {
+    assert!(svc.poll_ready(waker_cx).is_ready());
+    let fut = svc.call(i);
+    let mut fut = std::pin::pin!(fut);
+    match fut.as_mut().poll(waker_cx) {
+        Poll::Ready(r) => {
+            black_box(r.is_ok());
+        }
+        Poll::Pending => panic!("the bench services answer at once"),
+    }
+}
+
+fn palisade() -> impl Service<u64> + Clone + Send + 'static {
+    let config = BreakerConfig::builder().name("bench").build().unwrap();
+    CircuitBreakerLayer::new(config).layer(Bare)
+}
+
+fn tower_resilience() -> impl Service<u64> + Clone + Send + 'static {
+    let layer = tower_resilience::circuitbreaker::CircuitBreakerLayer::builder()
+        .failure_rate_threshold(0.5)
+        .sliding_window_size(100)
+        .build();
+    layer.layer(Bare)
+}
+
+/// failsafe has no tower layer: the closed-state cost is `is_call_permitted` plus recording
+/// the outcome, which is what a layer over it would do per call.
+#[derive(Clone)]
+struct Failsafe<S> {
+    breaker: failsafe::StateMachine<failsafe::failure_policy::ConsecutiveFailures<failsafe::backoff::Constant>, ()>,
+    inner: S,
+}
+
+fn failsafe() -> Failsafe<Bare> {
+    let policy = failsafe::failure_policy::consecutive_failures(5, failsafe::backoff::constant(Duration::from_secs(5)));
+    Failsafe {
+        breaker: failsafe::Config::new().failure_policy(policy).build(),
+        inner: Bare,
+    }
+}
+
+impl<S: Service<u64>> Service<u64> for Failsafe<S> {
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Ready<Result<S::Response, S::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: u64) -> Self::Future {
+        assert!(self.breaker.is_call_permitted());
+        let mut fut = std::pin::pin!(self.inner.call(req));
+        let result = match fut.as_mut().poll(&mut Context::from_waker(std::task::Waker::noop())) {
+            Poll::Ready(r) => r,
+            Poll::Pending => unreachable!("Bare answers at once"),
+        };
+        match &result {
+            Ok(_) => self.breaker.on_success(),
+            Err(_) => self.breaker.on_error(),
+        }
+        ready(result)
+    }
+}
+
+/// Runs `iters` calls split over `threads` threads and returns the time per call per thread
+/// (the wall time of the slowest thread divided by its calls).
+fn per_call<S>(make: &(impl Fn() -> S + Sync), threads: u64, iters: u64) -> Duration
+where
+    S: Service<u64> + Send,
+{
+    let per_thread = iters.max(1);
+    let start = Instant::now();
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| {
+                let mut svc = make();
+                let mut cx = Context::from_waker(std::task::Waker::noop());
+                for i in 0..per_thread {
+                    call_once(&mut svc, &mut cx, i);
+                }
+            });
+        }
+    });
+    start.elapsed()
+}
+
+fn bench(c: &mut Criterion) {
+    // One runtime entered on the bench thread, for the layers that read tokio's clock.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let _guard = runtime.enter();
+
+    for threads in [1u64, 2] {
+        let mut group = c.benchmark_group(format!("breaker/closed/{threads}-thread"));
+        // Each service is made once and cloned per thread, so every thread shares one
+        // breaker, as every request of a server does.
+        let bare = Bare;
+        let ours = palisade();
+        let theirs = tower_resilience();
+        let fs = failsafe();
+        group.bench_function("bare", |b| b.iter_custom(|n| per_call(&|| bare, threads, n)));
+        group.bench_function("palisade", |b| b.iter_custom(|n| per_call(&|| ours.clone(), threads, n)));
+        group.bench_function("tower-resilience", |b| {
+            b.iter_custom(|n| {
+                let _guard = runtime.enter();
+                per_call(&|| theirs.clone(), threads, n)
+            })
+        });
+        group.bench_function("failsafe", |b| b.iter_custom(|n| per_call(&|| fs.clone(), threads, n)));
+        group.finish();
+    }
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

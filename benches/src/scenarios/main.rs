@@ -1,0 +1,84 @@
+//! Deterministic simulations, in tokio's paused clock, of the situations palisade's layers
+//! exist for. Each runs palisade beside the alternative a user would otherwise pick.
+//!
+//! ```text
+//! cargo run --release -p palisade-benches --bin scenarios -- <scenario> [--json FILE] [--plot DIR]
+//! ```
+//!
+//! Scenarios: `breaker-outage`.
+#![allow(clippy::print_stdout)]
+
+mod breaker_outage;
+mod plot;
+mod report;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+const SCENARIOS: &[&str] = &["breaker-outage"];
+
+struct Args {
+    scenario: String,
+    json: Option<PathBuf>,
+    plot: Option<PathBuf>,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut args = std::env::args().skip(1);
+    let mut scenario = None;
+    let (mut json, mut plot) = (None, None);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--json" => json = Some(args.next().ok_or("--json needs a file")?.into()),
+            "--plot" => plot = Some(args.next().ok_or("--plot needs a directory")?.into()),
+            "-h" | "--help" => return Err(String::new()),
+            other if scenario.is_none() && !other.starts_with('-') => scenario = Some(other.to_owned()),
+            other => return Err(format!("unexpected argument `{other}`")),
+        }
+    }
+    let scenario = scenario.ok_or("which scenario?")?;
+    if !SCENARIOS.contains(&scenario.as_str()) {
+        return Err(format!("unknown scenario `{scenario}`"));
+    }
+    Ok(Args { scenario, json, plot })
+}
+
+fn main() -> ExitCode {
+    let args = match parse_args() {
+        Ok(args) => args,
+        Err(message) => {
+            if !message.is_empty() {
+                eprintln!("error: {message}");
+            }
+            eprintln!("usage: scenarios <{}> [--json FILE] [--plot DIR]", SCENARIOS.join("|"));
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .expect("a current-thread runtime");
+    let report = match args.scenario.as_str() {
+        "breaker-outage" => runtime.block_on(breaker_outage::run()),
+        _ => unreachable!("checked in parse_args"),
+    };
+    println!("{}", report.table());
+    if let Some(path) = &args.json {
+        if let Err(e) = std::fs::write(path, report.json()) {
+            eprintln!("error: cannot write {}: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
+        println!("wrote {}", path.display());
+    }
+    if let Some(dir) = &args.plot {
+        match report.plot(dir) {
+            Ok(files) => files.iter().for_each(|f| println!("wrote {}", f.display())),
+            Err(e) => {
+                eprintln!("error: cannot plot into {}: {e}", dir.display());
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,83 @@
+//! The response future of [`CircuitBreaker`](crate::CircuitBreaker).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use palisade_core::{Classification, Classify, Outcome};
+use pin_project_lite::pin_project;
+
+use crate::error::BreakerOpen;
+use crate::shared::Permit;
+
+pin_project! {
+    /// The response future of [`CircuitBreaker`](crate::CircuitBreaker): the inner future,
+    /// whose outcome it reports to the breaker, or a refusal.
+    pub struct ResponseFuture<F, C> {
+        #[pin]
+        kind: Kind<F, C>,
+    }
+}
+
+pin_project! {
+    #[project = KindProj]
+    enum Kind<F, C> {
+        Called { #[pin] future: F, permit: Option<Permit>, classifier: C },
+        Rejected { error: Option<BreakerOpen> },
+    }
+}
+
+impl<F, C> ResponseFuture<F, C> {
+    pub(crate) fn called(future: F, permit: Permit, classifier: C) -> Self {
+        Self {
+            kind: Kind::Called {
+                future,
+                permit: Some(permit),
+                classifier,
+            },
+        }
+    }
+
+    pub(crate) fn rejected(error: BreakerOpen) -> Self {
+        Self {
+            kind: Kind::Rejected { error: Some(error) },
+        }
+    }
+}
+
+impl<F, C, T, E> Future for ResponseFuture<F, C>
+where
+    F: Future<Output = Result<T, E>>,
+    E: Into<tower::BoxError>,
+    C: Classify<T, E>,
+{
+    type Output = Result<T, tower::BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().kind.project() {
+            KindProj::Called {
+                future,
+                permit,
+                classifier,
+            } => {
+                let result = ready!(future.poll(cx));
+                let outcome = match &result {
+                    Ok(response) => match classifier.classify_response(response) {
+                        Classification::Complete(outcome) => outcome,
+                        // The body is out of reach here: the call proves nothing either way.
+                        Classification::AtEndOfStream => Outcome::Ignored,
+                    },
+                    Err(error) => classifier.classify_error(error),
+                };
+                if let Some(permit) = permit.take() {
+                    permit.record(outcome);
+                }
+                Poll::Ready(result.map_err(Into::into))
+            }
+            KindProj::Rejected { error } => {
+                let error = error.take().expect("ResponseFuture polled after completion");
+                Poll::Ready(Err(error.into()))
+            }
+        }
+    }
+}

@@ -1,0 +1,92 @@
+//! The breaker's metrics, recorded through the `metrics` facade.
+//!
+//! | name | type | labels | meaning |
+//! |---|---|---|---|
+//! | `palisade_breaker_state` | gauge | `name`, `state` | 1 for the current state, 0 for the others |
+//! | `palisade_breaker_calls_total` | counter | `name`, `outcome` | calls that ran, by outcome: `success`, `failure`, `ignored`, `cancelled` |
+//! | `palisade_breaker_slow_calls_total` | counter | `name` | calls at or beyond the slow-call threshold |
+//! | `palisade_breaker_rejected_total` | counter | `name` | calls refused |
+//! | `palisade_breaker_transitions_total` | counter | `name`, `from`, `to` | changes of state |
+//!
+//! Handles are registered once, when the breaker is made, so recording a call is an
+//! increment on a handle; install the recorder (e.g. `metrics-exporter-prometheus`) before
+//! building layers.
+
+use metrics::{Counter, Gauge, counter, describe_counter, describe_gauge, gauge};
+use palisade_core::Outcome;
+
+use crate::state::{State, Transition};
+
+pub(crate) struct BreakerMetrics {
+    name: String,
+    success: Counter,
+    failure: Counter,
+    ignored: Counter,
+    cancelled: Counter,
+    slow: Counter,
+    rejected: Counter,
+    state: [Gauge; 5],
+}
+
+impl BreakerMetrics {
+    pub(crate) fn new(name: &str) -> Self {
+        describe_gauge!("palisade_breaker_state", "1 for the breaker's current state, 0 for the others");
+        describe_counter!("palisade_breaker_calls_total", "Calls through the breaker, by outcome");
+        describe_counter!("palisade_breaker_slow_calls_total", "Calls at or beyond the slow-call threshold");
+        describe_counter!("palisade_breaker_rejected_total", "Calls refused by the breaker");
+        describe_counter!("palisade_breaker_transitions_total", "Breaker state changes");
+        let calls = |outcome: &'static str| {
+            counter!("palisade_breaker_calls_total", "name" => name.to_owned(), "outcome" => outcome)
+        };
+        let metrics = Self {
+            name: name.to_owned(),
+            success: calls("success"),
+            failure: calls("failure"),
+            ignored: calls("ignored"),
+            cancelled: calls("cancelled"),
+            slow: counter!("palisade_breaker_slow_calls_total", "name" => name.to_owned()),
+            rejected: counter!("palisade_breaker_rejected_total", "name" => name.to_owned()),
+            state: State::ALL.map(|s| {
+                gauge!("palisade_breaker_state", "name" => name.to_owned(), "state" => s.as_str())
+            }),
+        };
+        metrics.set_state(State::Closed);
+        metrics
+    }
+
+    pub(crate) fn call(&self, outcome: Outcome, slow: bool) {
+        match outcome {
+            Outcome::Success => self.success.increment(1),
+            Outcome::Failure => self.failure.increment(1),
+            Outcome::Ignored => self.ignored.increment(1),
+        }
+        if slow {
+            self.slow.increment(1);
+        }
+    }
+
+    pub(crate) fn cancelled(&self) {
+        self.cancelled.increment(1);
+    }
+
+    pub(crate) fn rejected(&self) {
+        self.rejected.increment(1);
+    }
+
+    pub(crate) fn transition(&self, t: Transition) {
+        counter!(
+            "palisade_breaker_transitions_total",
+            "name" => self.name.clone(),
+            "from" => t.from.as_str(),
+            "to" => t.to.as_str()
+        )
+        .increment(1);
+        self.set_state(t.to);
+    }
+
+    fn set_state(&self, current: State) {
+        for (gauge, state) in self.state.iter().zip(State::ALL) {
+            gauge.set(if state == current { 1.0 } else { 0.0 });
+        }
+    }
+}

@@ -1,0 +1,179 @@
+use http::{HeaderMap, Response, StatusCode};
+
+use super::{Classification, Classify, GrpcClassifier, Outcome};
+use crate::grpc::is_grpc;
+
+/// The classifier for HTTP services.
+///
+/// By default `1xx`-`3xx` succeed, `4xx` are ignored (the client's fault says nothing about
+/// the server), `5xx` and transport errors fail. Every status can be set on its own or by
+/// range. gRPC responses (a `content-type` of `application/grpc...`) are handed to the inner
+/// [`GrpcClassifier`], so one classifier serves a server that speaks both.
+///
+/// ```
+/// use http::StatusCode;
+/// use palisade_core::{HttpClassifier, Outcome};
+///
+/// // A rate limit from this upstream means it is overloaded: count it.
+/// let classifier = HttpClassifier::default()
+///     .status(StatusCode::TOO_MANY_REQUESTS, Outcome::Failure)
+///     // and this one answers 501 for features it lacks, which is not an outage.
+///     .status(StatusCode::NOT_IMPLEMENTED, Outcome::Ignored);
+/// assert_eq!(classifier.outcome_of(StatusCode::TOO_MANY_REQUESTS), Outcome::Failure);
+/// assert_eq!(classifier.outcome_of(StatusCode::NOT_IMPLEMENTED), Outcome::Ignored);
+/// assert_eq!(classifier.outcome_of(StatusCode::BAD_GATEWAY), Outcome::Failure);
+/// ```
+#[derive(Debug, Clone)]
+pub struct HttpClassifier {
+    /// The outcome of each status from 100 to 999, indexed by `status - 100`.
+    by_status: Box<[Outcome; 900]>,
+    errors: Outcome,
+    grpc: GrpcClassifier,
+}
+
+impl Default for HttpClassifier {
+    fn default() -> Self {
+        let mut by_status = Box::new([Outcome::Success; 900]);
+        for code in 400..500 {
+            by_status[code - 100] = Outcome::Ignored;
+        }
+        for code in 500..1000 {
+            by_status[code - 100] = Outcome::Failure;
+        }
+        Self {
+            by_status,
+            errors: Outcome::Failure,
+            grpc: GrpcClassifier::default(),
+        }
+    }
+}
+
+impl HttpClassifier {
+    /// Sets the outcome of one status.
+    pub fn status(mut self, status: StatusCode, outcome: Outcome) -> Self {
+        self.by_status[usize::from(status.as_u16()) - 100] = outcome;
+        self
+    }
+
+    /// Sets the outcome of every status in `range` (for example `500..=599`); statuses
+    /// outside 100..=999 are skipped.
+    pub fn statuses(mut self, range: impl IntoIterator<Item = u16>, outcome: Outcome) -> Self {
+        for code in range {
+            if (100..1000).contains(&code) {
+                self.by_status[usize::from(code) - 100] = outcome;
+            }
+        }
+        self
+    }
+
+    /// Sets the outcome of an error returned instead of a response (default: failure).
+    pub fn errors(mut self, outcome: Outcome) -> Self {
+        self.errors = outcome;
+        self
+    }
+
+    /// Sets the classifier for gRPC responses.
+    pub fn grpc(mut self, grpc: GrpcClassifier) -> Self {
+        self.grpc = grpc;
+        self
+    }
+
+    /// The outcome of a plain-HTTP response with this status.
+    pub fn outcome_of(&self, status: StatusCode) -> Outcome {
+        self.by_status[usize::from(status.as_u16()) - 100]
+    }
+}
+
+impl<B, E> Classify<Response<B>, E> for HttpClassifier {
+    fn classify_response(&self, response: &Response<B>) -> Classification {
+        if is_grpc(response.headers()) {
+            return <GrpcClassifier as Classify<Response<B>, E>>::classify_response(
+                &self.grpc, response,
+            );
+        }
+        Classification::Complete(self.outcome_of(response.status()))
+    }
+
+    fn classify_error(&self, _: &E) -> Outcome {
+        self.errors
+    }
+
+    fn classify_end_of_stream(&self, trailers: Option<&HeaderMap>) -> Outcome {
+        // Only gRPC responses defer to the end of the stream.
+        self.grpc.outcome_of_trailers(trailers)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::grpc::GRPC_STATUS;
+    use http::header::CONTENT_TYPE;
+
+    fn classify(c: &HttpClassifier, response: &Response<()>) -> Classification {
+        <HttpClassifier as Classify<Response<()>, ()>>::classify_response(c, response)
+    }
+
+    fn status(code: u16) -> Response<()> {
+        Response::builder().status(code).body(()).unwrap()
+    }
+
+    #[test]
+    fn defaults_fail_5xx_ignore_4xx_and_pass_the_rest() {
+        let c = HttpClassifier::default();
+        for (code, outcome) in [
+            (200, Outcome::Success),
+            (204, Outcome::Success),
+            (304, Outcome::Success),
+            (400, Outcome::Ignored),
+            (404, Outcome::Ignored),
+            (429, Outcome::Ignored),
+            (500, Outcome::Failure),
+            (503, Outcome::Failure),
+            (599, Outcome::Failure),
+        ] {
+            assert_eq!(
+                classify(&c, &status(code)),
+                Classification::Complete(outcome),
+                "{code}"
+            );
+        }
+        assert_eq!(
+            <HttpClassifier as Classify<Response<()>, ()>>::classify_error(&c, &()),
+            Outcome::Failure
+        );
+    }
+
+    #[test]
+    fn statuses_and_errors_are_configurable() {
+        let c = HttpClassifier::default()
+            .statuses(400..=499, Outcome::Failure)
+            .status(StatusCode::SERVICE_UNAVAILABLE, Outcome::Ignored)
+            .errors(Outcome::Ignored);
+        assert_eq!(c.outcome_of(StatusCode::NOT_FOUND), Outcome::Failure);
+        assert_eq!(c.outcome_of(StatusCode::SERVICE_UNAVAILABLE), Outcome::Ignored);
+        assert_eq!(
+            <HttpClassifier as Classify<Response<()>, ()>>::classify_error(&c, &()),
+            Outcome::Ignored
+        );
+    }
+
+    #[test]
+    fn grpc_responses_are_classified_by_their_status() {
+        let c = HttpClassifier::default();
+        let trailers_only = Response::builder()
+            .header(CONTENT_TYPE, "application/grpc")
+            .header(GRPC_STATUS, "14")
+            .body(())
+            .unwrap();
+        assert_eq!(
+            classify(&c, &trailers_only),
+            Classification::Complete(Outcome::Failure)
+        );
+        let streaming = Response::builder()
+            .header(CONTENT_TYPE, "application/grpc")
+            .body(())
+            .unwrap();
+        assert_eq!(classify(&c, &streaming), Classification::AtEndOfStream);
+    }
+}

@@ -1,0 +1,79 @@
+//! Outcome classification: was a call a success, a failure, or neither?
+
+mod grpc;
+mod http;
+mod plain;
+
+use std::time::Duration;
+
+pub use self::grpc::GrpcClassifier;
+pub use self::http::HttpClassifier;
+pub use self::plain::{ClassifyFn, ErrorsAsFailures, classify_fn};
+
+/// What a call says about the health of the service that answered it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    /// The service did its job.
+    Success,
+    /// The service failed: this call counts against it.
+    Failure,
+    /// The call says nothing about the service's health (a `404`, an invalid argument, a
+    /// cancelled call): it counts neither way.
+    Ignored,
+}
+
+/// The classification of a response, which may have to wait for the end of its body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Classification {
+    /// The response head was enough to decide.
+    Complete(Outcome),
+    /// The outcome is in the trailers (a gRPC response that streams messages before its
+    /// `grpc-status`): ask [`Classify::classify_end_of_stream`] when the body ends.
+    AtEndOfStream,
+}
+
+/// Maps the result of a call to an [`Outcome`].
+///
+/// Implementations are shared by reference by every call through a layer, so they hold
+/// configuration, never per-call state.
+pub trait Classify<Res, E> {
+    /// Classifies a response. Return [`Classification::AtEndOfStream`] only when the
+    /// response is an HTTP response whose trailers will decide; a layer that cannot see the
+    /// body (a layer over a non-HTTP service) counts such a call as [`Outcome::Ignored`].
+    fn classify_response(&self, response: &Res) -> Classification;
+
+    /// Classifies an error returned by the service instead of a response.
+    fn classify_error(&self, error: &E) -> Outcome;
+
+    /// Classifies the end of a body whose response was [`Classification::AtEndOfStream`]:
+    /// `trailers` is `None` when the body ended without any.
+    fn classify_end_of_stream(&self, trailers: Option<&::http::HeaderMap>) -> Outcome {
+        let _ = trailers;
+        Outcome::Success
+    }
+}
+
+/// Marks calls that took too long, whatever their outcome: the slow-call axis of a breaker
+/// (resilience4j's `slowCallDurationThreshold`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SlowCallThreshold(pub Duration);
+
+impl SlowCallThreshold {
+    /// Whether a call that took `elapsed` is slow: at or beyond the threshold.
+    pub fn is_slow(&self, elapsed: Duration) -> bool {
+        elapsed >= self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_call_at_the_threshold_is_slow() {
+        let threshold = SlowCallThreshold(Duration::from_millis(100));
+        assert!(!threshold.is_slow(Duration::from_millis(99)));
+        assert!(threshold.is_slow(Duration::from_millis(100)));
+        assert!(threshold.is_slow(Duration::from_secs(3)));
+    }
+}

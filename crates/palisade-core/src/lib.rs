@@ -1,0 +1,61 @@
+//! What palisade's layers share, and nothing else.
+//!
+//! Every palisade layer has to answer the same two questions, and this crate answers them
+//! once so that the breaker, the retry layer, the shedder and the balancer agree:
+//!
+//! 1. **Did that call succeed?** [`classify`] maps a `Result<Response, Error>` to an
+//!    [`Outcome`] — success, failure, or ignored (neither: a `404` says nothing about the
+//!    health of the server). Classifiers exist for plain results ([`ErrorsAsFailures`]),
+//!    HTTP ([`HttpClassifier`]: 5xx and transport errors fail, 4xx are ignored) and gRPC
+//!    ([`GrpcClassifier`]: a configurable set of `grpc-status` codes fail, read from the
+//!    headers or, for streaming responses, from the trailers). [`SlowCallThreshold`] adds the
+//!    other axis: a call can succeed and still be too slow.
+//!
+//! 2. **How is a refusal said?** A layer that refuses a request (an open breaker, a shed
+//!    request) describes the refusal with the [`Rejection`] trait, and [`response`] turns it
+//!    into what the caller's protocol expects: an HTTP `503` (or the layer's status) with
+//!    `Retry-After` and an RFC 9457 `application/problem+json` body, or a gRPC status with
+//!    `grpc-retry-pushback-ms`. That is what lets a layer drop into an axum `Router` without
+//!    `HandleErrorLayer`.
+//!
+//! Plus [`ConfigError`], the one error every builder returns.
+//!
+//! # Example
+//!
+//! ```
+//! use http::{Response, StatusCode};
+//! use palisade_core::{Classification, Classify, HttpClassifier, Outcome};
+//!
+//! let classifier = HttpClassifier::default();
+//! let ok = Response::builder().status(StatusCode::OK).body(()).unwrap();
+//! let not_found = Response::builder().status(StatusCode::NOT_FOUND).body(()).unwrap();
+//! let broken = Response::builder().status(StatusCode::BAD_GATEWAY).body(()).unwrap();
+//!
+//! let outcome = |r: &Response<()>| {
+//!     <HttpClassifier as Classify<Response<()>, std::io::Error>>::classify_response(&classifier, r)
+//! };
+//! assert_eq!(outcome(&ok), Classification::Complete(Outcome::Success));
+//! assert_eq!(outcome(&not_found), Classification::Complete(Outcome::Ignored));
+//! assert_eq!(outcome(&broken), Classification::Complete(Outcome::Failure));
+//! ```
+//!
+//! # Why not tower-http's `classify`?
+//!
+//! tower-http's `ClassifyResponse` is the model for the trailers handling here, but it does
+//! not fit as is: it only knows HTTP responses (the breaker also wraps plain services), it
+//! has two answers where a breaker needs three (a `404` must count neither as a success nor
+//! as a failure, or a scan of missing pages would close an open breaker), and its classifiers
+//! are consumed per request, where ours are shared by reference on the hot path.
+
+mod classify;
+mod config_error;
+pub mod grpc;
+pub mod response;
+
+pub use classify::{
+    Classification, Classify, ClassifyFn, ErrorsAsFailures, GrpcClassifier, HttpClassifier,
+    Outcome, SlowCallThreshold, classify_fn,
+};
+pub use config_error::ConfigError;
+pub use grpc::GrpcCode;
+pub use response::{Problem, Rejection, ResponseBody, rejection_response};

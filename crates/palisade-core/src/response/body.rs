@@ -1,0 +1,106 @@
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use pin_project_lite::pin_project;
+
+pin_project! {
+    /// The body of a response from a palisade layer in HTTP mode: the inner service's body,
+    /// or the small body of a refusal.
+    ///
+    /// One enum instead of a boxed body keeps refusals and passes allocation-free.
+    pub struct ResponseBody<B> {
+        #[pin]
+        kind: Kind<B>,
+    }
+}
+
+pin_project! {
+    #[project = KindProj]
+    enum Kind<B> {
+        Inner { #[pin] body: B },
+        Rejection { body: Option<Bytes> },
+    }
+}
+
+impl<B> ResponseBody<B> {
+    /// Wraps the inner service's body.
+    pub fn inner(body: B) -> Self {
+        Self {
+            kind: Kind::Inner { body },
+        }
+    }
+
+    /// A body of fixed bytes (an empty one is sent as no frame at all).
+    pub fn rejection(bytes: Bytes) -> Self {
+        let body = (!bytes.is_empty()).then_some(bytes);
+        Self {
+            kind: Kind::Rejection { body },
+        }
+    }
+
+    /// Whether this is a refusal's body rather than the inner service's.
+    pub fn is_rejection(&self) -> bool {
+        matches!(self.kind, Kind::Rejection { .. })
+    }
+}
+
+impl<B> Body for ResponseBody<B>
+where
+    B: Body<Data = Bytes>,
+{
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        match self.project().kind.project() {
+            KindProj::Inner { body } => body.poll_frame(cx),
+            KindProj::Rejection { body } => Poll::Ready(body.take().map(|b| Ok(Frame::data(b)))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.kind {
+            Kind::Inner { body } => body.is_end_stream(),
+            Kind::Rejection { body } => body.is_none(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            Kind::Inner { body } => body.size_hint(),
+            Kind::Rejection { body } => {
+                SizeHint::with_exact(body.as_ref().map_or(0, |b| b.len() as u64))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::{BodyExt, Full};
+
+    #[tokio::test]
+    async fn passes_the_inner_body_through() {
+        let body = ResponseBody::inner(Full::new(Bytes::from_static(b"hello")));
+        assert!(!body.is_rejection());
+        assert_eq!(body.size_hint().exact(), Some(5));
+        assert_eq!(&body.collect().await.unwrap().to_bytes()[..], b"hello");
+    }
+
+    #[tokio::test]
+    async fn sends_a_rejection_once() {
+        let body: ResponseBody<Full<Bytes>> = ResponseBody::rejection(Bytes::from_static(b"{}"));
+        assert!(body.is_rejection());
+        assert_eq!(body.size_hint().exact(), Some(2));
+        assert!(!body.is_end_stream());
+        assert_eq!(&body.collect().await.unwrap().to_bytes()[..], b"{}");
+        let empty: ResponseBody<Full<Bytes>> = ResponseBody::rejection(Bytes::new());
+        assert!(empty.is_end_stream());
+    }
+}

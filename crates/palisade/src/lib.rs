@@ -1,0 +1,47 @@
+//! Resilience layers for Tower, in one crate.
+//!
+//! palisade is a set of independent Tower layers that give any `tower::Service` — an axum
+//! `Router`, a tonic server or `Channel`, a hyper client — the resilience patterns of
+//! distributed systems, in-process, at a cost close to zero. Each layer lives in its own
+//! crate; this one re-exports them behind features named after them, with a [`prelude`] and
+//! a [`ServiceBuilderExt`] so a stack reads as one chain.
+//!
+//! | feature | crate | what it does |
+//! |---|---|---|
+//! | `breaker` (default) | [`palisade-breaker`](breaker) | circuit breaker: fail-fast, gate mode for balancers, keyed, HTTP/gRPC-aware |
+//!
+//! ```
+//! use std::time::Duration;
+//! use palisade::prelude::*;
+//! use tower::{ServiceBuilder, ServiceExt, service_fn};
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! let config = BreakerConfig::builder().name("search").build().unwrap();
+//! let svc = ServiceBuilder::new()
+//!     .circuit_breaker(config)
+//!     .service(service_fn(|q: &'static str| async move { Ok::<_, std::io::Error>(q.len()) }));
+//! assert_eq!(svc.oneshot("palisade").await.unwrap(), 8);
+//! # }
+//! ```
+
+#[cfg(feature = "breaker")]
+#[doc(inline)]
+pub use palisade_breaker as breaker;
+#[doc(inline)]
+pub use palisade_core as core;
+
+mod builder_ext;
+
+pub use crate::builder_ext::ServiceBuilderExt;
+
+/// The types most stacks need.
+pub mod prelude {
+    #[cfg(feature = "breaker")]
+    pub use palisade_breaker::{
+        BreakerConfig, BreakerHandle, BreakerOpen, CircuitBreakerLayer, HttpCircuitBreakerLayer,
+        OpenDuration, State, Window,
+    };
+    pub use palisade_core::{ConfigError, GrpcClassifier, HttpClassifier, Outcome};
+
+    pub use crate::ServiceBuilderExt;
+}

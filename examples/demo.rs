@@ -33,7 +33,10 @@ struct Tally {
 async fn main() {
     let backend = Backend::new(
         Script::new()
-            .then(Duration::from_secs(2), Behaviour::healthy(Duration::from_millis(5)))
+            .then(
+                Duration::from_secs(2),
+                Behaviour::healthy(Duration::from_millis(5)),
+            )
             .then(Duration::from_secs(4), Behaviour::failing())
             .forever(Behaviour::healthy(Duration::from_millis(5))),
     );
@@ -48,11 +51,15 @@ async fn main() {
             .expect("the demo's breaker configuration is valid"),
     );
     let handle = breaker.handle();
-    let svc = ServiceBuilder::new().layer(breaker).service(backend.clone());
+    let svc = ServiceBuilder::new()
+        .layer(breaker)
+        .service(backend.clone());
 
     println!("palisade breaker demo");
     println!("  backend: healthy for 2 s, failing every call for 4 s, then healthy again");
-    println!("  breaker: opens after 5 failures in a row, stays open 1 s, then lets 3 probes through;");
+    println!(
+        "  breaker: opens after 5 failures in a row, stays open 1 s, then lets 3 probes through;"
+    );
     println!("           3 successful probes close it, one failed probe opens it again\n");
 
     let start = Instant::now();
@@ -64,11 +71,14 @@ async fn main() {
             let why = match (last, state) {
                 (State::Open, State::Open) => "a probe failed: open again",
                 (_, State::Open) => "calls are refused without reaching the backend",
-                State::HalfOpen => "letting probes through to test the backend",
-                State::Closed => "probes succeeded: traffic flows again",
+                (_, State::HalfOpen) => "letting probes through to test the backend",
+                (_, State::Closed) => "probes succeeded: traffic flows again",
                 _ => "",
             };
-            println!("  {:>5.2}s  ** breaker is now {state:<9} {why}", start.elapsed().as_secs_f64());
+            println!(
+                "  {:>5.2}s  ** breaker is now {state:<9} {why}",
+                start.elapsed().as_secs_f64()
+            );
             last = state;
         }
     });
@@ -79,7 +89,10 @@ async fn main() {
         let tally = Arc::clone(&tally);
         let handle = handle.clone();
         tokio::spawn(async move {
-            println!("  {:>6}  {:<10} {:>8} {:>11} {:>10} {:>8} {:>8}", "time", "state", "offered", "at backend", "succeeded", "failed", "refused");
+            println!(
+                "  {:>6}  {:<10} {:>8} {:>11} {:>10} {:>8} {:>8}",
+                "time", "state", "offered", "at backend", "succeeded", "failed", "refused"
+            );
             let mut tick = tokio::time::interval(Duration::from_millis(500));
             tick.tick().await;
             let mut last = [0u64; 5];
@@ -97,7 +110,11 @@ async fn main() {
                     "  {:>5.1}s  {:<10} {:>8} {:>11} {:>10} {:>8} {:>8}",
                     start.elapsed().as_secs_f64(),
                     handle.state().as_str(),
-                    d[0], d[1], d[2], d[3], d[4]
+                    d[0],
+                    d[1],
+                    d[2],
+                    d[3],
+                    d[4]
                 );
                 last = now;
             }
@@ -129,9 +146,18 @@ async fn main() {
     println!("\nsummary");
     println!("  requests offered            {offered}");
     println!("  reached the backend         {reached}");
-    println!("  succeeded                   {}", tally.succeeded.load(Relaxed));
-    println!("  failed at the backend       {}", tally.failed.load(Relaxed));
-    println!("  refused by the breaker      {} (answered at once, the backend never saw them)", tally.refused.load(Relaxed));
+    println!(
+        "  succeeded                   {}",
+        tally.succeeded.load(Relaxed)
+    );
+    println!(
+        "  failed at the backend       {}",
+        tally.failed.load(Relaxed)
+    );
+    println!(
+        "  refused by the breaker      {} (answered at once, the backend never saw them)",
+        tally.refused.load(Relaxed)
+    );
     println!("  final breaker state         {}", handle.state());
     println!("\nDuring the 4 s outage the backend was spared almost every call: the breaker");
     println!("tripped after 5 failures, then only a handful of probes tested it each second.");

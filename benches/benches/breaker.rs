@@ -52,7 +52,8 @@ fn tower_resilience() -> impl Service<u64> + Clone + Send + 'static {
     let layer = tower_resilience::circuitbreaker::CircuitBreakerLayer::builder()
         .failure_rate_threshold(0.5)
         .sliding_window_size(100)
-        .build();
+        .build()
+        .unwrap();
     layer.layer(Bare)
 }
 
@@ -60,12 +61,18 @@ fn tower_resilience() -> impl Service<u64> + Clone + Send + 'static {
 /// the outcome, which is what a layer over it would do per call.
 #[derive(Clone)]
 struct Failsafe<S> {
-    breaker: failsafe::StateMachine<failsafe::failure_policy::ConsecutiveFailures<failsafe::backoff::Constant>, ()>,
+    breaker: failsafe::StateMachine<
+        failsafe::failure_policy::ConsecutiveFailures<failsafe::backoff::Constant>,
+        (),
+    >,
     inner: S,
 }
 
 fn failsafe() -> Failsafe<Bare> {
-    let policy = failsafe::failure_policy::consecutive_failures(5, failsafe::backoff::constant(Duration::from_secs(5)));
+    let policy = failsafe::failure_policy::consecutive_failures(
+        5,
+        failsafe::backoff::constant(Duration::from_secs(5)),
+    );
     Failsafe {
         breaker: failsafe::Config::new().failure_policy(policy).build(),
         inner: Bare,
@@ -84,7 +91,10 @@ impl<S: Service<u64>> Service<u64> for Failsafe<S> {
     fn call(&mut self, req: u64) -> Self::Future {
         assert!(self.breaker.is_call_permitted());
         let mut fut = std::pin::pin!(self.inner.call(req));
-        let result = match fut.as_mut().poll(&mut Context::from_waker(std::task::Waker::noop())) {
+        let result = match fut
+            .as_mut()
+            .poll(&mut Context::from_waker(std::task::Waker::noop()))
+        {
             Poll::Ready(r) => r,
             Poll::Pending => unreachable!("Bare answers at once"),
         };
@@ -135,15 +145,21 @@ fn bench(c: &mut Criterion) {
         let ours = palisade();
         let theirs = tower_resilience();
         let fs = failsafe();
-        group.bench_function("bare", |b| b.iter_custom(|n| per_call(&|| bare, threads, n)));
-        group.bench_function("palisade", |b| b.iter_custom(|n| per_call(&|| ours.clone(), threads, n)));
+        group.bench_function("bare", |b| {
+            b.iter_custom(|n| per_call(&|| bare, threads, n))
+        });
+        group.bench_function("palisade", |b| {
+            b.iter_custom(|n| per_call(&|| ours.clone(), threads, n))
+        });
         group.bench_function("tower-resilience", |b| {
             b.iter_custom(|n| {
                 let _guard = runtime.enter();
                 per_call(&|| theirs.clone(), threads, n)
             })
         });
-        group.bench_function("failsafe", |b| b.iter_custom(|n| per_call(&|| fs.clone(), threads, n)));
+        group.bench_function("failsafe", |b| {
+            b.iter_custom(|n| per_call(&|| fs.clone(), threads, n))
+        });
         group.finish();
     }
 }

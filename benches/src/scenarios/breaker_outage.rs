@@ -42,13 +42,22 @@ pub(crate) async fn run() -> Report {
             let mut row = Map::new();
             row.insert("system".into(), json!(r.system));
             row.insert("offered".into(), json!(r.offered));
-            row.insert("offered_during_outage".into(), json!(r.offered_during_outage));
-            row.insert("backend_calls_during_outage".into(), json!(r.backend_calls_during_outage));
+            row.insert(
+                "offered_during_outage".into(),
+                json!(r.offered_during_outage),
+            );
+            row.insert(
+                "backend_calls_during_outage".into(),
+                json!(r.backend_calls_during_outage),
+            );
             row.insert(
                 "recovery_to_closed_ms".into(),
                 json!(r.recovery_to_closed.map(|d| d.as_millis() as u64)),
             );
-            row.insert("success_rate".into(), json!(r.successes as f64 / r.offered as f64));
+            row.insert(
+                "success_rate".into(),
+                json!(r.successes as f64 / r.offered as f64),
+            );
             row
         })
         .collect();
@@ -58,18 +67,26 @@ pub(crate) async fn run() -> Report {
         charts: vec![
             Chart {
                 file: "breaker-outage-calls.svg",
-                title: "breaker-outage: calls reaching the dependency (outage from 10 s to 40 s)".into(),
+                title: "breaker-outage: calls reaching the dependency (outage from 10 s to 40 s)"
+                    .into(),
                 y_label: "calls / s",
                 series: runs
                     .iter()
-                    .map(|r| Series { name: r.system.into(), points: r.calls_per_sec.clone() })
+                    .map(|r| Series {
+                        name: r.system.into(),
+                        points: r.calls_per_sec.clone(),
+                    })
                     .collect(),
             },
             Chart {
                 file: "breaker-outage-state.svg",
-                title: "breaker-outage: palisade breaker state (0 closed, 1 half-open, 2 open)".into(),
+                title: "breaker-outage: palisade breaker state (0 closed, 1 half-open, 2 open)"
+                    .into(),
                 y_label: "state",
-                series: vec![Series { name: "palisade".into(), points: runs[0].state.clone() }],
+                series: vec![Series {
+                    name: "palisade".into(),
+                    points: runs[0].state.clone(),
+                }],
             },
         ],
     }
@@ -90,7 +107,10 @@ async fn simulate(system: &'static str) -> Run {
                 .expect("the default configuration is valid");
             let layer = CircuitBreakerLayer::new(config);
             let handle = layer.handle();
-            (BoxCloneService::new(layer.layer(backend.clone())), Some(handle))
+            (
+                BoxCloneService::new(layer.layer(backend.clone())),
+                Some(handle),
+            )
         }
         _ => (
             BoxCloneService::new(ServiceExt::<()>::map_err(backend.clone(), BoxError::from)),
@@ -130,7 +150,10 @@ async fn simulate(system: &'static str) -> Run {
         if elapsed >= next_sample {
             let calls = backend.stats().calls();
             let t = elapsed.as_secs_f64();
-            calls_per_sec.push((t, (calls - calls_at_last_sample) as f64 / SAMPLE.as_secs_f64()));
+            calls_per_sec.push((
+                t,
+                (calls - calls_at_last_sample) as f64 / SAMPLE.as_secs_f64(),
+            ));
             let level = match breaker_state {
                 State::Open | State::ForcedOpen => 2.0,
                 State::HalfOpen => 1.0,
@@ -161,7 +184,11 @@ async fn simulate(system: &'static str) -> Run {
         offered,
         offered_during_outage,
         backend_calls_during_outage: calls_at_outage_end - calls_at_outage_start,
-        recovery_to_closed: if handle.is_some() { recovery_to_closed } else { Some(Duration::ZERO) },
+        recovery_to_closed: if handle.is_some() {
+            recovery_to_closed
+        } else {
+            Some(Duration::ZERO)
+        },
         successes: successes.load(Relaxed),
         calls_per_sec,
         state,

@@ -32,7 +32,9 @@ fn parse_args() -> Result<Args, String> {
             "--json" => json = Some(args.next().ok_or("--json needs a file")?.into()),
             "--plot" => plot = Some(args.next().ok_or("--plot needs a directory")?.into()),
             "-h" | "--help" => return Err(String::new()),
-            other if scenario.is_none() && !other.starts_with('-') => scenario = Some(other.to_owned()),
+            other if scenario.is_none() && !other.starts_with('-') => {
+                scenario = Some(other.to_owned())
+            }
             other => return Err(format!("unexpected argument `{other}`")),
         }
     }
@@ -40,7 +42,11 @@ fn parse_args() -> Result<Args, String> {
     if !SCENARIOS.contains(&scenario.as_str()) {
         return Err(format!("unknown scenario `{scenario}`"));
     }
-    Ok(Args { scenario, json, plot })
+    Ok(Args {
+        scenario,
+        json,
+        plot,
+    })
 }
 
 fn main() -> ExitCode {
@@ -50,7 +56,10 @@ fn main() -> ExitCode {
             if !message.is_empty() {
                 eprintln!("error: {message}");
             }
-            eprintln!("usage: scenarios <{}> [--json FILE] [--plot DIR]", SCENARIOS.join("|"));
+            eprintln!(
+                "usage: scenarios <{}> [--json FILE] [--plot DIR]",
+                SCENARIOS.join("|")
+            );
             return ExitCode::from(2);
         }
     };

@@ -33,13 +33,23 @@ impl Report {
             return String::new();
         };
         let columns: Vec<&String> = first.keys().collect();
-        let mut out = format!("## {}\n\n| {} |\n|", self.scenario, columns.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(" | "));
+        let mut out = format!(
+            "## {}\n\n| {} |\n|",
+            self.scenario,
+            columns
+                .iter()
+                .map(|c| c.as_str())
+                .collect::<Vec<_>>()
+                .join(" | ")
+        );
         out.push_str(&"---|".repeat(columns.len()));
         for row in &self.results {
             let cells: Vec<String> = columns
                 .iter()
                 .map(|c| match row.get(*c) {
-                    Some(Value::Number(n)) if n.is_f64() => format!("{:.4}", n.as_f64().unwrap_or_default()),
+                    Some(Value::Number(n)) if n.is_f64() => {
+                        format!("{:.4}", n.as_f64().unwrap_or_default())
+                    }
                     Some(Value::String(s)) => s.clone(),
                     Some(v) => v.to_string(),
                     None => String::new(),

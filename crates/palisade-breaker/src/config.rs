@@ -59,7 +59,8 @@ impl OpenDuration {
                 jitter,
             } => {
                 let exponent = i32::try_from(opens.saturating_sub(1)).unwrap_or(i32::MAX);
-                let base = (initial.as_secs_f64() * multiplier.powi(exponent)).min(max.as_secs_f64());
+                let base =
+                    (initial.as_secs_f64() * multiplier.powi(exponent)).min(max.as_secs_f64());
                 let factor = 1.0 + jitter * (2.0 * random - 1.0);
                 Duration::from_secs_f64((base * factor).clamp(0.0, max.as_secs_f64()))
             }
@@ -68,9 +69,10 @@ impl OpenDuration {
 
     fn validate(&self) -> Result<(), ConfigError> {
         match *self {
-            OpenDuration::Fixed(d) if d.is_zero() => {
-                Err(ConfigError::new("open_duration", "must be longer than zero"))
-            }
+            OpenDuration::Fixed(d) if d.is_zero() => Err(ConfigError::new(
+                "open_duration",
+                "must be longer than zero",
+            )),
             OpenDuration::Fixed(_) => Ok(()),
             OpenDuration::Exponential {
                 initial,
@@ -79,7 +81,10 @@ impl OpenDuration {
                 jitter,
             } => {
                 if initial.is_zero() {
-                    Err(ConfigError::new("open_duration", "initial must be longer than zero"))
+                    Err(ConfigError::new(
+                        "open_duration",
+                        "initial must be longer than zero",
+                    ))
                 } else if max < initial {
                     Err(ConfigError::new(
                         "open_duration",
@@ -88,7 +93,9 @@ impl OpenDuration {
                 } else if !(multiplier >= 1.0 && multiplier.is_finite()) {
                     Err(ConfigError::new(
                         "open_duration",
-                        format!("multiplier must be a finite number of at least 1, got {multiplier}"),
+                        format!(
+                            "multiplier must be a finite number of at least 1, got {multiplier}"
+                        ),
                     ))
                 } else if !(0.0..=1.0).contains(&jitter) {
                     Err(ConfigError::new(
@@ -130,7 +137,10 @@ impl Default for BreakerConfig {
             slow_calls: None,
             window: Window::time(Duration::from_secs(10)),
             min_calls: 20,
-            open_duration: OpenDuration::exponential(Duration::from_secs(5), Duration::from_secs(60)),
+            open_duration: OpenDuration::exponential(
+                Duration::from_secs(5),
+                Duration::from_secs(60),
+            ),
             half_open_probes: 3,
             successes_to_close: 3,
         }
@@ -266,7 +276,10 @@ impl BreakerConfigBuilder {
         if let Some((rate, threshold)) = c.slow_calls {
             check_rate("slow_calls", rate)?;
             if threshold.is_zero() {
-                return Err(ConfigError::new("slow_calls", "threshold must be longer than zero"));
+                return Err(ConfigError::new(
+                    "slow_calls",
+                    "threshold must be longer than zero",
+                ));
             }
         }
         if c.consecutive_failures.is_none() && c.failure_rate.is_none() && c.slow_calls.is_none() {
@@ -276,9 +289,14 @@ impl BreakerConfigBuilder {
             ));
         }
         match c.window {
-            Window::Count(0) => return Err(ConfigError::new("window", "must hold at least 1 call")),
+            Window::Count(0) => {
+                return Err(ConfigError::new("window", "must hold at least 1 call"));
+            }
             Window::Time { length, .. } if length.is_zero() => {
-                return Err(ConfigError::new("window", "length must be longer than zero"));
+                return Err(ConfigError::new(
+                    "window",
+                    "length must be longer than zero",
+                ));
             }
             Window::Time { buckets: 0, .. } => {
                 return Err(ConfigError::new("window", "must have at least 1 bucket"));
@@ -326,15 +344,39 @@ mod tests {
         let cases: Vec<(BreakerConfigBuilder, &str)> = vec![
             (BreakerConfig::builder().failure_rate(1.5), "failure_rate"),
             (BreakerConfig::builder().failure_rate(0.0), "failure_rate"),
-            (BreakerConfig::builder().failure_rate(f64::NAN), "failure_rate"),
-            (BreakerConfig::builder().slow_calls(-0.1, Duration::from_secs(1)), "slow_calls"),
-            (BreakerConfig::builder().slow_calls(0.5, Duration::ZERO), "slow_calls"),
-            (BreakerConfig::builder().consecutive_failures(0), "consecutive_failures"),
+            (
+                BreakerConfig::builder().failure_rate(f64::NAN),
+                "failure_rate",
+            ),
+            (
+                BreakerConfig::builder().slow_calls(-0.1, Duration::from_secs(1)),
+                "slow_calls",
+            ),
+            (
+                BreakerConfig::builder().slow_calls(0.5, Duration::ZERO),
+                "slow_calls",
+            ),
+            (
+                BreakerConfig::builder().consecutive_failures(0),
+                "consecutive_failures",
+            ),
             (BreakerConfig::builder().window(Window::count(0)), "window"),
-            (BreakerConfig::builder().window(Window::time(Duration::ZERO)), "window"),
-            (BreakerConfig::builder().half_open_probes(0), "half_open_probes"),
-            (BreakerConfig::builder().successes_to_close(0), "successes_to_close"),
-            (BreakerConfig::builder().successes_to_close(70_000), "successes_to_close"),
+            (
+                BreakerConfig::builder().window(Window::time(Duration::ZERO)),
+                "window",
+            ),
+            (
+                BreakerConfig::builder().half_open_probes(0),
+                "half_open_probes",
+            ),
+            (
+                BreakerConfig::builder().successes_to_close(0),
+                "successes_to_close",
+            ),
+            (
+                BreakerConfig::builder().successes_to_close(70_000),
+                "successes_to_close",
+            ),
             (
                 BreakerConfig::builder().open_duration(OpenDuration::fixed(Duration::ZERO)),
                 "open_duration",
@@ -369,7 +411,10 @@ mod tests {
         assert_eq!(d.nth(u32::MAX, 0.5), Duration::from_secs(60));
         assert_eq!(d.nth(1, 0.0), Duration::from_secs(4));
         assert!(d.nth(1, 0.999_999) <= Duration::from_secs(6));
-        assert!(d.nth(5, 0.999_999) <= Duration::from_secs(60), "the cap holds with jitter");
+        assert!(
+            d.nth(5, 0.999_999) <= Duration::from_secs(60),
+            "the cap holds with jitter"
+        );
         let fixed = OpenDuration::fixed(Duration::from_secs(3));
         assert_eq!(fixed.nth(9, 0.9), Duration::from_secs(3));
     }

@@ -75,7 +75,9 @@ where
                 Poll::Ready(result.map_err(Into::into))
             }
             KindProj::Rejected { error } => {
-                let error = error.take().expect("ResponseFuture polled after completion");
+                let error = error
+                    .take()
+                    .expect("ResponseFuture polled after completion");
                 Poll::Ready(Err(error.into()))
             }
         }

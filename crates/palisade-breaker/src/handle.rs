@@ -66,7 +66,9 @@ impl BreakerHandle {
     /// How long the breaker stays open, if it is open on its own accord.
     pub fn retry_after(&self) -> Option<Duration> {
         let until = self.shared.machine().open_until()?;
-        Some(Duration::from_nanos(until.saturating_sub(self.shared.now())))
+        Some(Duration::from_nanos(
+            until.saturating_sub(self.shared.now()),
+        ))
     }
 
     /// What the breaker has counted.

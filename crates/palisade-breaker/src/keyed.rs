@@ -97,15 +97,20 @@ impl<K, F> KeyedBreakers<K, F> {
     /// Sets the bounds: at most `max_keys` breakers (at least 1), each dropped once unused
     /// for `idle_timeout` (longer than zero). An idle breaker is dropped even if open: when
     /// its key comes back it starts closed, which is what a key unused that long deserves.
-    pub fn with_limits(mut self, max_keys: usize, idle_timeout: Duration) -> Result<Self, ConfigError> {
+    pub fn with_limits(
+        mut self,
+        max_keys: usize,
+        idle_timeout: Duration,
+    ) -> Result<Self, ConfigError> {
         if max_keys == 0 {
             return Err(ConfigError::new("max_keys", "must be at least 1"));
         }
         if idle_timeout.is_zero() {
             return Err(ConfigError::new("idle_timeout", "must be longer than zero"));
         }
-        let registry = Arc::get_mut(&mut self.registry)
-            .ok_or_else(|| ConfigError::new("max_keys", "must be set before the breakers are shared"))?;
+        let registry = Arc::get_mut(&mut self.registry).ok_or_else(|| {
+            ConfigError::new("max_keys", "must be set before the breakers are shared")
+        })?;
         registry.max_keys = max_keys;
         registry.idle_timeout = idle_timeout;
         Ok(self)
@@ -125,7 +130,11 @@ impl<K, F> KeyedBreakers<K, F> {
 impl<K: Hash + Eq + Clone + Display, F> KeyedBreakers<K, F> {
     /// The breaker of `key`, if it has one.
     pub fn get(&self, key: &K) -> Option<BreakerHandle> {
-        let shard = self.registry.shard(key).read().unwrap_or_else(PoisonError::into_inner);
+        let shard = self
+            .registry
+            .shard(key)
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
         shard.get(key).map(|e| e.breaker.clone())
     }
 }
@@ -142,7 +151,11 @@ impl<K: Hash + Eq + Clone + Display> Registry<K> {
     fn breaker(&self, key: K) -> BreakerHandle {
         let now = self.now_ms();
         let shard = self.shard(&key);
-        if let Some(entry) = shard.read().unwrap_or_else(PoisonError::into_inner).get(&key) {
+        if let Some(entry) = shard
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&key)
+        {
             if entry.last_used.load(Relaxed) != now {
                 entry.last_used.store(now, Relaxed);
             }
@@ -152,7 +165,10 @@ impl<K: Hash + Eq + Clone + Display> Registry<K> {
         let swept = self.last_sweep.load(Relaxed);
         if self.len.load(Relaxed) >= self.max_keys
             || (now.saturating_sub(swept) >= idle_ms
-                && self.last_sweep.compare_exchange(swept, now, Relaxed, Relaxed).is_ok())
+                && self
+                    .last_sweep
+                    .compare_exchange(swept, now, Relaxed, Relaxed)
+                    .is_ok())
         {
             self.make_room(now, idle_ms);
         }
@@ -189,7 +205,9 @@ impl<K: Hash + Eq + Clone + Display> Registry<K> {
             return;
         }
         if let Some((used, index)) = oldest {
-            let mut map = self.shards[index].write().unwrap_or_else(PoisonError::into_inner);
+            let mut map = self.shards[index]
+                .write()
+                .unwrap_or_else(PoisonError::into_inner);
             let victim = map
                 .iter()
                 .find(|(_, e)| e.last_used.load(Relaxed) <= used)
@@ -237,7 +255,10 @@ mod tests {
         assert_eq!(a.state(), State::ForcedOpen);
         assert_eq!(b.state(), State::Closed);
         assert_eq!(a.name(), "test:a");
-        assert_eq!(breakers.get(&"a".to_owned()).unwrap().state(), State::ForcedOpen);
+        assert_eq!(
+            breakers.get(&"a".to_owned()).unwrap().state(),
+            State::ForcedOpen
+        );
         assert_eq!(breakers.len(), 2);
     }
 
@@ -266,7 +287,21 @@ mod tests {
     fn bad_limits_name_their_field() {
         let config = BreakerConfig::builder().build().unwrap();
         let keyed = || KeyedBreakers::new(config.clone(), |s: &String| s.clone());
-        assert_eq!(keyed().with_limits(0, Duration::from_secs(1)).err().unwrap().field(), "max_keys");
-        assert_eq!(keyed().with_limits(1, Duration::ZERO).err().unwrap().field(), "idle_timeout");
+        assert_eq!(
+            keyed()
+                .with_limits(0, Duration::from_secs(1))
+                .err()
+                .unwrap()
+                .field(),
+            "max_keys"
+        );
+        assert_eq!(
+            keyed()
+                .with_limits(1, Duration::ZERO)
+                .err()
+                .unwrap()
+                .field(),
+            "idle_timeout"
+        );
     }
 }

@@ -164,7 +164,9 @@ impl Machine {
             Outcome::Failure => true,
         };
         let in_a_row = if failure {
-            self.consecutive_failures.fetch_add(1, Relaxed).saturating_add(1)
+            self.consecutive_failures
+                .fetch_add(1, Relaxed)
+                .saturating_add(1)
         } else {
             0
         };
@@ -479,7 +481,10 @@ mod loom_tests {
             };
             let late = m.record(stale, Outcome::Failure, false, 100);
             closer.join().unwrap();
-            assert!(late.is_none(), "a failure from an old generation drove the new state");
+            assert!(
+                late.is_none(),
+                "a failure from an old generation drove the new state"
+            );
             assert_eq!(m.state(), State::Closed);
         });
     }

@@ -30,14 +30,27 @@ pub(crate) struct BreakerMetrics {
 
 impl BreakerMetrics {
     pub(crate) fn new(name: &str) -> Self {
-        describe_gauge!("palisade_breaker_state", "1 for the breaker's current state, 0 for the others");
-        describe_counter!("palisade_breaker_calls_total", "Calls through the breaker, by outcome");
-        describe_counter!("palisade_breaker_slow_calls_total", "Calls at or beyond the slow-call threshold");
-        describe_counter!("palisade_breaker_rejected_total", "Calls refused by the breaker");
-        describe_counter!("palisade_breaker_transitions_total", "Breaker state changes");
-        let calls = |outcome: &'static str| {
-            counter!("palisade_breaker_calls_total", "name" => name.to_owned(), "outcome" => outcome)
-        };
+        describe_gauge!(
+            "palisade_breaker_state",
+            "1 for the breaker's current state, 0 for the others"
+        );
+        describe_counter!(
+            "palisade_breaker_calls_total",
+            "Calls through the breaker, by outcome"
+        );
+        describe_counter!(
+            "palisade_breaker_slow_calls_total",
+            "Calls at or beyond the slow-call threshold"
+        );
+        describe_counter!(
+            "palisade_breaker_rejected_total",
+            "Calls refused by the breaker"
+        );
+        describe_counter!(
+            "palisade_breaker_transitions_total",
+            "Breaker state changes"
+        );
+        let calls = |outcome: &'static str| counter!("palisade_breaker_calls_total", "name" => name.to_owned(), "outcome" => outcome);
         let metrics = Self {
             name: name.to_owned(),
             success: calls("success"),

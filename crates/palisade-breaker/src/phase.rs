@@ -115,7 +115,11 @@ mod tests {
         assert_eq!(forced.st(), St::HalfOpen);
         assert_eq!(forced.generation(), 2);
         let closed = forced.next(St::Closed);
-        assert_eq!(closed.over(), Override::ForcedOpen, "overrides survive transitions");
+        assert_eq!(
+            closed.over(),
+            Override::ForcedOpen,
+            "overrides survive transitions"
+        );
         assert_eq!((closed.in_flight(), closed.successes()), (0, 0));
     }
 

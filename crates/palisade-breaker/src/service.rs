@@ -73,7 +73,12 @@ impl<S: Clone, C: Clone, P: Clone> Clone for CircuitBreaker<S, C, P> {
     fn clone(&self) -> Self {
         // A clone starts with no permit of its own: permits are not shared.
         let gate = self.gate.as_ref().map(|g| g.breaker.clone());
-        Self::new(self.inner.clone(), self.breakers.clone(), self.classifier.clone(), gate)
+        Self::new(
+            self.inner.clone(),
+            self.breakers.clone(),
+            self.classifier.clone(),
+            gate,
+        )
     }
 }
 

@@ -152,7 +152,8 @@ impl Shared {
     }
 
     fn wake_waiters(&self) {
-        let waiters = std::mem::take(&mut *self.waiters.lock().unwrap_or_else(PoisonError::into_inner));
+        let waiters =
+            std::mem::take(&mut *self.waiters.lock().unwrap_or_else(PoisonError::into_inner));
         for waker in waiters {
             waker.wake();
         }

@@ -31,7 +31,13 @@ fn switchable() -> (
     let flag = healthy.clone();
     let svc = service_fn(move |()| {
         let ok = flag.load(std::sync::atomic::Ordering::SeqCst);
-        async move { if ok { Ok(()) } else { Err(BoxError::from("down")) } }
+        async move {
+            if ok {
+                Ok(())
+            } else {
+                Err(BoxError::from("down"))
+            }
+        }
     });
     (svc, healthy)
 }
@@ -87,7 +93,10 @@ async fn open_half_opens_after_the_open_duration_and_closes_on_enough_successes(
     }
     assert_eq!(*changes.borrow_and_update(), State::Open);
     advance(OPEN_FOR - Duration::from_millis(1)).await;
-    assert!(is_refusal(&call(&mut svc).await), "still open just before the end");
+    assert!(
+        is_refusal(&call(&mut svc).await),
+        "still open just before the end"
+    );
     assert!(handle.retry_after().unwrap() <= Duration::from_millis(1));
 
     advance(Duration::from_millis(1)).await;
@@ -96,7 +105,11 @@ async fn open_half_opens_after_the_open_duration_and_closes_on_enough_successes(
     assert_eq!(handle.state(), State::HalfOpen);
     call(&mut svc).await.unwrap();
     assert_eq!(handle.state(), State::Closed);
-    assert_eq!(handle.counts().window.calls, 0, "counts start afresh when closed");
+    assert_eq!(
+        handle.counts().window.calls,
+        0,
+        "counts start afresh when closed"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -154,7 +167,9 @@ async fn half_open_admits_only_the_permitted_probes_at_once() {
         svc.clone().oneshot(()).await.unwrap_err();
     }
     advance(OPEN_FOR).await;
-    let probes: Vec<_> = (0..2).map(|_| tokio::spawn(svc.clone().oneshot(()))).collect();
+    let probes: Vec<_> = (0..2)
+        .map(|_| tokio::spawn(svc.clone().oneshot(())))
+        .collect();
     tokio::task::yield_now().await;
     assert_eq!(handle.state(), State::HalfOpen);
     let third = svc.clone().oneshot(()).await.unwrap_err();
@@ -169,7 +184,13 @@ async fn half_open_admits_only_the_permitted_probes_at_once() {
 
 #[tokio::test(start_paused = true)]
 async fn a_cancelled_probe_returns_its_slot_and_is_not_a_success() {
-    let layer = CircuitBreakerLayer::new(config().half_open_probes(1).successes_to_close(1).build().unwrap());
+    let layer = CircuitBreakerLayer::new(
+        config()
+            .half_open_probes(1)
+            .successes_to_close(1)
+            .build()
+            .unwrap(),
+    );
     let handle = layer.handle();
     let backend = Backend::new(
         Script::new()
@@ -184,9 +205,17 @@ async fn a_cancelled_probe_returns_its_slot_and_is_not_a_success() {
     for _ in 0..100 {
         let probe = timeout(Duration::from_millis(10), svc.clone().oneshot(())).await;
         assert!(probe.is_err(), "the hanging probe times out and is dropped");
-        assert_eq!(handle.state(), State::HalfOpen, "a dropped probe never closes the breaker");
+        assert_eq!(
+            handle.state(),
+            State::HalfOpen,
+            "a dropped probe never closes the breaker"
+        );
     }
-    assert_eq!(backend.stats().calls(), 103, "each dropped probe gave its slot back");
+    assert_eq!(
+        backend.stats().calls(),
+        103,
+        "each dropped probe gave its slot back"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -208,7 +237,11 @@ async fn failure_rate_trips_once_the_window_has_enough_calls() {
         let _ = call(&mut svc).await;
     }
     assert_eq!(handle.counts().window.failures, 4);
-    assert_eq!(handle.state(), State::Closed, "9 calls are fewer than min_calls");
+    assert_eq!(
+        handle.state(),
+        State::Closed,
+        "9 calls are fewer than min_calls"
+    );
     healthy.store(false, std::sync::atomic::Ordering::SeqCst);
     call(&mut svc).await.unwrap_err();
     assert_eq!(handle.state(), State::Open, "5 failures of 10 calls is 50%");
@@ -227,8 +260,12 @@ async fn slow_calls_trip_even_when_they_succeed() {
             .unwrap(),
     );
     let handle = layer.handle();
-    let fast = Backend::new(Script::always(Behaviour::healthy(Duration::from_millis(10))));
-    let slow = Backend::new(Script::always(Behaviour::healthy(Duration::from_millis(150))));
+    let fast = Backend::new(Script::always(Behaviour::healthy(Duration::from_millis(
+        10,
+    ))));
+    let slow = Backend::new(Script::always(Behaviour::healthy(Duration::from_millis(
+        150,
+    ))));
     layer.layer(fast.clone()).oneshot(()).await.unwrap();
     layer.layer(fast).oneshot(()).await.unwrap();
     layer.layer(slow.clone()).oneshot(()).await.unwrap();
@@ -263,9 +300,20 @@ async fn forced_open_and_disabled_through_the_handle() {
     handle.force_open();
     let refused = call(&mut svc).await;
     assert!(is_refusal(&refused));
-    assert_eq!(refused.unwrap_err().downcast_ref::<BreakerOpen>().unwrap().retry_after(), None);
+    assert_eq!(
+        refused
+            .unwrap_err()
+            .downcast_ref::<BreakerOpen>()
+            .unwrap()
+            .retry_after(),
+        None
+    );
     advance(Duration::from_secs(3600)).await;
-    assert_eq!(handle.state(), State::ForcedOpen, "a forced state does not time out");
+    assert_eq!(
+        handle.state(),
+        State::ForcedOpen,
+        "a forced state does not time out"
+    );
 
     handle.force_closed();
     assert_eq!(handle.state(), State::Disabled);
@@ -285,7 +333,14 @@ async fn forced_open_and_disabled_through_the_handle() {
 
 #[tokio::test(start_paused = true)]
 async fn gate_mode_is_pending_while_open_and_wakes_when_a_probe_is_due() {
-    let layer = CircuitBreakerLayer::new(config().half_open_probes(1).successes_to_close(1).build().unwrap()).gate();
+    let layer = CircuitBreakerLayer::new(
+        config()
+            .half_open_probes(1)
+            .successes_to_close(1)
+            .build()
+            .unwrap(),
+    )
+    .gate();
     let handle = layer.handle();
     let backend = Backend::new(
         Script::new()
@@ -298,7 +353,11 @@ async fn gate_mode_is_pending_while_open_and_wakes_when_a_probe_is_due() {
     }
     assert_eq!(handle.state(), State::Open);
     // poll_ready is Pending (never Err) while open...
-    let early = timeout(OPEN_FOR - Duration::from_millis(1), ServiceExt::<()>::ready(&mut svc)).await;
+    let early = timeout(
+        OPEN_FOR - Duration::from_millis(1),
+        ServiceExt::<()>::ready(&mut svc),
+    )
+    .await;
     assert!(early.is_err(), "ready while open");
     // ...and becomes Ready by itself when the probe is due, with the probe slot reserved.
     let start = tokio::time::Instant::now();

@@ -136,7 +136,10 @@ mod tests {
         let mut headers = HeaderMap::new();
         assert_eq!(GrpcCode::from_headers(&headers), None);
         headers.insert(GRPC_STATUS, HeaderValue::from_static("14"));
-        assert_eq!(GrpcCode::from_headers(&headers), Some(GrpcCode::Unavailable));
+        assert_eq!(
+            GrpcCode::from_headers(&headers),
+            Some(GrpcCode::Unavailable)
+        );
         headers.insert(GRPC_STATUS, HeaderValue::from_static("garbage"));
         assert_eq!(GrpcCode::from_headers(&headers), Some(GrpcCode::Unknown));
     }
@@ -145,7 +148,10 @@ mod tests {
     fn detects_grpc_content_types() {
         let mut headers = HeaderMap::new();
         assert!(!is_grpc(&headers));
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc+proto"));
+        headers.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/grpc+proto"),
+        );
         assert!(is_grpc(&headers));
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         assert!(!is_grpc(&headers));

@@ -37,7 +37,9 @@ impl Clone for Backend {
 
 impl fmt::Debug for Backend {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Backend").field("stats", &self.stats).finish()
+        f.debug_struct("Backend")
+            .field("stats", &self.stats)
+            .finish()
     }
 }
 
@@ -133,7 +135,8 @@ impl<Req> Service<Req> for Backend {
             if behaviour.hang {
                 std::future::pending::<()>().await;
             }
-            if !(fails && behaviour.fail_fast) && !latency.is_zero() {
+            let answers_at_once = latency.is_zero() || (fails && behaviour.fail_fast);
+            if !answers_at_once {
                 tokio::time::sleep(latency).await;
             }
             in_flight.finish(fails);
@@ -156,7 +159,11 @@ impl InFlight {
     }
 
     fn finish(&self, failed: bool) {
-        let counter = if failed { &self.0.failures } else { &self.0.successes };
+        let counter = if failed {
+            &self.0.failures
+        } else {
+            &self.0.successes
+        };
         counter.fetch_add(1, Relaxed);
     }
 }
@@ -186,7 +193,11 @@ mod tests {
                 failures += 1;
             }
         }
-        assert_eq!(start.elapsed(), Duration::from_millis(4000), "failures take the latency too");
+        assert_eq!(
+            start.elapsed(),
+            Duration::from_millis(4000),
+            "failures take the latency too"
+        );
         assert!((70..130).contains(&failures), "{failures} of 400 failed");
         assert_eq!(backend.stats().failures(), failures);
         assert_eq!(backend.stats().in_flight(), 0);
@@ -206,8 +217,14 @@ mod tests {
     async fn readiness_follows_the_script() {
         let backend = Backend::new(
             Script::new()
-                .then(Duration::from_secs(1), Behaviour::healthy(Duration::ZERO).readiness(Readiness::Err))
-                .then(Duration::from_secs(1), Behaviour::healthy(Duration::ZERO).readiness(Readiness::Pending))
+                .then(
+                    Duration::from_secs(1),
+                    Behaviour::healthy(Duration::ZERO).readiness(Readiness::Err),
+                )
+                .then(
+                    Duration::from_secs(1),
+                    Behaviour::healthy(Duration::ZERO).readiness(Readiness::Pending),
+                )
                 .forever(Behaviour::healthy(Duration::ZERO)),
         );
         let mut svc = backend.clone();
@@ -218,7 +235,11 @@ mod tests {
         tokio::time::advance(Duration::from_secs(1)).await;
         let start = Instant::now();
         ServiceExt::<()>::ready(&mut svc).await.unwrap();
-        assert_eq!(start.elapsed(), Duration::from_secs(1), "pending until the phase ends");
+        assert_eq!(
+            start.elapsed(),
+            Duration::from_secs(1),
+            "pending until the phase ends"
+        );
         assert_eq!(backend.stats().ready_errors(), 1);
     }
 
@@ -229,6 +250,10 @@ mod tests {
         let timed_out = tokio::time::timeout(Duration::from_secs(5), call).await;
         assert!(timed_out.is_err());
         assert_eq!(backend.stats().calls(), 1);
-        assert_eq!(backend.stats().in_flight(), 0, "the dropped call is no longer in flight");
+        assert_eq!(
+            backend.stats().in_flight(),
+            0,
+            "the dropped call is no longer in flight"
+        );
     }
 }

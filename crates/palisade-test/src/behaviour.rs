@@ -196,11 +196,17 @@ mod tests {
     #[test]
     fn phases_follow_each_other() {
         let s = Script::new()
-            .then(Duration::from_secs(10), Behaviour::healthy(Duration::from_millis(1)))
+            .then(
+                Duration::from_secs(10),
+                Behaviour::healthy(Duration::from_millis(1)),
+            )
             .then(Duration::from_secs(30), Behaviour::failing())
             .forever(Behaviour::hanging());
         assert_eq!(s.at(Duration::from_secs(9)).0.error_rate, 0.0);
-        assert_eq!(s.at(Duration::from_secs(10)), (Behaviour::failing(), Some(Duration::from_secs(40))));
+        assert_eq!(
+            s.at(Duration::from_secs(10)),
+            (Behaviour::failing(), Some(Duration::from_secs(40)))
+        );
         assert_eq!(s.at(Duration::from_secs(40)), (Behaviour::hanging(), None));
     }
 
@@ -210,7 +216,11 @@ mod tests {
         assert_eq!(Latency::Fixed(ms(5)).sample(0.9), ms(5));
         assert_eq!(Latency::Uniform(ms(10), ms(20)).sample(0.5), ms(15));
         assert_eq!(Latency::Exponential(ms(10)).sample(0.0), Duration::ZERO);
-        let bimodal = Latency::Bimodal { base: ms(1), tail: ms(100), tail_share: 0.1 };
+        let bimodal = Latency::Bimodal {
+            base: ms(1),
+            tail: ms(100),
+            tail_share: 0.1,
+        };
         assert_eq!(bimodal.sample(0.05), ms(100));
         assert_eq!(bimodal.sample(0.5), ms(1));
     }

@@ -96,7 +96,9 @@ where
                 }
             }
             KindProj::Rejected { open, grpc } => {
-                let open = open.take().expect("HttpResponseFuture polled after completion");
+                let open = open
+                    .take()
+                    .expect("HttpResponseFuture polled after completion");
                 Poll::Ready(Ok(rejection_response(&open, *grpc)))
             }
         }

@@ -47,7 +47,11 @@ impl CountWindow {
     }
 
     fn adjust(&self, old: u8, new: u8) {
-        for (counter, flag) in [(&self.calls, CALL), (&self.failures, FAILURE), (&self.slow, SLOW)] {
+        for (counter, flag) in [
+            (&self.calls, CALL),
+            (&self.failures, FAILURE),
+            (&self.slow, SLOW),
+        ] {
             match (old & flag != 0, new & flag != 0) {
                 (false, true) => {
                     counter.fetch_add(1, Relaxed);
@@ -61,7 +65,8 @@ impl CountWindow {
     }
 
     pub(crate) fn counts(&self) -> WindowCounts {
-        let read = |c: &AtomicU64| u32::try_from((c.load(Relaxed) as i64).max(0)).unwrap_or(u32::MAX);
+        let read =
+            |c: &AtomicU64| u32::try_from((c.load(Relaxed) as i64).max(0)).unwrap_or(u32::MAX);
         let calls = read(&self.calls);
         WindowCounts {
             calls,
@@ -80,12 +85,33 @@ mod tests {
         let w = CountWindow::new(3);
         w.record(true, false);
         w.record(true, true);
-        assert_eq!(w.counts(), WindowCounts { calls: 2, failures: 2, slow: 1 });
+        assert_eq!(
+            w.counts(),
+            WindowCounts {
+                calls: 2,
+                failures: 2,
+                slow: 1
+            }
+        );
         w.record(false, false);
         w.record(false, false);
-        assert_eq!(w.counts(), WindowCounts { calls: 3, failures: 1, slow: 1 });
+        assert_eq!(
+            w.counts(),
+            WindowCounts {
+                calls: 3,
+                failures: 1,
+                slow: 1
+            }
+        );
         w.record(false, false);
-        assert_eq!(w.counts(), WindowCounts { calls: 3, failures: 0, slow: 0 });
+        assert_eq!(
+            w.counts(),
+            WindowCounts {
+                calls: 3,
+                failures: 0,
+                slow: 0
+            }
+        );
         w.reset();
         assert_eq!(w.counts(), WindowCounts::default());
     }

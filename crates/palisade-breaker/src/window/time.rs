@@ -33,7 +33,9 @@ struct Bucket {
 impl TimeWindow {
     pub(crate) fn new(length: Duration, buckets: u32) -> Self {
         let buckets = u64::from(buckets.max(1));
-        let length = u64::try_from(length.as_nanos()).unwrap_or(u64::MAX).max(buckets);
+        let length = u64::try_from(length.as_nanos())
+            .unwrap_or(u64::MAX)
+            .max(buckets);
         let stripes = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
         Self {
             bucket_nanos: length / buckets,
@@ -86,7 +88,9 @@ impl TimeWindow {
             let epoch = bucket.epoch.load(Relaxed);
             if (oldest..=current).contains(&epoch) {
                 counts.calls = counts.calls.saturating_add(bucket.calls.load(Relaxed));
-                counts.failures = counts.failures.saturating_add(bucket.failures.load(Relaxed));
+                counts.failures = counts
+                    .failures
+                    .saturating_add(bucket.failures.load(Relaxed));
                 counts.slow = counts.slow.saturating_add(bucket.slow.load(Relaxed));
             }
         }
@@ -127,13 +131,34 @@ mod tests {
         w.record(0, true, false);
         w.record(SEC / 2, false, true);
         w.record(5 * SEC, false, false);
-        assert_eq!(w.counts(5 * SEC), WindowCounts { calls: 3, failures: 1, slow: 1 });
+        assert_eq!(
+            w.counts(5 * SEC),
+            WindowCounts {
+                calls: 3,
+                failures: 1,
+                slow: 1
+            }
+        );
         // At 10 s the first second's bucket has left the window.
-        assert_eq!(w.counts(10 * SEC), WindowCounts { calls: 1, failures: 0, slow: 0 });
+        assert_eq!(
+            w.counts(10 * SEC),
+            WindowCounts {
+                calls: 1,
+                failures: 0,
+                slow: 0
+            }
+        );
         assert_eq!(w.counts(15 * SEC), WindowCounts::default());
         // A bucket reused for a later slice starts from zero.
         w.record(20 * SEC, true, false);
-        assert_eq!(w.counts(20 * SEC), WindowCounts { calls: 1, failures: 1, slow: 0 });
+        assert_eq!(
+            w.counts(20 * SEC),
+            WindowCounts {
+                calls: 1,
+                failures: 1,
+                slow: 0
+            }
+        );
         w.reset();
         assert_eq!(w.counts(20 * SEC), WindowCounts::default());
     }

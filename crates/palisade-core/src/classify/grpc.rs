@@ -139,14 +139,19 @@ mod tests {
             assert_eq!(c.outcome_of(code), Outcome::Ignored, "{code:?}");
         }
         assert_eq!(c.outcome_of(GrpcCode::Ok), Outcome::Success);
-        let c = c.failure(GrpcCode::Ok, true).failure(GrpcCode::Internal, false);
+        let c = c
+            .failure(GrpcCode::Ok, true)
+            .failure(GrpcCode::Internal, false);
         assert_eq!(c.outcome_of(GrpcCode::Ok), Outcome::Success);
         assert_eq!(c.outcome_of(GrpcCode::Internal), Outcome::Ignored);
     }
 
     #[test]
     fn reads_headers_then_http_status_then_defers() {
-        let trailers_only = Response::builder().header(GRPC_STATUS, "4").body(()).unwrap();
+        let trailers_only = Response::builder()
+            .header(GRPC_STATUS, "4")
+            .body(())
+            .unwrap();
         assert_eq!(
             classify(&trailers_only),
             Classification::Complete(Outcome::Failure)
@@ -171,6 +176,10 @@ mod tests {
         assert_eq!(eos(&c, Some(&trailers)), Outcome::Success);
         trailers.insert(GRPC_STATUS, HeaderValue::from_static("14"));
         assert_eq!(eos(&c, Some(&trailers)), Outcome::Failure);
-        assert_eq!(eos(&c, None), Outcome::Failure, "no status at all is UNKNOWN");
+        assert_eq!(
+            eos(&c, None),
+            Outcome::Failure,
+            "no status at all is UNKNOWN"
+        );
     }
 }

@@ -151,7 +151,10 @@ mod tests {
             .status(StatusCode::SERVICE_UNAVAILABLE, Outcome::Ignored)
             .errors(Outcome::Ignored);
         assert_eq!(c.outcome_of(StatusCode::NOT_FOUND), Outcome::Failure);
-        assert_eq!(c.outcome_of(StatusCode::SERVICE_UNAVAILABLE), Outcome::Ignored);
+        assert_eq!(
+            c.outcome_of(StatusCode::SERVICE_UNAVAILABLE),
+            Outcome::Ignored
+        );
         assert_eq!(
             <HttpClassifier as Classify<Response<()>, ()>>::classify_error(&c, &()),
             Outcome::Ignored

@@ -61,6 +61,9 @@ mod tests {
             Classify::<u8, ()>::classify_response(&c, &1),
             Classification::Complete(Outcome::Success)
         );
-        assert_eq!(Classify::<u8, ()>::classify_error(&c, &()), Outcome::Failure);
+        assert_eq!(
+            Classify::<u8, ()>::classify_error(&c, &()),
+            Outcome::Failure
+        );
     }
 }

@@ -69,7 +69,10 @@ pub fn http_response<B>(rejection: &dyn Rejection) -> Response<ResponseBody<B>> 
         HeaderValue::from_static(Problem::CONTENT_TYPE),
     );
     if let Some(after) = rejection.retry_after() {
-        headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs(after)));
+        headers.insert(
+            header::RETRY_AFTER,
+            HeaderValue::from(retry_after_secs(after)),
+        );
     }
     response
 }

@@ -3,7 +3,7 @@
 //! Every palisade layer has to answer the same two questions, and this crate answers them
 //! once so that the breaker, the retry layer, the shedder and the balancer agree:
 //!
-//! 1. **Did that call succeed?** [`classify`] maps a `Result<Response, Error>` to an
+//! 1. **Did that call succeed?** A [`Classify`] maps a `Result<Response, Error>` to an
 //!    [`Outcome`] — success, failure, or ignored (neither: a `404` says nothing about the
 //!    health of the server). Classifiers exist for plain results ([`ErrorsAsFailures`]),
 //!    HTTP ([`HttpClassifier`]: 5xx and transport errors fail, 4xx are ignored) and gRPC

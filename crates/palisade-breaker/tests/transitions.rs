@@ -22,6 +22,15 @@ fn config() -> palisade_breaker::BreakerConfigBuilder {
         .successes_to_close(2)
 }
 
+/// The test breaker, with a single probe whose success closes it.
+fn one_probe() -> BreakerConfig {
+    config()
+        .half_open_probes(1)
+        .successes_to_close(1)
+        .build()
+        .unwrap()
+}
+
 /// A service whose next answers are set by the test: `true` succeeds, `false` fails.
 fn switchable() -> (
     impl Service<(), Response = (), Error = BoxError, Future = impl Send> + Clone,
@@ -184,13 +193,7 @@ async fn half_open_admits_only_the_permitted_probes_at_once() {
 
 #[tokio::test(start_paused = true)]
 async fn a_cancelled_probe_returns_its_slot_and_is_not_a_success() {
-    let layer = CircuitBreakerLayer::new(
-        config()
-            .half_open_probes(1)
-            .successes_to_close(1)
-            .build()
-            .unwrap(),
-    );
+    let layer = CircuitBreakerLayer::new(one_probe());
     let handle = layer.handle();
     let backend = Backend::new(
         Script::new()
@@ -333,14 +336,7 @@ async fn forced_open_and_disabled_through_the_handle() {
 
 #[tokio::test(start_paused = true)]
 async fn gate_mode_is_pending_while_open_and_wakes_when_a_probe_is_due() {
-    let layer = CircuitBreakerLayer::new(
-        config()
-            .half_open_probes(1)
-            .successes_to_close(1)
-            .build()
-            .unwrap(),
-    )
-    .gate();
+    let layer = CircuitBreakerLayer::new(one_probe()).gate();
     let handle = layer.handle();
     let backend = Backend::new(
         Script::new()

@@ -9,7 +9,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use palisade_breaker::{BreakerConfig, CircuitBreakerLayer};
+use palisade_breaker::{BreakerConfig, CircuitBreakerLayer, Window};
 use tower::{Layer, Service};
 
 /// The cheapest possible service: answers at once, never fails.
@@ -35,17 +35,47 @@ fn call_once<S: Service<u64>>(svc: &mut S, waker_cx: &mut Context<'_>, i: u64) {
     assert!(svc.poll_ready(waker_cx).is_ready());
     let fut = svc.call(i);
     let mut fut = std::pin::pin!(fut);
-    match fut.as_mut().poll(waker_cx) {
-        Poll::Ready(r) => {
-            black_box(r.is_ok());
+    // Every service here answers at once unless it waits on a lock another thread holds
+    // (tower-resilience's does, under contention): poll again until it is done, as an
+    // executor would after the wake.
+    loop {
+        match fut.as_mut().poll(waker_cx) {
+            Poll::Ready(r) => {
+                black_box(r.is_ok());
+                return;
+            }
+            Poll::Pending => std::thread::yield_now(),
         }
-        Poll::Pending => panic!("the bench services answer at once"),
     }
 }
 
-fn palisade() -> impl Service<u64> + Clone + Send + 'static {
-    let config = BreakerConfig::builder().name("bench").build().unwrap();
-    CircuitBreakerLayer::new(config).layer(Bare)
+/// palisade's breaker with `config`'s policy.
+fn palisade(config: palisade_breaker::BreakerConfigBuilder) -> impl Service<u64> + Clone + Send {
+    CircuitBreakerLayer::new(config.name("bench").build().unwrap()).layer(Bare)
+}
+
+/// The defaults: five failures in a row, or half the calls of the last 10 s.
+fn palisade_default() -> impl Service<u64> + Clone + Send {
+    palisade(BreakerConfig::builder())
+}
+
+/// tower-resilience's policy below: a failure rate over the last 100 calls.
+fn palisade_count_window() -> impl Service<u64> + Clone + Send {
+    palisade(
+        BreakerConfig::builder()
+            .no_consecutive_failures()
+            .failure_rate(0.5)
+            .window(Window::count(100)),
+    )
+}
+
+/// failsafe's policy below: five failures in a row.
+fn palisade_consecutive() -> impl Service<u64> + Clone + Send {
+    palisade(
+        BreakerConfig::builder()
+            .consecutive_failures(5)
+            .no_failure_rate(),
+    )
 }
 
 fn tower_resilience() -> impl Service<u64> + Clone + Send + 'static {
@@ -57,8 +87,9 @@ fn tower_resilience() -> impl Service<u64> + Clone + Send + 'static {
     layer.layer(Bare)
 }
 
-/// failsafe has no tower layer: the closed-state cost is `is_call_permitted` plus recording
-/// the outcome, which is what a layer over it would do per call.
+/// failsafe has no tower layer; this is the one its futures integration makes natural: the
+/// call is wrapped in failsafe's own `ResponseFuture`, which holds a clone of the state
+/// machine, asks it for permission, and records the outcome when the call completes.
 #[derive(Clone)]
 struct Failsafe<S> {
     breaker: failsafe::StateMachine<
@@ -81,28 +112,20 @@ fn failsafe() -> Failsafe<Bare> {
 
 impl<S: Service<u64>> Service<u64> for Failsafe<S> {
     type Response = S::Response;
-    type Error = S::Error;
-    type Future = Ready<Result<S::Response, S::Error>>;
+    type Error = failsafe::Error<S::Error>;
+    type Future = failsafe::futures::ResponseFuture<
+        S::Future,
+        failsafe::failure_policy::ConsecutiveFailures<failsafe::backoff::Constant>,
+        (),
+        failsafe::Any,
+    >;
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        self.inner.poll_ready(cx)
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(failsafe::Error::Inner)
     }
 
     fn call(&mut self, req: u64) -> Self::Future {
-        assert!(self.breaker.is_call_permitted());
-        let mut fut = std::pin::pin!(self.inner.call(req));
-        let result = match fut
-            .as_mut()
-            .poll(&mut Context::from_waker(std::task::Waker::noop()))
-        {
-            Poll::Ready(r) => r,
-            Poll::Pending => unreachable!("Bare answers at once"),
-        };
-        match &result {
-            Ok(_) => self.breaker.on_success(),
-            Err(_) => self.breaker.on_error(),
-        }
-        ready(result)
+        failsafe::futures::CircuitBreaker::call(&self.breaker, self.inner.call(req))
     }
 }
 
@@ -142,14 +165,22 @@ fn bench(c: &mut Criterion) {
         // Each service is made once and cloned per thread, so every thread shares one
         // breaker, as every request of a server does.
         let bare = Bare;
-        let ours = palisade();
+        let ours = palisade_default();
+        let ours_count = palisade_count_window();
+        let ours_consecutive = palisade_consecutive();
         let theirs = tower_resilience();
         let fs = failsafe();
         group.bench_function("bare", |b| {
             b.iter_custom(|n| per_call(&|| bare, threads, n))
         });
-        group.bench_function("palisade", |b| {
+        group.bench_function("palisade/default", |b| {
             b.iter_custom(|n| per_call(&|| ours.clone(), threads, n))
+        });
+        group.bench_function("palisade/count-window", |b| {
+            b.iter_custom(|n| per_call(&|| ours_count.clone(), threads, n))
+        });
+        group.bench_function("palisade/consecutive", |b| {
+            b.iter_custom(|n| per_call(&|| ours_consecutive.clone(), threads, n))
         });
         group.bench_function("tower-resilience", |b| {
             b.iter_custom(|n| {

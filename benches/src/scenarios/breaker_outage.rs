@@ -22,6 +22,8 @@ const OUTAGE: Duration = Duration::from_secs(30);
 const HEALTHY_AFTER: Duration = Duration::from_secs(20);
 const LATENCY: Duration = Duration::from_millis(5);
 const SAMPLE: Duration = Duration::from_millis(100);
+/// Seeds the breaker's jitter: the scenario is a simulation, and should replay exactly.
+const SEED: u64 = 2026;
 
 struct Run {
     system: &'static str,
@@ -103,6 +105,8 @@ async fn simulate(system: &'static str) -> Run {
         "palisade" => {
             let config = BreakerConfig::builder()
                 .name("dependency")
+                // A fixed seed makes the jitter, and so the figures, the same on every run.
+                .jitter_seed(SEED)
                 .build()
                 .expect("the default configuration is valid");
             let layer = CircuitBreakerLayer::new(config);

@@ -125,6 +125,7 @@ pub struct BreakerConfig {
     pub(crate) open_duration: OpenDuration,
     pub(crate) half_open_probes: u32,
     pub(crate) successes_to_close: u32,
+    pub(crate) jitter_seed: Option<u64>,
 }
 
 impl Default for BreakerConfig {
@@ -143,6 +144,7 @@ impl Default for BreakerConfig {
             ),
             half_open_probes: 3,
             successes_to_close: 3,
+            jitter_seed: None,
         }
     }
 }
@@ -168,6 +170,12 @@ impl BreakerConfig {
     /// The slow-call threshold, if slow calls can trip the breaker.
     pub(crate) fn slow_call_threshold(&self) -> Option<Duration> {
         self.slow_calls.map(|(_, threshold)| threshold)
+    }
+
+    /// Whether a policy reads the sliding window (a failure rate or a slow-call rate).
+    /// Without one the window is not kept, and a call costs no window update.
+    pub(crate) fn keeps_window(&self) -> bool {
+        self.failure_rate.is_some() || self.slow_calls.is_some()
     }
 }
 
@@ -255,6 +263,15 @@ impl BreakerConfigBuilder {
     /// How many probes must succeed to close the breaker; one failed probe opens it again.
     pub fn successes_to_close(mut self, n: u32) -> Self {
         self.config.successes_to_close = n;
+        self
+    }
+
+    /// Seeds the open-duration jitter so that a run can be replayed exactly (simulations,
+    /// tests). By default every breaker seeds itself at random. Breakers made from one seeded
+    /// configuration by [`KeyedBreakers`](crate::KeyedBreakers) still draw different
+    /// sequences: the seed is mixed with each breaker's name.
+    pub fn jitter_seed(mut self, seed: u64) -> Self {
+        self.config.jitter_seed = Some(seed);
         self
     }
 

@@ -38,7 +38,8 @@ pub struct BreakerHandle {
 /// What a breaker has counted.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct BreakerCounts {
-    /// The calls in the sliding window.
+    /// The calls in the sliding window; always empty when no policy reads the window
+    /// (neither a failure rate nor a slow-call rate is configured), as it is then not kept.
     pub window: WindowCounts,
     /// Failures since the last success.
     pub consecutive_failures: u32,

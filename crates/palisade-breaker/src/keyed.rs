@@ -7,6 +7,7 @@
 //! breakers live at once — when a new key would exceed it, idle keys go first, then the
 //! least recently used.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt::Display;
 use std::hash::{BuildHasher, Hash, RandomState};
@@ -225,8 +226,8 @@ where
     K: Hash + Eq + Clone + Display,
     F: Fn(&Req) -> K,
 {
-    fn pick(&self, request: &Req) -> BreakerHandle {
-        self.registry.breaker((self.key)(request))
+    fn pick(&self, request: &Req) -> Cow<'_, BreakerHandle> {
+        Cow::Owned(self.registry.breaker((self.key)(request)))
     }
 }
 

@@ -50,12 +50,16 @@ pub(crate) struct Machine {
     opens: AtomicU32,
     consecutive_failures: AtomicU32,
     window: SlidingWindow,
+    /// The state of the jitter's random sequence (SplitMix64: one `fetch_add` per draw, so
+    /// concurrent openings never lock and never draw the same number).
+    jitter: AtomicU64,
 }
 
 impl Machine {
     pub(crate) fn new(config: BreakerConfig) -> Self {
         Self {
             window: SlidingWindow::new(config.window),
+            jitter: AtomicU64::new(jitter_seed(&config)),
             config,
             phase: AtomicU64::new(Phase::INITIAL.0),
             open_until: AtomicU64::new(0),
@@ -68,6 +72,7 @@ impl Machine {
         &self.config
     }
 
+    #[inline]
     fn phase(&self) -> Phase {
         Phase(self.phase.load(Acquire))
     }
@@ -101,6 +106,7 @@ impl Machine {
     /// of admitting its first probe, and is reported.
     ///
     /// `now` is asked only when the breaker is open: the closed path reads no clock.
+    #[inline]
     pub(crate) fn try_acquire(
         &self,
         now: impl Fn() -> u64,
@@ -143,6 +149,7 @@ impl Machine {
 
     /// Records how an admitted call ended; `slow` says it took the slow-call threshold or
     /// longer. Returns the transition it caused, if any.
+    #[inline]
     pub(crate) fn record(
         &self,
         ticket: Ticket,
@@ -170,7 +177,9 @@ impl Machine {
         } else {
             0
         };
-        self.window.record(now, failure, slow);
+        if self.config.keeps_window() {
+            self.window.record(now, failure, slow);
+        }
         if !failure && !slow {
             // Successes never trip a breaker: the fast path ends here.
             return None;
@@ -287,7 +296,7 @@ impl Machine {
         } else {
             self.opens.load(Relaxed).saturating_add(1)
         };
-        let duration = self.config.open_duration.nth(opens, random());
+        let duration = self.config.open_duration.nth(opens, self.random());
         let until = now.saturating_add(u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX));
         // The deadline goes out before the phase: whoever sees "open" must see its deadline.
         // A thread that loses the race below has written a deadline computed from the same
@@ -373,14 +382,41 @@ fn state_of(p: Phase) -> State {
     }
 }
 
+impl Machine {
+    /// A number drawn uniformly from `0..1`.
+    fn random(&self) -> f64 {
+        const GOLDEN_GAMMA: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut z = self
+            .jitter
+            .fetch_add(GOLDEN_GAMMA, Relaxed)
+            .wrapping_add(GOLDEN_GAMMA);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^= z >> 31;
+        // The top 53 bits, as the mantissa of a double in 0..1.
+        (z >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// The configured seed mixed with the breaker's name, or a random one.
+fn jitter_seed(config: &BreakerConfig) -> u64 {
+    use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+    match config.jitter_seed {
+        // `DefaultHasher::default()` has fixed keys: the same name mixes the same way in
+        // every run.
+        Some(seed) => seed ^ BuildHasherDefault::<DefaultHasher>::default().hash_one(&config.name),
+        None => random_seed(),
+    }
+}
+
 #[cfg(not(palisade_loom))]
-fn random() -> f64 {
+fn random_seed() -> u64 {
     rand::random()
 }
 
 #[cfg(palisade_loom)]
-fn random() -> f64 {
-    0.5
+fn random_seed() -> u64 {
+    0
 }
 
 #[cfg(all(test, palisade_loom))]

@@ -67,6 +67,7 @@ impl BreakerMetrics {
         metrics
     }
 
+    #[inline]
     pub(crate) fn call(&self, outcome: Outcome, slow: bool) {
         match outcome {
             Outcome::Success => self.success.increment(1),

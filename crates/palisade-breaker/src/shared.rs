@@ -23,7 +23,8 @@ pub(crate) struct Shared {
     machine: Machine,
     /// The zero of the machine's clock.
     epoch: Instant,
-    /// Whether outcomes need the time: a time window or a slow-call threshold.
+    /// Whether recording a success needs the time: only to place it in a time window that a
+    /// policy reads. (Reading the clock is most of what a call costs otherwise.)
     needs_clock: bool,
     metrics: BreakerMetrics,
     state_tx: watch::Sender<State>,
@@ -34,8 +35,7 @@ pub(crate) struct Shared {
 
 impl Shared {
     pub(crate) fn new(config: BreakerConfig) -> Arc<Self> {
-        let needs_clock =
-            matches!(config.window, Window::Time { .. }) || config.slow_calls.is_some();
+        let needs_clock = config.keeps_window() && matches!(config.window, Window::Time { .. });
         Arc::new(Self {
             metrics: BreakerMetrics::new(&config.name),
             machine: Machine::new(config),
@@ -64,6 +64,7 @@ impl Shared {
     }
 
     /// Admits a call or refuses it (the refusal is counted).
+    #[inline]
     pub(crate) fn acquire(self: &Arc<Self>) -> Result<Permit, BreakerOpen> {
         match self.machine.try_acquire(|| self.now()) {
             Ok((ticket, transition)) => {
@@ -100,6 +101,7 @@ impl Shared {
         BreakerOpen::new(Arc::clone(self.name()), state, retry_after)
     }
 
+    #[inline]
     fn finish(&self, ticket: Ticket, outcome: Outcome, elapsed: Option<Duration>) {
         let slow = match (self.machine.config().slow_call_threshold(), elapsed) {
             (Some(threshold), Some(elapsed)) => elapsed >= threshold,
@@ -171,41 +173,46 @@ fn nanos(d: Duration) -> u64 {
 pub(crate) struct Permit {
     shared: Arc<Shared>,
     ticket: Ticket,
-    started: Option<Instant>,
+    /// When the call started on the breaker's clock, or [`UNTIMED`] when no slow-call
+    /// threshold is set. (A plain `u64` keeps the permit, which every call moves, small.)
+    started: u64,
     done: bool,
 }
 
+const UNTIMED: u64 = u64::MAX;
+
 impl Permit {
+    #[inline]
     fn new(shared: Arc<Shared>, ticket: Ticket) -> Self {
-        let started = shared
-            .machine
-            .config()
-            .slow_calls
-            .is_some()
-            .then(Instant::now);
-        Self {
+        let mut permit = Self {
             shared,
             ticket,
-            started,
+            started: UNTIMED,
             done: false,
-        }
+        };
+        permit.start();
+        permit
     }
 
     /// Restarts the slow-call clock: the call starts now, not when the permit was taken.
+    #[inline]
     pub(crate) fn start(&mut self) {
-        if self.started.is_some() {
-            self.started = Some(Instant::now());
+        if self.shared.machine.config().slow_calls.is_some() {
+            self.started = self.shared.now();
         }
     }
 
+    #[inline]
     pub(crate) fn record(mut self, outcome: Outcome) {
         self.done = true;
-        let elapsed = self.started.map(|s| s.elapsed());
+        let elapsed = (self.started != UNTIMED)
+            .then(|| Duration::from_nanos(self.shared.now().saturating_sub(self.started)));
         self.shared.finish(self.ticket, outcome, elapsed);
     }
 }
 
 impl Drop for Permit {
+    #[inline]
     fn drop(&mut self) {
         if !self.done {
             self.shared.cancel(self.ticket);

@@ -326,7 +326,11 @@ async fn forced_open_and_disabled_through_the_handle() {
         assert!(!is_refusal(&result));
     }
     assert_eq!(handle.state(), State::Disabled, "disabled never trips");
-    assert_eq!(handle.counts().window.failures, 5, "but it still counts");
+    assert_eq!(
+        handle.counts().consecutive_failures,
+        5,
+        "but it still counts"
+    );
 
     handle.reset();
     assert_eq!(handle.state(), State::Closed);

@@ -10,6 +10,7 @@
 //! exactly once, and half-open probes are admitted up to the permitted number and no more.
 
 use palisade_core::Outcome;
+use palisade_core::random::SharedRandom;
 
 use crate::config::BreakerConfig;
 use crate::phase::{Override, Phase, St};
@@ -50,16 +51,15 @@ pub(crate) struct Machine {
     opens: AtomicU32,
     consecutive_failures: AtomicU32,
     window: SlidingWindow,
-    /// The state of the jitter's random sequence (SplitMix64: one `fetch_add` per draw, so
-    /// concurrent openings never lock and never draw the same number).
-    jitter: AtomicU64,
+    /// The open duration's jitter.
+    jitter: SharedRandom,
 }
 
 impl Machine {
     pub(crate) fn new(config: BreakerConfig) -> Self {
         Self {
             window: SlidingWindow::new(config.window),
-            jitter: AtomicU64::new(jitter_seed(&config)),
+            jitter: SharedRandom::new(config.jitter_seed, &config.name),
             config,
             phase: AtomicU64::new(Phase::INITIAL.0),
             open_until: AtomicU64::new(0),
@@ -296,7 +296,7 @@ impl Machine {
         } else {
             self.opens.load(Relaxed).saturating_add(1)
         };
-        let duration = self.config.open_duration.nth(opens, self.random());
+        let duration = self.config.open_duration.nth(opens, self.jitter.next_f64());
         let until = now.saturating_add(u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX));
         // The deadline goes out before the phase: whoever sees "open" must see its deadline.
         // A thread that loses the race below has written a deadline computed from the same
@@ -380,43 +380,6 @@ fn state_of(p: Phase) -> State {
         (Override::None, St::Open) => State::Open,
         (Override::None, St::HalfOpen) => State::HalfOpen,
     }
-}
-
-impl Machine {
-    /// A number drawn uniformly from `0..1`.
-    fn random(&self) -> f64 {
-        const GOLDEN_GAMMA: u64 = 0x9e37_79b9_7f4a_7c15;
-        let mut z = self
-            .jitter
-            .fetch_add(GOLDEN_GAMMA, Relaxed)
-            .wrapping_add(GOLDEN_GAMMA);
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^= z >> 31;
-        // The top 53 bits, as the mantissa of a double in 0..1.
-        (z >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
-
-/// The configured seed mixed with the breaker's name, or a random one.
-fn jitter_seed(config: &BreakerConfig) -> u64 {
-    use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
-    match config.jitter_seed {
-        // `DefaultHasher::default()` has fixed keys: the same name mixes the same way in
-        // every run.
-        Some(seed) => seed ^ BuildHasherDefault::<DefaultHasher>::default().hash_one(&config.name),
-        None => random_seed(),
-    }
-}
-
-#[cfg(not(palisade_loom))]
-fn random_seed() -> u64 {
-    rand::random()
-}
-
-#[cfg(palisade_loom)]
-fn random_seed() -> u64 {
-    0
 }
 
 #[cfg(all(test, palisade_loom))]

@@ -18,6 +18,21 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed {
         self,
         config: palisade_breaker::BreakerConfig,
     ) -> ServiceBuilder<Stack<palisade_breaker::HttpCircuitBreakerLayer, L>>;
+
+    /// Retries under a budget, for requests that are `Clone`; every error is retried.
+    #[cfg(feature = "retry")]
+    fn retry(
+        self,
+        config: palisade_retry::RetryConfig,
+    ) -> ServiceBuilder<Stack<palisade_retry::RetryLayer, L>>;
+
+    /// Retries HTTP and gRPC requests with any body, as [`palisade_retry::policy::HttpPolicy`]
+    /// says.
+    #[cfg(feature = "retry")]
+    fn http_retry(
+        self,
+        config: palisade_retry::RetryConfig,
+    ) -> ServiceBuilder<Stack<palisade_retry::HttpRetryLayer, L>>;
 }
 
 impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
@@ -35,6 +50,22 @@ impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
         config: palisade_breaker::BreakerConfig,
     ) -> ServiceBuilder<Stack<palisade_breaker::HttpCircuitBreakerLayer, L>> {
         self.layer(palisade_breaker::HttpCircuitBreakerLayer::new(config))
+    }
+
+    #[cfg(feature = "retry")]
+    fn retry(
+        self,
+        config: palisade_retry::RetryConfig,
+    ) -> ServiceBuilder<Stack<palisade_retry::RetryLayer, L>> {
+        self.layer(palisade_retry::RetryLayer::new(config))
+    }
+
+    #[cfg(feature = "retry")]
+    fn http_retry(
+        self,
+        config: palisade_retry::RetryConfig,
+    ) -> ServiceBuilder<Stack<palisade_retry::HttpRetryLayer, L>> {
+        self.layer(palisade_retry::HttpRetryLayer::new(config))
     }
 }
 

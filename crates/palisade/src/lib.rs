@@ -29,6 +29,9 @@
 pub use palisade_breaker as breaker;
 #[doc(inline)]
 pub use palisade_core as core;
+#[cfg(feature = "retry")]
+#[doc(inline)]
+pub use palisade_retry as retry;
 
 mod builder_ext;
 
@@ -42,6 +45,12 @@ pub mod prelude {
         OpenDuration, State, Window,
     };
     pub use palisade_core::{ConfigError, GrpcClassifier, HttpClassifier, Outcome};
+    #[cfg(feature = "retry")]
+    pub use palisade_retry::{
+        AttemptTimedOut, DeadlineExceeded, HttpRetryLayer, RetryConfig, RetryLayer,
+        backoff::Backoff,
+        budget::{Budget, PercentBudget, TokenBudget},
+    };
 
     pub use crate::ServiceBuilderExt;
 }

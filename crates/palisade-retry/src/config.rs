@@ -1,0 +1,214 @@
+//! The retry layer's configuration: a builder with documented defaults, validated on `build`.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use palisade_core::ConfigError;
+
+use crate::backoff::Backoff;
+use crate::budget::{Budget, PercentBudget};
+
+/// How a retry layer retries; made with [`RetryConfig::builder`].
+#[derive(Clone)]
+pub struct RetryConfig {
+    pub(crate) name: Arc<str>,
+    pub(crate) max_attempts: u32,
+    pub(crate) attempt_timeout: Option<Duration>,
+    pub(crate) deadline: Option<Duration>,
+    pub(crate) backoff: Backoff,
+    pub(crate) max_hint: Duration,
+    pub(crate) budget: Arc<dyn Budget>,
+    pub(crate) replay_limit: usize,
+    pub(crate) idempotency_keys: bool,
+    pub(crate) jitter_seed: Option<u64>,
+}
+
+impl fmt::Debug for RetryConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RetryConfig")
+            .field("name", &self.name)
+            .field("max_attempts", &self.max_attempts)
+            .field("attempt_timeout", &self.attempt_timeout)
+            .field("deadline", &self.deadline)
+            .field("backoff", &self.backoff)
+            .field("max_hint", &self.max_hint)
+            .field("replay_limit", &self.replay_limit)
+            .field("idempotency_keys", &self.idempotency_keys)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        Self {
+            name: Arc::from("default"),
+            max_attempts: 3,
+            attempt_timeout: None,
+            deadline: None,
+            backoff: Backoff::default(),
+            max_hint: Duration::from_secs(30),
+            budget: Arc::new(PercentBudget::default()),
+            replay_limit: 64 * 1024,
+            idempotency_keys: false,
+            jitter_seed: None,
+        }
+    }
+}
+
+impl RetryConfig {
+    /// A builder that starts from the defaults.
+    pub fn builder() -> RetryConfigBuilder {
+        RetryConfigBuilder {
+            config: RetryConfig::default(),
+        }
+    }
+
+    /// The layer's name, which labels its metrics and events.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The most attempts a request gets, the first included.
+    pub fn max_attempts(&self) -> u32 {
+        self.max_attempts
+    }
+}
+
+/// Builds a [`RetryConfig`]. Every setting has a default, given with its source.
+///
+/// | setting | default | from |
+/// |---|---|---|
+/// | [`max_attempts`](Self::max_attempts) | 3, the first included | gRPC, Polly, Google SRE |
+/// | [`attempt_timeout`](Self::attempt_timeout) | none | Envoy's per-try timeout is opt-in too |
+/// | [`deadline`](Self::deadline) | none | Polly's total timeout is opt-in |
+/// | [`backoff`](Self::backoff) | 25 ms doubling to 250 ms, full jitter | Envoy; AWS's full jitter |
+/// | [`max_hint`](Self::max_hint) | 30 s | Envoy caps `Retry-After` at 300 s; a client rarely waits that long |
+/// | [`budget`](Self::budget) | 20 % of the last 10 s + 10/s | Finagle's `RetryBudget`, Envoy's 20 % |
+/// | [`replay_limit`](Self::replay_limit) | 64 KiB | Envoy's default buffer for retries |
+/// | [`idempotency_keys`](Self::idempotency_keys) | off | |
+#[derive(Debug, Clone)]
+pub struct RetryConfigBuilder {
+    config: RetryConfig,
+}
+
+impl RetryConfigBuilder {
+    /// Names the layer in its metrics and events.
+    pub fn name(mut self, name: impl Into<Arc<str>>) -> Self {
+        self.config.name = name.into();
+        self
+    }
+
+    /// The most attempts a request gets, **the first included** (1 to 100): 3 means one
+    /// call and up to two retries.
+    pub fn max_attempts(mut self, n: u32) -> Self {
+        self.config.max_attempts = n;
+        self
+    }
+
+    /// Gives up on an attempt after `timeout`; the timeout is an [`AttemptTimedOut`]
+    /// error, which the default policies retry.
+    ///
+    /// [`AttemptTimedOut`]: crate::AttemptTimedOut
+    pub fn attempt_timeout(mut self, timeout: Duration) -> Self {
+        self.config.attempt_timeout = Some(timeout);
+        self
+    }
+
+    /// Bounds the whole request, every attempt and backoff included: when it passes during
+    /// an attempt the caller gets [`DeadlineExceeded`](crate::DeadlineExceeded), and a retry
+    /// whose backoff would end after it is not made (the last result is returned).
+    pub fn deadline(mut self, deadline: Duration) -> Self {
+        self.config.deadline = Some(deadline);
+        self
+    }
+
+    /// The backoff between attempts.
+    pub fn backoff(mut self, backoff: Backoff) -> Self {
+        self.config.backoff = backoff;
+        self
+    }
+
+    /// The longest wait a server's hint (`Retry-After`, `grpc-retry-pushback-ms`) can impose;
+    /// longer hints are cut to it.
+    pub fn max_hint(mut self, max: Duration) -> Self {
+        self.config.max_hint = max;
+        self
+    }
+
+    /// The budget retries are taken from. Pass an `Arc` of a budget to share it between
+    /// layers: `budget(shared.clone())`.
+    pub fn budget(mut self, budget: impl Budget + 'static) -> Self {
+        self.config.budget = Arc::new(budget);
+        self
+    }
+
+    /// The largest HTTP request body recorded for replay (bodies over it are sent once and
+    /// not retried).
+    pub fn replay_limit(mut self, bytes: usize) -> Self {
+        self.config.replay_limit = bytes;
+        self
+    }
+
+    /// Gives every HTTP request with a non-idempotent method an `Idempotency-Key` before its
+    /// first attempt, unless it has one, and so makes it retryable.
+    pub fn idempotency_keys(mut self, on: bool) -> Self {
+        self.config.idempotency_keys = on;
+        self
+    }
+
+    /// Seeds the backoff's jitter, for simulations and tests that must replay exactly.
+    pub fn jitter_seed(mut self, seed: u64) -> Self {
+        self.config.jitter_seed = Some(seed);
+        self
+    }
+
+    /// Checks every setting and returns the configuration, or the first bad setting.
+    pub fn build(self) -> Result<RetryConfig, ConfigError> {
+        let c = &self.config;
+        if !(1..=100).contains(&c.max_attempts) {
+            return Err(ConfigError::new(
+                "max_attempts",
+                "must be from 1 to 100 (the first attempt included)",
+            ));
+        }
+        if c.attempt_timeout.is_some_and(|t| t.is_zero()) {
+            return Err(ConfigError::new(
+                "attempt_timeout",
+                "must be longer than zero",
+            ));
+        }
+        if c.deadline.is_some_and(|t| t.is_zero()) {
+            return Err(ConfigError::new("deadline", "must be longer than zero"));
+        }
+        c.backoff.validate()?;
+        Ok(self.config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_defaults_are_valid() {
+        RetryConfig::builder().build().unwrap();
+    }
+
+    #[test]
+    fn bad_settings_name_their_field() {
+        let field = |b: RetryConfigBuilder| b.build().unwrap_err().field();
+        let b = RetryConfig::builder;
+        assert_eq!(field(b().max_attempts(0)), "max_attempts");
+        assert_eq!(field(b().max_attempts(101)), "max_attempts");
+        assert_eq!(
+            field(b().attempt_timeout(Duration::ZERO)),
+            "attempt_timeout"
+        );
+        assert_eq!(field(b().deadline(Duration::ZERO)), "deadline");
+        assert_eq!(
+            field(b().backoff(Backoff::exponential(Duration::ZERO, Duration::ZERO))),
+            "backoff.base"
+        );
+    }
+}

@@ -1,0 +1,118 @@
+//! The layers: [`RetryLayer`] for any service whose requests are `Clone`, and
+//! [`HttpRetryLayer`] for HTTP services with any request body.
+
+use std::sync::Arc;
+
+use tower_layer::Layer;
+
+use crate::config::RetryConfig;
+use crate::http::ReplayBodies;
+use crate::policy::{HttpPolicy, RetryErrors};
+use crate::replay::CloneRequests;
+use crate::service::Retry;
+use crate::shared::Shared;
+
+/// Retries requests that are `Clone`, under a budget; every error is retried by default
+/// ([`RetryErrors`]), or what a [`Policy`](crate::policy::Policy) says.
+///
+/// Cheap to clone: every clone, and every service it makes, shares one budget, one jitter
+/// sequence and one set of metrics.
+#[derive(Clone)]
+pub struct RetryLayer<P = RetryErrors> {
+    shared: Arc<Shared>,
+    policy: P,
+}
+
+impl RetryLayer {
+    /// A layer that retries errors as `config` says.
+    pub fn new(config: RetryConfig) -> Self {
+        Self {
+            shared: Arc::new(Shared::new(config)),
+            policy: RetryErrors,
+        }
+    }
+}
+
+impl<P> RetryLayer<P> {
+    /// The same layer with another policy.
+    pub fn policy<P2>(self, policy: P2) -> RetryLayer<P2> {
+        RetryLayer {
+            shared: self.shared,
+            policy,
+        }
+    }
+}
+
+impl<S, P: Clone> Layer<S> for RetryLayer<P> {
+    type Service = Retry<S, P, CloneRequests>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Retry::new(
+            inner,
+            self.shared.clone(),
+            self.policy.clone(),
+            CloneRequests,
+        )
+    }
+}
+
+/// Retries HTTP and gRPC requests with any body, which it records as the first attempt
+/// sends it ([`ReplayBodies`]); what is retried is an [`HttpPolicy`] by default.
+///
+/// Errors of the inner service (transport errors) reach the caller as `BoxError` after the
+/// last attempt; responses, retried or not, are returned as the server sent them.
+#[derive(Clone)]
+pub struct HttpRetryLayer<P = HttpPolicy> {
+    shared: Arc<Shared>,
+    policy: P,
+    replay: ReplayBodies,
+}
+
+impl HttpRetryLayer {
+    /// A layer that retries as `config` says, with the default [`HttpPolicy`].
+    pub fn new(config: RetryConfig) -> Self {
+        let replay = ReplayBodies::new(config.replay_limit, config.idempotency_keys);
+        Self {
+            shared: Arc::new(Shared::new(config)),
+            policy: HttpPolicy::default(),
+            replay,
+        }
+    }
+}
+
+impl<P> HttpRetryLayer<P> {
+    /// The same layer with another policy.
+    pub fn policy<P2>(self, policy: P2) -> HttpRetryLayer<P2> {
+        HttpRetryLayer {
+            shared: self.shared,
+            policy,
+            replay: self.replay,
+        }
+    }
+}
+
+impl<S, P: Clone> Layer<S> for HttpRetryLayer<P> {
+    type Service = Retry<S, P, ReplayBodies>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Retry::new(inner, self.shared.clone(), self.policy.clone(), self.replay)
+    }
+}
+
+impl<P: std::fmt::Debug> std::fmt::Debug for RetryLayer<P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RetryLayer")
+            .field("config", &self.shared.config)
+            .field("policy", &self.policy)
+            .finish()
+    }
+}
+
+impl<P: std::fmt::Debug> std::fmt::Debug for HttpRetryLayer<P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpRetryLayer")
+            .field("config", &self.shared.config)
+            .field("policy", &self.policy)
+            .finish()
+    }
+}

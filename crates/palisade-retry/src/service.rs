@@ -1,0 +1,94 @@
+//! The retrying service.
+
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use tower_service::Service;
+
+use crate::future::ResponseFuture;
+use crate::policy::Policy;
+use crate::replay::Replay;
+use crate::shared::Shared;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A service whose calls are retried; made by [`RetryLayer`](crate::RetryLayer) or
+/// [`HttpRetryLayer`](crate::HttpRetryLayer).
+///
+/// `poll_ready` is the inner service's. A call that may be retried keeps a clone of the
+/// inner service, which it drives to readiness before each retry (as tower's `Retry` does).
+/// Every request — retried or not — is deposited in the budget.
+#[derive(Clone)]
+pub struct Retry<S, P, R> {
+    inner: S,
+    shared: Arc<Shared>,
+    policy: P,
+    replay: R,
+}
+
+impl<S, P, R> Retry<S, P, R> {
+    pub(crate) fn new(inner: S, shared: Arc<Shared>, policy: P, replay: R) -> Self {
+        Self {
+            inner,
+            shared,
+            policy,
+            replay,
+        }
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, unwrapped.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S: std::fmt::Debug, P, R> std::fmt::Debug for Retry<S, P, R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Retry")
+            .field("inner", &self.inner)
+            .field("name", &self.shared.config.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, P, R, Req> Service<Req> for Retry<S, P, R>
+where
+    R: Replay<Req> + Clone,
+    S: Service<R::Attempt> + Clone,
+    S::Error: Into<BoxError>,
+    P: Policy<Req, S::Response> + Clone,
+{
+    type Response = S::Response;
+    type Error = BoxError;
+    type Future = ResponseFuture<S, R, P, Req>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, mut request: Req) -> Self::Future {
+        self.replay.prepare(&mut request);
+        let config = &self.shared.config;
+        config.budget.deposit();
+        if config.max_attempts > 1 && self.policy.may_retry(&request) {
+            let (attempt, saved) = self.replay.first(request);
+            let future = self.inner.call(attempt);
+            ResponseFuture::retryable(
+                future,
+                self.shared.clone(),
+                self.policy.clone(),
+                self.replay.clone(),
+                self.inner.clone(),
+                saved,
+            )
+        } else {
+            let future = self.inner.call(self.replay.only(request));
+            ResponseFuture::once(future, self.shared.clone(), self.policy.clone())
+        }
+    }
+}

@@ -6,7 +6,7 @@
 //! request is simply not retried; a body that fails is not retried either, and its error
 //! reaches the caller through the inner service.
 //!
-//! With [`idempotency_keys`](ReplayBodies::idempotency_keys) on, a request whose method is
+//! With [`idempotency_keys`](crate::RetryConfigBuilder::idempotency_keys) on, a request whose method is
 //! not idempotent gets an `Idempotency-Key` (a random UUID v4, as an sf-string) before its
 //! first attempt unless it has one, so that every attempt reaches a server that honours the
 //! key (palisade-idempotency, or a Stripe-like API) as the same operation — and so may be

@@ -3,8 +3,8 @@
 //!
 //! `cargo bench -p palisade-benches --bench breaker`
 
-use std::future::{Ready, ready};
-use std::hint::black_box;
+mod support;
+
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -12,42 +12,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use palisade_breaker::{BreakerConfig, CircuitBreakerLayer, Window};
 use tower::{Layer, Service};
 
-/// The cheapest possible service: answers at once, never fails.
-#[derive(Clone, Copy)]
-struct Bare;
-
-impl Service<u64> for Bare {
-    type Response = u64;
-    type Error = std::io::Error;
-    type Future = Ready<Result<u64, std::io::Error>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, req: u64) -> Self::Future {
-        ready(Ok(req))
-    }
-}
-
-/// Calls `svc` once, polling its future on this thread without a runtime in the way.
-fn call_once<S: Service<u64>>(svc: &mut S, waker_cx: &mut Context<'_>, i: u64) {
-    assert!(svc.poll_ready(waker_cx).is_ready());
-    let fut = svc.call(i);
-    let mut fut = std::pin::pin!(fut);
-    // Every service here answers at once unless it waits on a lock another thread holds
-    // (tower-resilience's does, under contention): poll again until it is done, as an
-    // executor would after the wake.
-    loop {
-        match fut.as_mut().poll(waker_cx) {
-            Poll::Ready(r) => {
-                black_box(r.is_ok());
-                return;
-            }
-            Poll::Pending => std::thread::yield_now(),
-        }
-    }
-}
+use crate::support::{Bare, call_once};
 
 /// palisade's breaker with `config`'s policy.
 fn palisade(config: palisade_breaker::BreakerConfigBuilder) -> impl Service<u64> + Clone + Send {

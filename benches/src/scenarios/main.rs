@@ -5,17 +5,18 @@
 //! cargo run --release -p palisade-benches --bin scenarios -- <scenario> [--json FILE] [--plot DIR]
 //! ```
 //!
-//! Scenarios: `breaker-outage`.
+//! Scenarios: `breaker-outage`, `retry-outage`, `retry-transient`.
 #![allow(clippy::print_stdout)]
 
 mod breaker_outage;
 mod plot;
 mod report;
+mod retry;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-const SCENARIOS: &[&str] = &["breaker-outage"];
+const SCENARIOS: &[&str] = &["breaker-outage", "retry-outage", "retry-transient"];
 
 struct Args {
     scenario: String,
@@ -70,6 +71,8 @@ fn main() -> ExitCode {
         .expect("a current-thread runtime");
     let report = match args.scenario.as_str() {
         "breaker-outage" => runtime.block_on(breaker_outage::run()),
+        "retry-outage" => runtime.block_on(retry::outage()),
+        "retry-transient" => runtime.block_on(retry::transient()),
         _ => unreachable!("checked in parse_args"),
     };
     println!("{}", report.table());

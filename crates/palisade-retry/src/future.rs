@@ -1,5 +1,6 @@
-//! The future of a retried call: attempts, backoffs and timers, as one state machine with no
-//! allocation of its own.
+//! The future of a retried call: attempts, backoffs and timers, as one state machine. It
+//! allocates only the timers it needs: none for a call that succeeds at once with no
+//! timeout configured.
 
 use std::future::Future;
 use std::marker::PhantomData;
@@ -51,11 +52,11 @@ pin_project! {
     {
         #[pin]
         attempt: Option<S::Future>,
-        // The per-attempt timeout while calling, the backoff while backing off.
-        #[pin]
-        timer: Option<Sleep>,
-        #[pin]
-        deadline: Option<Sleep>,
+        // The per-attempt timeout while calling, the backoff while backing off. Boxed: a
+        // `Sleep` is large, and a call that succeeds at once with no timeout configured (the
+        // common case) should not carry one inline.
+        timer: Option<Pin<Box<Sleep>>>,
+        deadline: Option<Pin<Box<Sleep>>>,
         retrying: Option<Retrying<S, R, Req>>,
         shared: Arc<Shared>,
         policy: P,
@@ -71,6 +72,7 @@ where
     R: Replay<Req>,
     S: Service<R::Attempt>,
 {
+    #[inline]
     fn new(
         future: S::Future,
         shared: Arc<Shared>,
@@ -80,8 +82,8 @@ where
         let config = &shared.config;
         Self {
             attempt: Some(future),
-            timer: config.attempt_timeout.map(sleep),
-            deadline: config.deadline.map(sleep),
+            timer: config.attempt_timeout.map(|t| Box::pin(sleep(t))),
+            deadline: config.deadline.map(|d| Box::pin(sleep(d))),
             retrying,
             shared,
             policy,
@@ -92,10 +94,12 @@ where
         }
     }
 
+    #[inline]
     pub(crate) fn once(future: S::Future, shared: Arc<Shared>, policy: P) -> Self {
         Self::new(future, shared, policy, None)
     }
 
+    #[inline]
     pub(crate) fn retryable(
         future: S::Future,
         shared: Arc<Shared>,
@@ -145,16 +149,14 @@ where
                             if this
                                 .deadline
                                 .as_mut()
-                                .as_pin_mut()
-                                .is_some_and(|deadline| deadline.poll(cx).is_ready())
+                                .is_some_and(|deadline| deadline.as_mut().poll(cx).is_ready())
                             {
                                 return Poll::Ready(Err(deadline_passed(*this.attempts + 1)));
                             }
                             let timed_out = this
                                 .timer
                                 .as_mut()
-                                .as_pin_mut()
-                                .is_some_and(|timer| timer.poll(cx).is_ready());
+                                .is_some_and(|timer| timer.as_mut().poll(cx).is_ready());
                             if !timed_out {
                                 return Poll::Pending;
                             }
@@ -164,7 +166,7 @@ where
                         }
                     };
                     this.attempt.set(None);
-                    this.timer.set(None);
+                    *this.timer = None;
                     *this.attempts += 1;
 
                     let decision = this.policy.decide(result.as_ref());
@@ -195,7 +197,6 @@ where
                     if this
                         .deadline
                         .as_ref()
-                        .as_pin_ref()
                         .is_some_and(|d| resume_at >= d.deadline())
                     {
                         shared.metrics.attempt(AttemptOutcome::Deadline);
@@ -225,15 +226,15 @@ where
                     if delay.is_zero() {
                         *this.phase = Phase::Readying;
                     } else {
-                        this.timer.set(Some(sleep_until(resume_at)));
+                        *this.timer = Some(Box::pin(sleep_until(resume_at)));
                         *this.phase = Phase::BackingOff;
                     }
                 }
                 Phase::BackingOff => {
-                    if let Some(timer) = this.timer.as_mut().as_pin_mut() {
-                        ready!(timer.poll(cx));
+                    if let Some(timer) = this.timer.as_mut() {
+                        ready!(timer.as_mut().poll(cx));
                     }
-                    this.timer.set(None);
+                    *this.timer = None;
                     *this.phase = Phase::Readying;
                 }
                 Phase::Readying => {
@@ -247,8 +248,7 @@ where
                             if this
                                 .deadline
                                 .as_mut()
-                                .as_pin_mut()
-                                .is_some_and(|deadline| deadline.poll(cx).is_ready())
+                                .is_some_and(|deadline| deadline.as_mut().poll(cx).is_ready())
                             {
                                 return Poll::Ready(Err(deadline_passed(*this.attempts)));
                             }
@@ -260,7 +260,7 @@ where
                     };
                     this.attempt.set(Some(retrying.service.call(request)));
                     if let Some(timeout) = config.attempt_timeout {
-                        this.timer.set(Some(sleep(timeout)));
+                        *this.timer = Some(Box::pin(sleep(timeout)));
                     }
                     *this.phase = Phase::Calling;
                 }

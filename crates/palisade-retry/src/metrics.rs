@@ -78,6 +78,7 @@ impl RetryMetrics {
         }
     }
 
+    #[inline]
     pub(crate) fn attempt(&self, outcome: AttemptOutcome) {
         self.attempts[outcome as usize].increment(1);
         if let AttemptOutcome::BudgetExhausted = outcome {

@@ -26,16 +26,28 @@ fn op() -> impl Strategy<Value = Op> {
 }
 
 /// The budget as documented: over the last ten tenths of `ttl` (the current tenth included),
-/// retries may be at most `min_per_sec × ttl + percent × requests`.
+/// retries may be at most `min_per_sec × ttl + percent × requests`; a request is counted in
+/// the tenth the clock was last read in, and the clock is read at every 16th request and at
+/// every retry.
 struct Model {
     ttl_ms: u64,
     reserve: u64,
     percent: f64,
-    /// (tenth of ttl it happened in, is a retry)
+    /// (tenth of ttl it was counted in, is a retry)
     events: Vec<(u64, bool)>,
+    requests: u64,
+    seen_tenth: u64,
 }
 
 impl Model {
+    fn deposit(&mut self, now_ms: u64) {
+        if self.requests.is_multiple_of(16) {
+            self.seen_tenth = self.seen_tenth.max(self.tenth(now_ms));
+        }
+        self.requests += 1;
+        self.events.push((self.seen_tenth, false));
+    }
+
     fn tenth(&self, now_ms: u64) -> u64 {
         now_ms / (self.ttl_ms / 10)
     }
@@ -49,6 +61,7 @@ impl Model {
     }
 
     fn withdraw(&mut self, now_ms: u64) -> bool {
+        self.seen_tenth = self.seen_tenth.max(self.tenth(now_ms));
         let (requests, retries) = self.in_window(now_ms);
         let allowed = self.reserve + (self.percent * requests as f64) as u64;
         let ok = retries < allowed;
@@ -73,6 +86,8 @@ fn run(ttl_secs: u64, min_per_sec: u32, percent: f64, ops: Vec<Op>) -> Result<()
             reserve: u64::from(min_per_sec) * ttl_secs,
             percent,
             events: Vec::new(),
+            requests: 0,
+            seen_tenth: 0,
         };
         let start = tokio::time::Instant::now();
         let now_ms = || u64::try_from(start.elapsed().as_millis()).unwrap();
@@ -81,7 +96,7 @@ fn run(ttl_secs: u64, min_per_sec: u32, percent: f64, ops: Vec<Op>) -> Result<()
                 Op::Deposit(n) => {
                     for _ in 0..n {
                         budget.deposit();
-                        model.events.push((model.tenth(now_ms()), false));
+                        model.deposit(now_ms());
                     }
                 }
                 Op::Withdraw => {

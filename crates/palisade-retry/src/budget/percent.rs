@@ -10,6 +10,9 @@ use super::Budget;
 
 const BUCKETS: u64 = 10;
 
+/// Requests counted between two readings of the clock.
+const REQUESTS_PER_CLOCK_READ: u64 = 16;
+
 /// Retries may be at most `percent` of the requests of the last `ttl`, plus
 /// `min_per_sec × ttl` retries that are always allowed.
 ///
@@ -20,6 +23,14 @@ const BUCKETS: u64 = 10;
 /// Lock-free: requests and retries are counted in ten buckets across `ttl` that expire one
 /// at a time. A retry is taken optimistically and given back if, counted again, it overdrew
 /// the budget, so concurrent callers can never overdraw it together.
+///
+/// Reading the clock costs more than everything else a request does here, so a request is
+/// counted in the tenth of `ttl` last seen, and the clock is read again every
+/// 16th request and at every retry. A request counted in a tenth that has passed expires
+/// early, so this can only make the budget stricter, by at most 15 requests per tenth.
+///
+/// The floor is a pool, not a rate: `min_per_sec × ttl` retries per window, which a client
+/// whose requests all fail spends as soon as the oldest tenth of the window expires.
 ///
 /// ```
 /// use std::time::Duration;
@@ -41,6 +52,10 @@ pub struct PercentBudget {
     reserve: u64,
     bucket_nanos: u64,
     epoch: Instant,
+    /// The tenth of `ttl` the clock was last seen in.
+    seen_slice: AtomicU64,
+    /// Requests counted since the start, to read the clock every so many.
+    requests: AtomicU64,
     buckets: [Bucket; BUCKETS as usize],
 }
 
@@ -77,19 +92,28 @@ impl PercentBudget {
             reserve: u64::from(min_per_sec) * ttl.as_secs().max(1),
             bucket_nanos: ttl_nanos / BUCKETS,
             epoch: Instant::now(),
+            seen_slice: AtomicU64::new(1),
+            requests: AtomicU64::new(0),
             buckets: Default::default(),
         })
     }
 
+    /// The current tenth of `ttl`, from the clock.
     fn slice(&self) -> u64 {
         let nanos = u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX);
-        nanos / self.bucket_nanos + 1
+        let slice = nanos / self.bucket_nanos + 1;
+        self.seen_slice.fetch_max(slice, Relaxed);
+        slice
     }
 
     /// The bucket of `slice`, emptied first if it still holds an older slice.
-    fn bucket(&self, slice: u64) -> &Bucket {
+    fn bucket(&self, slice: u64) -> Option<&Bucket> {
         let bucket = &self.buckets[(slice % BUCKETS) as usize];
         let seen = bucket.slice.load(Relaxed);
+        if seen > slice {
+            // Only a caller that read the clock long ago gets here: nothing to count into.
+            return None;
+        }
         if seen < slice
             && bucket
                 .slice
@@ -102,7 +126,7 @@ impl PercentBudget {
             bucket.requests.store(0, Relaxed);
             bucket.retries.store(0, Relaxed);
         }
-        bucket
+        Some(bucket)
     }
 
     /// Requests and retries in the window that ends in `slice`.
@@ -132,7 +156,18 @@ impl PercentBudget {
 
 impl Budget for PercentBudget {
     fn deposit(&self) {
-        self.bucket(self.slice()).requests.fetch_add(1, Relaxed);
+        let slice = if self
+            .requests
+            .fetch_add(1, Relaxed)
+            .is_multiple_of(REQUESTS_PER_CLOCK_READ)
+        {
+            self.slice()
+        } else {
+            self.seen_slice.load(Relaxed)
+        };
+        if let Some(bucket) = self.bucket(slice) {
+            bucket.requests.fetch_add(1, Relaxed);
+        }
     }
 
     fn withdraw(&self) -> bool {
@@ -141,7 +176,9 @@ impl Budget for PercentBudget {
         if retries >= self.allowed(requests) {
             return false;
         }
-        let bucket = self.bucket(slice);
+        let Some(bucket) = self.bucket(slice) else {
+            return false;
+        };
         bucket.retries.fetch_add(1, Relaxed);
         // Count again with this retry in: if others took the last retries meanwhile, give
         // this one back. Every retry that stands was within the budget when it was counted.

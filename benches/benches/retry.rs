@@ -5,14 +5,13 @@
 
 mod support;
 
-use std::future::{Ready, ready};
-use std::sync::Arc;
 use std::task::{Context, Waker};
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use palisade_retry::budget::Budget;
 use palisade_retry::{RetryConfig, RetryLayer};
+use palisade_test::TowerRetryPolicy;
 use tower::retry::budget::TpsBudget;
 use tower::{Layer, Service};
 
@@ -55,54 +54,16 @@ fn palisade_unlimited() -> impl Service<u64> + Clone {
     RetryLayer::new(config).layer(Bare)
 }
 
-/// tower's `Retry` with the policy of its documentation: up to 2 retries of errors, none of
-/// successes, the request cloned for each attempt; and, optionally, tower's `TpsBudget`
-/// deposited once per request (like palisade's budget) and withdrawn per retry.
-#[derive(Clone)]
-struct TowerPolicy {
-    retries_left: u32,
-    budget: Option<Arc<TpsBudget>>,
-}
-
-impl<Req: Clone, Res, E> tower::retry::Policy<Req, Res, E> for TowerPolicy {
-    type Future = Ready<()>;
-
-    fn retry(&mut self, _: &mut Req, result: &mut Result<Res, E>) -> Option<Self::Future> {
-        use tower::retry::budget::Budget as _;
-        // The first attempt's result: the request is deposited once.
-        if self.retries_left == 2
-            && let Some(budget) = &self.budget
-        {
-            budget.deposit();
-        }
-        if result.is_ok() || self.retries_left == 0 {
-            return None;
-        }
-        if self.budget.as_ref().is_some_and(|b| !b.withdraw()) {
-            return None;
-        }
-        self.retries_left -= 1;
-        Some(ready(()))
-    }
-
-    fn clone_request(&mut self, req: &Req) -> Option<Req> {
-        Some(req.clone())
-    }
-}
-
+/// tower's `Retry` as its documentation sets it up: every error retried, 3 attempts; and
+/// the same under tower's `TpsBudget`.
 fn tower_retry() -> impl Service<u64> + Clone {
-    let policy = TowerPolicy {
-        retries_left: 2,
-        budget: None,
-    };
+    let policy = TowerRetryPolicy::new(3, None);
     tower::retry::Retry::new(policy, Bare)
 }
 
 fn tower_retry_budget() -> impl Service<u64> + Clone {
-    let policy = TowerPolicy {
-        retries_left: 2,
-        budget: Some(Arc::new(TpsBudget::new(Duration::from_secs(10), 10, 0.2))),
-    };
+    let budget = TpsBudget::new(Duration::from_secs(10), 10, 0.2);
+    let policy = TowerRetryPolicy::new(3, Some(budget));
     tower::retry::Retry::new(policy, Bare)
 }
 

@@ -7,17 +7,16 @@
 //! (calls reaching the dependency ÷ requests offered) and the share of requests that
 //! succeeded.
 
-use std::future::{Ready, ready};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 use palisade_retry::budget::PercentBudget;
 use palisade_retry::{RetryConfig, RetryConfigBuilder, RetryLayer};
-use palisade_test::{Backend, Behaviour, Reply, Script};
+use palisade_test::{Backend, Behaviour, Reply, Script, TowerRetryPolicy};
 use serde_json::{Map, json};
 use tokio::time::{Instant, MissedTickBehavior};
-use tower::retry::budget::{Budget as _, TpsBudget};
+use tower::retry::budget::TpsBudget;
 use tower::util::BoxCloneService;
 use tower::{BoxError, Layer, ServiceExt};
 
@@ -151,54 +150,10 @@ fn palisade(config: RetryConfigBuilder, backend: &Backend) -> BoxCloneService<()
     BoxCloneService::new(RetryLayer::new(config).layer(backend.clone()))
 }
 
-/// A policy for tower's `Retry`: every error is retried at once, up to `MAX_ATTEMPTS`
-/// attempts in all, and, with a budget, only as far as the budget allows: each retry is
-/// withdrawn, as tower's budget documentation shows, and each request deposited once, when
-/// its first attempt ends. (tower's example deposits successes only, which in an outage
-/// would leave nothing but the reserve; a deposit per request is Finagle's design and
-/// palisade's, so the budgets compare like for like.) tower clones the policy for each
-/// request, so `retries_left` is per request; the budget is shared.
-#[derive(Clone)]
-struct TowerPolicy {
-    budget: Option<Arc<TpsBudget>>,
-    retries_left: u32,
-}
-
-impl TowerPolicy {
-    fn new(budget: Option<TpsBudget>) -> Self {
-        Self {
-            budget: budget.map(Arc::new),
-            retries_left: MAX_ATTEMPTS - 1,
-        }
-    }
-}
-
-impl<Req: Clone, Res, E> tower::retry::Policy<Req, Res, E> for TowerPolicy {
-    type Future = Ready<()>;
-
-    fn retry(&mut self, _: &mut Req, result: &mut Result<Res, E>) -> Option<Self::Future> {
-        // The first attempt's result: the request is deposited once, whatever it became.
-        if self.retries_left == MAX_ATTEMPTS - 1
-            && let Some(budget) = &self.budget
-        {
-            budget.deposit();
-        }
-        if result.is_ok() || self.retries_left == 0 {
-            return None;
-        }
-        if self.budget.as_ref().is_some_and(|b| !b.withdraw()) {
-            return None;
-        }
-        self.retries_left -= 1;
-        Some(ready(()))
-    }
-
-    fn clone_request(&mut self, req: &Req) -> Option<Req> {
-        Some(req.clone())
-    }
-}
-
-fn tower_retry(policy: TowerPolicy, backend: &Backend) -> BoxCloneService<(), Reply, BoxError> {
+fn tower_retry(
+    policy: TowerRetryPolicy,
+    backend: &Backend,
+) -> BoxCloneService<(), Reply, BoxError> {
     let retry = tower::retry::Retry::new(policy, backend.clone());
     BoxCloneService::new(ServiceExt::<()>::map_err(retry, BoxError::from))
 }
@@ -217,9 +172,12 @@ async fn simulate(system: &'static str, failures: Failures) -> Run {
             ),
             &backend,
         ),
-        "naive" => tower_retry(TowerPolicy::new(None), &backend),
+        "naive" => tower_retry(TowerRetryPolicy::new(MAX_ATTEMPTS, None), &backend),
         "tower-tps-budget" => tower_retry(
-            TowerPolicy::new(Some(TpsBudget::new(Duration::from_secs(10), 10, 0.2))),
+            TowerRetryPolicy::new(
+                MAX_ATTEMPTS,
+                Some(TpsBudget::new(Duration::from_secs(10), 10, 0.2)),
+            ),
             &backend,
         ),
         _ => unreachable!("SYSTEMS lists every system"),

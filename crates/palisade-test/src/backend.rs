@@ -11,8 +11,8 @@ use tokio::time::{Instant, Sleep};
 use tower_service::Service;
 
 use crate::behaviour::{Readiness, Script};
-use crate::random::uniform;
 use crate::stats::Stats;
+use palisade_core::random::uniform;
 
 /// A service that behaves as its [`Script`] says; clones share the script, the clock and
 /// the [`Stats`].

@@ -32,10 +32,11 @@
 mod backend;
 mod behaviour;
 mod http;
-mod random;
+mod peers;
 mod stats;
 
 pub use crate::backend::{Backend, BackendError, Reply};
 pub use crate::behaviour::{Behaviour, Latency, Readiness, Script};
 pub use crate::http::HttpBackend;
+pub use crate::peers::TowerRetryPolicy;
 pub use crate::stats::Stats;

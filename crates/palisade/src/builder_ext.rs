@@ -33,6 +33,21 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed {
         self,
         config: palisade_retry::RetryConfig,
     ) -> ServiceBuilder<Stack<palisade_retry::HttpRetryLayer, L>>;
+
+    /// Load shedding in front of any service: refusals are `Overloaded` errors.
+    #[cfg(feature = "shed")]
+    fn shed(
+        self,
+        config: palisade_shed::ShedConfig,
+    ) -> ServiceBuilder<Stack<palisade_shed::ShedLayer, L>>;
+
+    /// Load shedding in front of an HTTP or gRPC server: refusals are `503` responses or
+    /// gRPC `RESOURCE_EXHAUSTED`.
+    #[cfg(feature = "shed")]
+    fn http_shed(
+        self,
+        config: palisade_shed::ShedConfig,
+    ) -> ServiceBuilder<Stack<palisade_shed::HttpShedLayer, L>>;
 }
 
 impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
@@ -66,6 +81,22 @@ impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
         config: palisade_retry::RetryConfig,
     ) -> ServiceBuilder<Stack<palisade_retry::HttpRetryLayer, L>> {
         self.layer(palisade_retry::HttpRetryLayer::new(config))
+    }
+
+    #[cfg(feature = "shed")]
+    fn shed(
+        self,
+        config: palisade_shed::ShedConfig,
+    ) -> ServiceBuilder<Stack<palisade_shed::ShedLayer, L>> {
+        self.layer(palisade_shed::ShedLayer::new(config))
+    }
+
+    #[cfg(feature = "shed")]
+    fn http_shed(
+        self,
+        config: palisade_shed::ShedConfig,
+    ) -> ServiceBuilder<Stack<palisade_shed::HttpShedLayer, L>> {
+        self.layer(palisade_shed::HttpShedLayer::new(config))
     }
 }
 

@@ -32,6 +32,9 @@ pub use palisade_core as core;
 #[cfg(feature = "retry")]
 #[doc(inline)]
 pub use palisade_retry as retry;
+#[cfg(feature = "shed")]
+#[doc(inline)]
+pub use palisade_shed as shed;
 
 mod builder_ext;
 
@@ -50,6 +53,12 @@ pub mod prelude {
         AttemptTimedOut, DeadlineExceeded, HttpRetryLayer, RetryConfig, RetryLayer,
         backoff::Backoff,
         budget::{Budget, PercentBudget, TokenBudget},
+    };
+    #[cfg(feature = "shed")]
+    pub use palisade_shed::{
+        HttpShedLayer, Overloaded, ShedConfig, ShedHandle, ShedLayer,
+        limit::{Aimd, Fixed, Gradient},
+        priority::Priority,
     };
 
     pub use crate::ServiceBuilderExt;

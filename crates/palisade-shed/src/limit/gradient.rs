@@ -1,0 +1,217 @@
+use std::time::Duration;
+
+use palisade_core::ConfigError;
+use tokio::time::Instant;
+
+use super::{Limit, Sample};
+
+/// Scales the limit by how recent latency compares with the server's latency when it is not
+/// queueing (Envoy's adaptive concurrency; Netflix's `Gradient2`).
+///
+/// Every `window` (100 ms, once it holds at least 10 samples) the median latency of the
+/// window is compared with `min_rtt`, the latency measured at a low concurrency:
+///
+/// ```text
+/// gradient  = clamp(min_rtt × (1 + tolerance) / window median, 0.5, 2)
+/// new limit = gradient × limit + √limit
+/// ```
+///
+/// Latency at the minimum (plus `tolerance`, 25 %) keeps the limit growing by its square
+/// root; latency that rises — requests queueing inside the server — shrinks it, by half at
+/// most per window. `min_rtt` is measured again every `min_rtt_interval` (30 s, ±10 %
+/// jitter): the limit is pinned to its minimum for 20 requests and their median becomes the
+/// new `min_rtt`, so that it follows the server as it changes (a deploy, a smaller host)
+/// rather than the latency that sustained overload has inflated.
+#[derive(Debug, Clone)]
+pub struct Gradient {
+    min: usize,
+    max: usize,
+    initial: usize,
+    window: Duration,
+    tolerance: f64,
+    min_rtt_interval: Duration,
+    state: State,
+}
+
+#[derive(Debug, Clone, Default)]
+struct State {
+    window_start: Option<Instant>,
+    samples: Vec<Duration>,
+    min_rtt: Option<Duration>,
+    next_probe: Option<Instant>,
+    /// While measuring `min_rtt` again: the limit to go back to.
+    probing: Option<usize>,
+    probes: u32,
+}
+
+const MIN_SAMPLES_PER_WINDOW: usize = 10;
+const PROBE_SAMPLES: usize = 20;
+const MAX_SAMPLES_KEPT: usize = 1024;
+
+impl Default for Gradient {
+    fn default() -> Self {
+        Self {
+            min: 4,
+            max: 1000,
+            initial: 20,
+            window: Duration::from_millis(100),
+            tolerance: 0.25,
+            min_rtt_interval: Duration::from_secs(30),
+            state: State::default(),
+        }
+    }
+}
+
+impl Gradient {
+    /// From `initial`, between `min` and `max` (defaults 20, 4 and 1000).
+    pub fn new(min: usize, initial: usize, max: usize) -> Result<Self, ConfigError> {
+        if min == 0 {
+            return Err(ConfigError::new("limit.min", "must be at least 1"));
+        }
+        if !(min..=max).contains(&initial) {
+            return Err(ConfigError::new(
+                "limit.initial",
+                "must be between the minimum and the maximum",
+            ));
+        }
+        Ok(Self {
+            min,
+            max,
+            initial,
+            ..Self::default()
+        })
+    }
+
+    /// How much latency above `min_rtt` counts as "not queueing" (a share; 0.25 by
+    /// default, within 0..=2).
+    pub fn tolerance(mut self, tolerance: f64) -> Result<Self, ConfigError> {
+        if !(0.0..=2.0).contains(&tolerance) {
+            return Err(ConfigError::new(
+                "limit.tolerance",
+                "must be within 0 and 2",
+            ));
+        }
+        self.tolerance = tolerance;
+        Ok(self)
+    }
+
+    /// How often `min_rtt` is measured again (30 s by default; at least 1 s).
+    pub fn min_rtt_interval(mut self, interval: Duration) -> Result<Self, ConfigError> {
+        if interval < Duration::from_secs(1) {
+            return Err(ConfigError::new(
+                "limit.min_rtt_interval",
+                "must be at least 1 s",
+            ));
+        }
+        self.min_rtt_interval = interval;
+        Ok(self)
+    }
+
+    /// The length of the windows whose median is compared with `min_rtt` (100 ms by
+    /// default; at least 1 ms).
+    pub fn window(mut self, window: Duration) -> Result<Self, ConfigError> {
+        if window < Duration::from_millis(1) {
+            return Err(ConfigError::new("limit.window", "must be at least 1 ms"));
+        }
+        self.window = window;
+        Ok(self)
+    }
+
+    fn schedule_probe(&mut self, now: Instant) {
+        // ±10 % so that a fleet started together does not measure together.
+        self.state.probes = self.state.probes.wrapping_add(1);
+        let spread = palisade_core::random::uniform(u64::from(self.state.probes), 1);
+        let interval = self.min_rtt_interval.mul_f64(0.9 + 0.2 * spread);
+        self.state.next_probe = Some(now + interval);
+    }
+}
+
+fn median(samples: &mut [Duration]) -> Duration {
+    let middle = samples.len() / 2;
+    *samples.select_nth_unstable(middle).1
+}
+
+impl Limit for Gradient {
+    fn initial(&self) -> usize {
+        self.initial
+    }
+
+    fn update(&mut self, limit: usize, sample: Sample) -> usize {
+        let now = sample.at;
+        if self.state.samples.len() < MAX_SAMPLES_KEPT {
+            self.state.samples.push(sample.latency);
+        }
+
+        if let Some(restore) = self.state.probing {
+            if self.state.samples.len() < PROBE_SAMPLES {
+                return self.min;
+            }
+            let min_rtt = median(&mut self.state.samples);
+            tracing::debug!(min_rtt_ms = min_rtt.as_millis() as u64, "min RTT measured");
+            self.state.min_rtt = Some(min_rtt);
+            self.state.probing = None;
+            self.state.samples.clear();
+            self.state.window_start = Some(now);
+            self.schedule_probe(now);
+            return restore;
+        }
+
+        let start = *self.state.window_start.get_or_insert(now);
+        if now.duration_since(start) < self.window
+            || self.state.samples.len() < MIN_SAMPLES_PER_WINDOW
+        {
+            return limit;
+        }
+        let recent = median(&mut self.state.samples);
+        self.state.samples.clear();
+        self.state.window_start = Some(now);
+
+        let Some(min_rtt) = self.state.min_rtt else {
+            // The first window: the server has just started and is not yet loaded.
+            self.state.min_rtt = Some(recent);
+            self.schedule_probe(now);
+            return limit;
+        };
+        if self.state.next_probe.is_some_and(|at| now >= at) {
+            self.state.probing = Some(limit);
+            return self.min;
+        }
+        let min_rtt = min_rtt.min(recent);
+        self.state.min_rtt = Some(min_rtt);
+        let target = min_rtt.as_secs_f64() * (1.0 + self.tolerance);
+        let gradient = (target / recent.as_secs_f64().max(1e-9)).clamp(0.5, 2.0);
+        let next = gradient * limit as f64 + (limit as f64).sqrt();
+        (next as usize).clamp(self.min, self.max)
+    }
+
+    fn bounds(&self) -> (usize, usize) {
+        (self.min, self.max)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_settings_name_their_field() {
+        assert_eq!(Gradient::new(0, 1, 2).unwrap_err().field(), "limit.min");
+        assert_eq!(Gradient::new(4, 2, 8).unwrap_err().field(), "limit.initial");
+        let g = Gradient::default();
+        assert_eq!(
+            g.clone().tolerance(-1.0).unwrap_err().field(),
+            "limit.tolerance"
+        );
+        assert_eq!(
+            g.clone()
+                .min_rtt_interval(Duration::ZERO)
+                .unwrap_err()
+                .field(),
+            "limit.min_rtt_interval"
+        );
+        assert_eq!(
+            g.window(Duration::ZERO).unwrap_err().field(),
+            "limit.window"
+        );
+    }
+}

@@ -1,0 +1,318 @@
+//! Admission: a lock-free counter against an adaptive limit, and a CoDel-bounded queue for
+//! when the limit is reached.
+//!
+//! Under the limit, admitting a request is one compare-and-swap on the in-flight count and
+//! allocates nothing. At the limit a request waits in the queue (a mutex around a short
+//! `VecDeque`, touched only at the limit) or is refused at once.
+//!
+//! A slot freed while requests wait is handed straight to a waiter. The handover cannot miss
+//! a waiter: a release lowers the in-flight count *then* looks at the queue's length, and a
+//! request that joins the queue raises the length *then* tries the count again, both in
+//! sequentially consistent order — so either the release sees the waiter, or the waiter
+//! sees the free slot.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::SeqCst};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+
+use crate::config::{Queue, ShedConfig};
+use crate::error::{Overloaded, Reason};
+use crate::limit::{Limit, Sample};
+use crate::metrics::ShedMetrics;
+use crate::priority::Priority;
+
+pub(crate) struct Limiter {
+    limit: AtomicUsize,
+    inflight: AtomicUsize,
+    queued: AtomicUsize,
+    /// Only ever `try_lock`ed: a sample that finds it busy is skipped, never waited for.
+    algorithm: Mutex<Box<dyn Limit + Sync>>,
+    waiters: Mutex<VecDeque<Waiter>>,
+    /// When the queue was last seen empty, in nanoseconds since `epoch`.
+    last_empty: AtomicU64,
+    epoch: Instant,
+    queue: Option<Queue>,
+    default_share: f64,
+    sheddable_share: f64,
+    retry_after: Duration,
+    name: Arc<str>,
+    metrics: ShedMetrics,
+}
+
+impl std::fmt::Debug for Limiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Limiter")
+            .field("name", &self.name)
+            .field("limit", &self.limit())
+            .field("inflight", &self.inflight())
+            .field("queued", &self.queued())
+            .finish_non_exhaustive()
+    }
+}
+
+struct Waiter {
+    priority: Priority,
+    slot: oneshot::Sender<Permit>,
+}
+
+/// A request waiting for a slot.
+pub(crate) struct Queued {
+    pub(crate) slot: oneshot::Receiver<Permit>,
+    pub(crate) deadline: Instant,
+}
+
+impl Limiter {
+    pub(crate) fn new(config: ShedConfig) -> Arc<Self> {
+        let initial = config.limit.initial();
+        let metrics = ShedMetrics::new(&config.name);
+        metrics.limit(initial);
+        Arc::new(Self {
+            limit: AtomicUsize::new(initial),
+            inflight: AtomicUsize::new(0),
+            queued: AtomicUsize::new(0),
+            algorithm: Mutex::new(config.limit),
+            waiters: Mutex::new(VecDeque::new()),
+            last_empty: AtomicU64::new(0),
+            epoch: Instant::now(),
+            queue: config.queue,
+            default_share: config.default_share,
+            sheddable_share: config.sheddable_share,
+            retry_after: config.retry_after,
+            name: config.name,
+            metrics,
+        })
+    }
+
+    pub(crate) fn limit(&self) -> usize {
+        self.limit.load(SeqCst)
+    }
+
+    pub(crate) fn inflight(&self) -> usize {
+        self.inflight.load(SeqCst)
+    }
+
+    pub(crate) fn queued(&self) -> usize {
+        self.queued.load(SeqCst)
+    }
+
+    /// The most requests of `priority` that may run at once under `limit`.
+    fn cap(&self, priority: Priority, limit: usize) -> usize {
+        let share = match priority {
+            Priority::Critical => return limit,
+            Priority::Default => self.default_share,
+            Priority::Sheddable => self.sheddable_share,
+        };
+        ((limit as f64 * share).ceil() as usize).clamp(1, limit)
+    }
+
+    /// Admits a request of `priority` if it fits under its cap: one CAS, no allocation.
+    pub(crate) fn try_acquire(self: &Arc<Self>, priority: Priority) -> Option<Permit> {
+        let cap = self.cap(priority, self.limit());
+        let mut inflight = self.inflight.load(SeqCst);
+        loop {
+            if inflight >= cap {
+                return None;
+            }
+            match self
+                .inflight
+                .compare_exchange_weak(inflight, inflight + 1, SeqCst, SeqCst)
+            {
+                Ok(_) => {
+                    self.metrics.inflight(inflight + 1);
+                    return Some(Permit::new(self.clone(), inflight + 1));
+                }
+                Err(actual) => inflight = actual,
+            }
+        }
+    }
+
+    /// A request that could not be admitted: queued if it may wait, refused otherwise.
+    pub(crate) fn enqueue(self: &Arc<Self>, priority: Priority) -> Result<Queued, Overloaded> {
+        let queue = match self.queue {
+            Some(queue) if priority != Priority::Sheddable => queue,
+            _ => return Err(self.refuse(priority, Reason::Limit)),
+        };
+        let now = Instant::now();
+        let receiver = {
+            let mut waiters = self.lock_waiters();
+            // Waiters that gave up (timed out, or their client went away) leave now.
+            let before = waiters.len();
+            waiters.retain(|w| !w.slot.is_closed());
+            if waiters.len() < before {
+                let left = before - waiters.len();
+                self.metrics
+                    .queued(self.queued.fetch_sub(left, SeqCst) - left);
+            }
+            if waiters.len() >= queue.max_len {
+                return Err(self.refuse(priority, Reason::QueueFull));
+            }
+            if waiters.is_empty() {
+                self.mark_empty(now);
+            }
+            let (slot, receiver) = oneshot::channel();
+            waiters.push_back(Waiter { priority, slot });
+            self.metrics.queued(self.queued.fetch_add(1, SeqCst) + 1);
+            receiver
+        };
+        // A slot freed between the refusal and the push found no waiter: look again.
+        self.hand_over();
+        let wait = if self.backlogged(now, &queue) {
+            queue.target
+        } else {
+            queue.interval
+        };
+        Ok(Queued {
+            slot: receiver,
+            deadline: now + wait,
+        })
+    }
+
+    /// The refusal of a request that waited until its deadline.
+    pub(crate) fn timed_out(&self, priority: Priority) -> Overloaded {
+        self.refuse(priority, Reason::QueueTimeout)
+    }
+
+    fn refuse(&self, priority: Priority, reason: Reason) -> Overloaded {
+        self.metrics.rejected(priority, reason);
+        tracing::debug!(shed = %self.name, priority = priority.as_str(), reason = reason.as_str(), "request refused");
+        Overloaded {
+            reason,
+            priority,
+            limit: self.limit(),
+            retry_after: self.retry_after,
+        }
+    }
+
+    fn lock_waiters(&self) -> MutexGuard<'_, VecDeque<Waiter>> {
+        self.waiters.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn nanos(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    fn mark_empty(&self, now: Instant) {
+        self.last_empty.fetch_max(self.nanos(now), SeqCst);
+    }
+
+    /// Whether the queue has not been empty for a whole interval: a standing queue.
+    fn backlogged(&self, now: Instant, queue: &Queue) -> bool {
+        let empty_for = self.nanos(now).saturating_sub(self.last_empty.load(SeqCst));
+        Duration::from_nanos(empty_for) > queue.interval
+    }
+
+    /// Gives free slots to waiters, critical ones first, then the oldest (or, under a
+    /// standing queue, the newest).
+    fn hand_over(self: &Arc<Self>) {
+        while self.queued.load(SeqCst) > 0 {
+            let Some(permit) = self.try_acquire(Priority::Critical) else {
+                return;
+            };
+            let waiter = {
+                let mut waiters = self.lock_waiters();
+                let lifo = self
+                    .queue
+                    .is_some_and(|q| q.lifo_under_backlog && self.backlogged(Instant::now(), &q));
+                let index = waiters
+                    .iter()
+                    .position(|w| w.priority == Priority::Critical)
+                    .or_else(|| waiters.len().checked_sub(1).filter(|_| lifo))
+                    .unwrap_or(0);
+                let waiter = waiters.remove(index);
+                if waiter.is_some() {
+                    self.metrics.queued(self.queued.fetch_sub(1, SeqCst) - 1);
+                }
+                if waiters.is_empty() {
+                    self.mark_empty(Instant::now());
+                }
+                waiter
+            };
+            match waiter {
+                // A waiter that gave up leaves its sender closed: its slot goes to the next.
+                Some(waiter) if waiter.slot.is_closed() => drop(permit),
+                Some(waiter) => {
+                    // Sent to a waiter that gave up just now, the permit comes back as an
+                    // error and is dropped, which frees the slot again.
+                    let _ = waiter.slot.send(permit);
+                }
+                None => {
+                    drop(permit);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn release(self: &Arc<Self>) {
+        let now = self.inflight.fetch_sub(1, SeqCst) - 1;
+        self.metrics.inflight(now);
+        if self.queued.load(SeqCst) > 0 {
+            self.hand_over();
+        }
+    }
+
+    fn sample(&self, sample: Sample) {
+        self.metrics.latency(sample.latency);
+        // Never wait for the algorithm: a busy one skips this sample.
+        let Ok(mut algorithm) = self.algorithm.try_lock() else {
+            return;
+        };
+        let limit = self.limit();
+        let next = algorithm.update(limit, sample);
+        drop(algorithm);
+        if next != limit {
+            self.limit.store(next, SeqCst);
+            self.metrics.limit(next);
+            tracing::debug!(shed = %self.name, from = limit, to = next, "concurrency limit changed");
+        }
+    }
+}
+
+/// A running request's slot: given back when dropped. [`record`](Self::record) reports its
+/// latency to the limit algorithm once the response is ready.
+pub(crate) struct Permit {
+    limiter: Arc<Limiter>,
+    admitted: Instant,
+    inflight: usize,
+    recorded: bool,
+}
+
+impl Permit {
+    fn new(limiter: Arc<Limiter>, inflight: usize) -> Self {
+        Self {
+            limiter,
+            admitted: Instant::now(),
+            inflight,
+            recorded: false,
+        }
+    }
+
+    /// The request starts now (it may have waited in the queue: that is not its latency).
+    pub(crate) fn start(&mut self) {
+        self.admitted = Instant::now();
+    }
+
+    /// Reports the request's latency, once.
+    pub(crate) fn record(&mut self) {
+        if self.recorded {
+            return;
+        }
+        self.recorded = true;
+        let at = Instant::now();
+        self.limiter.sample(Sample {
+            at,
+            latency: at.saturating_duration_since(self.admitted),
+            inflight: self.inflight,
+        });
+    }
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        self.limiter.release();
+    }
+}

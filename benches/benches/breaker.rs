@@ -6,13 +6,13 @@
 mod support;
 
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use palisade_breaker::{BreakerConfig, CircuitBreakerLayer, Window};
 use tower::{Layer, Service};
 
-use crate::support::{Bare, call_once};
+use crate::support::{Bare, per_call};
 
 /// palisade's breaker with `config`'s policy.
 fn palisade(config: palisade_breaker::BreakerConfigBuilder) -> impl Service<u64> + Clone + Send {
@@ -94,35 +94,8 @@ impl<S: Service<u64>> Service<u64> for Failsafe<S> {
     }
 }
 
-/// Runs `iters` calls split over `threads` threads and returns the time per call per thread
-/// (the wall time of the slowest thread divided by its calls).
-fn per_call<S>(make: &(impl Fn() -> S + Sync), threads: u64, iters: u64) -> Duration
-where
-    S: Service<u64> + Send,
-{
-    let per_thread = iters.max(1);
-    let start = Instant::now();
-    std::thread::scope(|scope| {
-        for _ in 0..threads {
-            scope.spawn(|| {
-                let mut svc = make();
-                let mut cx = Context::from_waker(std::task::Waker::noop());
-                for i in 0..per_thread {
-                    call_once(&mut svc, &mut cx, i);
-                }
-            });
-        }
-    });
-    start.elapsed()
-}
-
 fn bench(c: &mut Criterion) {
-    // One runtime entered on the bench thread, for the layers that read tokio's clock.
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = support::runtime();
     let _guard = runtime.enter();
 
     for threads in [1u64, 2] {

@@ -78,11 +78,7 @@ fn tower_resilience() -> impl Service<u64> + Clone {
 }
 
 fn bench(c: &mut Criterion) {
-    // A runtime entered on the bench thread, for the layers that read tokio's clock.
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = support::runtime();
     let _guard = runtime.enter();
 
     let mut group = c.benchmark_group("retry/success/1-thread");

@@ -1,9 +1,10 @@
-//! What the criterion benches share: the cheapest service, and a way to call it without a
+//! What the criterion benches share: the cheapest service, and ways to call it without a
 //! runtime in the way.
 
 use std::future::{Ready, ready};
 use std::hint::black_box;
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use tower::Service;
 
@@ -42,4 +43,39 @@ pub(crate) fn call_once<S: Service<u64>>(svc: &mut S, cx: &mut Context<'_>, i: u
             Poll::Pending => std::thread::yield_now(),
         }
     }
+}
+
+/// Runs `iters` calls split over `threads` threads and returns the time per call per thread
+/// (the wall time of the slowest thread divided by its calls).
+#[allow(
+    dead_code,
+    reason = "the benches that run on one thread only do not use it"
+)]
+pub(crate) fn per_call<S>(make: &(impl Fn() -> S + Sync), threads: u64, iters: u64) -> Duration
+where
+    S: Service<u64> + Send,
+{
+    let per_thread = iters.max(1);
+    let start = Instant::now();
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| {
+                let mut svc = make();
+                let mut cx = Context::from_waker(std::task::Waker::noop());
+                for i in 0..per_thread {
+                    call_once(&mut svc, &mut cx, i);
+                }
+            });
+        }
+    });
+    start.elapsed()
+}
+
+/// A runtime for the bench thread to enter, for the layers that read tokio's clock.
+#[allow(dead_code)]
+pub(crate) fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime")
 }

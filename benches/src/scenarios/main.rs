@@ -5,18 +5,28 @@
 //! cargo run --release -p palisade-benches --bin scenarios -- <scenario> [--json FILE] [--plot DIR]
 //! ```
 //!
-//! Scenarios: `breaker-outage`, `retry-outage`, `retry-transient`.
+//! Scenarios: `breaker-outage`, `retry-outage`, `retry-transient`, `shed-overload`,
+//! `shed-capacity-drop`, `shed-priority`.
 #![allow(clippy::print_stdout)]
 
 mod breaker_outage;
 mod plot;
 mod report;
 mod retry;
+mod server;
+mod shed;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-const SCENARIOS: &[&str] = &["breaker-outage", "retry-outage", "retry-transient"];
+const SCENARIOS: &[&str] = &[
+    "breaker-outage",
+    "retry-outage",
+    "retry-transient",
+    "shed-overload",
+    "shed-capacity-drop",
+    "shed-priority",
+];
 
 struct Args {
     scenario: String,
@@ -73,6 +83,9 @@ fn main() -> ExitCode {
         "breaker-outage" => runtime.block_on(breaker_outage::run()),
         "retry-outage" => runtime.block_on(retry::outage()),
         "retry-transient" => runtime.block_on(retry::transient()),
+        "shed-overload" => runtime.block_on(shed::overload()),
+        "shed-capacity-drop" => runtime.block_on(shed::capacity_drop()),
+        "shed-priority" => runtime.block_on(shed::priority()),
         _ => unreachable!("checked in parse_args"),
     };
     println!("{}", report.table());

@@ -29,6 +29,7 @@ pub(crate) enum Admission {
 }
 
 impl Admission {
+    #[inline]
     pub(crate) fn new(limiter: &Arc<Limiter>, priority: Priority) -> Self {
         if let Some(permit) = limiter.try_acquire(priority) {
             return Admission::Admitted(permit);
@@ -45,6 +46,7 @@ impl Admission {
     }
 
     /// Waits for a slot: the permit, or the refusal.
+    #[inline]
     pub(crate) fn poll_admitted(
         &mut self,
         cx: &mut Context<'_>,
@@ -61,9 +63,9 @@ impl Admission {
                     permit.start();
                     Some(Ok(permit))
                 }
-                // The limiter never drops a waiter's sender without sending: only at
-                // shutdown, which is a refusal like any other.
-                Poll::Ready(Err(_)) => Some(Err(limiter.timed_out(*priority))),
+                // The limiter drops a waiter's sender unsent only when a critical request
+                // takes its place in a full queue.
+                Poll::Ready(Err(_)) => Some(Err(limiter.displaced(*priority))),
                 Poll::Pending => {
                     if timeout.as_mut().poll(cx).is_pending() {
                         return Poll::Pending;

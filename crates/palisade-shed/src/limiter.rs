@@ -36,8 +36,12 @@ pub(crate) struct Limiter {
     last_empty: AtomicU64,
     epoch: Instant,
     queue: Option<Queue>,
-    default_share: f64,
-    sheddable_share: f64,
+    /// The shares of the limit default and sheddable requests may use, in thousandths.
+    default_share: usize,
+    sheddable_share: usize,
+    /// Whether the limit algorithm learns from latency (a fixed limit does not): if not,
+    /// requests read no clock.
+    sampling: bool,
     retry_after: Duration,
     name: Arc<str>,
     metrics: ShedMetrics,
@@ -68,6 +72,7 @@ pub(crate) struct Queued {
 impl Limiter {
     pub(crate) fn new(config: ShedConfig) -> Arc<Self> {
         let initial = config.limit.initial();
+        let sampling = config.limit.needs_samples();
         let metrics = ShedMetrics::new(&config.name);
         metrics.limit(initial);
         Arc::new(Self {
@@ -79,8 +84,9 @@ impl Limiter {
             last_empty: AtomicU64::new(0),
             epoch: Instant::now(),
             queue: config.queue,
-            default_share: config.default_share,
-            sheddable_share: config.sheddable_share,
+            default_share: (config.default_share * 1000.0).round() as usize,
+            sheddable_share: (config.sheddable_share * 1000.0).round() as usize,
+            sampling,
             retry_after: config.retry_after,
             name: config.name,
             metrics,
@@ -100,16 +106,19 @@ impl Limiter {
     }
 
     /// The most requests of `priority` that may run at once under `limit`.
+    #[inline]
     fn cap(&self, priority: Priority, limit: usize) -> usize {
         let share = match priority {
             Priority::Critical => return limit,
             Priority::Default => self.default_share,
             Priority::Sheddable => self.sheddable_share,
         };
-        ((limit as f64 * share).ceil() as usize).clamp(1, limit)
+        // Rounded up, in integers: this runs for every request.
+        (limit * share).div_ceil(1000).clamp(1, limit)
     }
 
     /// Admits a request of `priority` if it fits under its cap: one CAS, no allocation.
+    #[inline]
     pub(crate) fn try_acquire(self: &Arc<Self>, priority: Priority) -> Option<Permit> {
         let cap = self.cap(priority, self.limit());
         let mut inflight = self.inflight.load(SeqCst);
@@ -139,16 +148,24 @@ impl Limiter {
         let now = Instant::now();
         let receiver = {
             let mut waiters = self.lock_waiters();
-            // Waiters that gave up (timed out, or their client went away) leave now.
-            let before = waiters.len();
-            waiters.retain(|w| !w.slot.is_closed());
-            if waiters.len() < before {
-                let left = before - waiters.len();
-                self.metrics
-                    .queued(self.queued.fetch_sub(left, SeqCst) - left);
-            }
+            self.purge(&mut waiters);
             if waiters.len() >= queue.max_len {
-                return Err(self.refuse(priority, Reason::QueueFull));
+                // A critical request takes the place of the newest less important one,
+                // which is refused as if the queue had been full when it came.
+                let displaced = (priority == Priority::Critical)
+                    .then(|| {
+                        waiters
+                            .iter()
+                            .rposition(|w| w.priority != Priority::Critical)
+                    })
+                    .flatten();
+                match displaced {
+                    Some(index) => {
+                        waiters.remove(index);
+                        self.queued.fetch_sub(1, SeqCst);
+                    }
+                    None => return Err(self.refuse(priority, Reason::QueueFull)),
+                }
             }
             if waiters.is_empty() {
                 self.mark_empty(now);
@@ -174,6 +191,11 @@ impl Limiter {
     /// The refusal of a request that waited until its deadline.
     pub(crate) fn timed_out(&self, priority: Priority) -> Overloaded {
         self.refuse(priority, Reason::QueueTimeout)
+    }
+
+    /// The refusal of a waiting request whose place a critical one took.
+    pub(crate) fn displaced(&self, priority: Priority) -> Overloaded {
+        self.refuse(priority, Reason::QueueFull)
     }
 
     fn refuse(&self, priority: Priority, reason: Reason) -> Overloaded {
@@ -206,14 +228,12 @@ impl Limiter {
     }
 
     /// Gives free slots to waiters, critical ones first, then the oldest (or, under a
-    /// standing queue, the newest).
+    /// standing queue, the newest) — each within its own priority's share of the limit.
     fn hand_over(self: &Arc<Self>) {
         while self.queued.load(SeqCst) > 0 {
-            let Some(permit) = self.try_acquire(Priority::Critical) else {
-                return;
-            };
-            let waiter = {
+            let handed = {
                 let mut waiters = self.lock_waiters();
+                self.purge(&mut waiters);
                 let lifo = self
                     .queue
                     .is_some_and(|q| q.lifo_under_backlog && self.backlogged(Instant::now(), &q));
@@ -221,32 +241,39 @@ impl Limiter {
                     .iter()
                     .position(|w| w.priority == Priority::Critical)
                     .or_else(|| waiters.len().checked_sub(1).filter(|_| lifo))
-                    .unwrap_or(0);
-                let waiter = waiters.remove(index);
-                if waiter.is_some() {
+                    .or_else(|| (!waiters.is_empty()).then_some(0));
+                let handed = index.and_then(|i| {
+                    let permit = self.try_acquire(waiters[i].priority)?;
+                    let waiter = waiters.remove(i)?;
                     self.metrics.queued(self.queued.fetch_sub(1, SeqCst) - 1);
-                }
+                    Some((waiter, permit))
+                });
                 if waiters.is_empty() {
                     self.mark_empty(Instant::now());
                 }
-                waiter
+                handed
             };
-            match waiter {
-                // A waiter that gave up leaves its sender closed: its slot goes to the next.
-                Some(waiter) if waiter.slot.is_closed() => drop(permit),
-                Some(waiter) => {
-                    // Sent to a waiter that gave up just now, the permit comes back as an
-                    // error and is dropped, which frees the slot again.
-                    let _ = waiter.slot.send(permit);
-                }
-                None => {
-                    drop(permit);
-                    return;
-                }
-            }
+            // Outside the lock: a permit that comes back (its waiter gave up just now) is
+            // dropped here, which frees the slot and hands it over again.
+            let Some((waiter, permit)) = handed else {
+                return;
+            };
+            let _ = waiter.slot.send(permit);
         }
     }
 
+    /// Removes the waiters that gave up (timed out, or their client went away).
+    fn purge(&self, waiters: &mut VecDeque<Waiter>) {
+        let before = waiters.len();
+        waiters.retain(|w| !w.slot.is_closed());
+        let gone = before - waiters.len();
+        if gone > 0 {
+            self.metrics
+                .queued(self.queued.fetch_sub(gone, SeqCst) - gone);
+        }
+    }
+
+    #[inline]
     fn release(self: &Arc<Self>) {
         let now = self.inflight.fetch_sub(1, SeqCst) - 1;
         self.metrics.inflight(now);
@@ -276,16 +303,19 @@ impl Limiter {
 /// latency to the limit algorithm once the response is ready.
 pub(crate) struct Permit {
     limiter: Arc<Limiter>,
-    admitted: Instant,
+    /// When the request was admitted, if the limit learns from latency.
+    admitted: Option<Instant>,
     inflight: usize,
     recorded: bool,
 }
 
 impl Permit {
+    #[inline]
     fn new(limiter: Arc<Limiter>, inflight: usize) -> Self {
+        let admitted = limiter.sampling.then(Instant::now);
         Self {
             limiter,
-            admitted: Instant::now(),
+            admitted,
             inflight,
             recorded: false,
         }
@@ -293,25 +323,29 @@ impl Permit {
 
     /// The request starts now (it may have waited in the queue: that is not its latency).
     pub(crate) fn start(&mut self) {
-        self.admitted = Instant::now();
+        if self.admitted.is_some() {
+            self.admitted = Some(Instant::now());
+        }
     }
 
     /// Reports the request's latency, once.
+    #[inline]
     pub(crate) fn record(&mut self) {
-        if self.recorded {
+        let Some(admitted) = self.admitted.filter(|_| !self.recorded) else {
             return;
-        }
+        };
         self.recorded = true;
         let at = Instant::now();
         self.limiter.sample(Sample {
             at,
-            latency: at.saturating_duration_since(self.admitted),
+            latency: at.saturating_duration_since(admitted),
             inflight: self.inflight,
         });
     }
 }
 
 impl Drop for Permit {
+    #[inline]
     fn drop(&mut self) {
         self.limiter.release();
     }

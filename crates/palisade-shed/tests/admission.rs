@@ -324,3 +324,46 @@ async fn gradient_measures_min_rtt_again_and_follows_a_slower_server() {
         handle.limit()
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn waiting_default_requests_never_take_the_critical_share() {
+    let (mut svc, handle) = shed(fixed(10).build().unwrap());
+    let mut calls: Vec<_> = (0..10)
+        .map(|_| start(&mut svc, Priority::Default))
+        .collect();
+    assert_eq!(handle.inflight(), 9, "default requests stop at 90 %");
+    assert_eq!(handle.queued(), 1);
+    let (mut critical, _keep) = start(&mut svc, Priority::Critical);
+    assert!(poll(&mut critical).is_pending());
+    assert_eq!(
+        handle.inflight(),
+        10,
+        "the reserved slot went to the critical request"
+    );
+    calls.clear();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_critical_request_takes_the_place_of_a_default_one_in_a_full_queue() {
+    let queue = Queue {
+        max_len: 1,
+        ..Queue::default()
+    };
+    let (mut svc, handle) = shed(fixed(1).queue(queue).build().unwrap());
+    let (mut running, finish) = start(&mut svc, Priority::Critical);
+    let (mut default, _) = start(&mut svc, Priority::Default);
+    assert!(poll(&mut default).is_pending());
+    let (mut critical, _keep) = start(&mut svc, Priority::Critical);
+    assert_eq!(
+        refusal(poll(&mut default)),
+        Some(Reason::QueueFull),
+        "displaced"
+    );
+    assert!(poll(&mut critical).is_pending());
+    assert_eq!(handle.queued(), 1);
+
+    finish.send(()).unwrap();
+    assert!(matches!(poll(&mut running), Poll::Ready(Ok(()))));
+    assert!(poll(&mut critical).is_pending(), "running now");
+    assert_eq!((handle.inflight(), handle.queued()), (1, 0));
+}

@@ -16,4 +16,8 @@ impl Limit for Fixed {
     fn bounds(&self) -> (usize, usize) {
         (self.0, self.0)
     }
+
+    fn needs_samples(&self) -> bool {
+        false
+    }
 }

@@ -18,10 +18,12 @@ use super::{Limit, Sample};
 ///
 /// Latency at the minimum (plus `tolerance`, 25 %) keeps the limit growing by its square
 /// root; latency that rises — requests queueing inside the server — shrinks it, by half at
-/// most per window. `min_rtt` is measured again every `min_rtt_interval` (30 s, ±10 %
-/// jitter): the limit is pinned to its minimum for 20 requests and their median becomes the
-/// new `min_rtt`, so that it follows the server as it changes (a deploy, a smaller host)
-/// rather than the latency that sustained overload has inflated.
+/// most per window. A limit less than half used does not grow: its latency says nothing
+/// about concurrency it never reached. `min_rtt` is measured again every
+/// `min_rtt_interval` (30 s, ±10 % jitter, seeded per instance): the limit is pinned to its
+/// minimum until 20 requests *admitted at the minimum* have finished, and their median
+/// becomes the new `min_rtt` — so that it follows the server as it changes (a deploy, a
+/// smaller host) rather than the latency that sustained overload has inflated.
 #[derive(Debug, Clone)]
 pub struct Gradient {
     min: usize,
@@ -30,6 +32,9 @@ pub struct Gradient {
     window: Duration,
     tolerance: f64,
     min_rtt_interval: Duration,
+    /// Seeds the jitter of the min-RTT measurements, so that a fleet started together does
+    /// not measure together.
+    seed: u64,
     state: State,
 }
 
@@ -41,7 +46,9 @@ struct State {
     next_probe: Option<Instant>,
     /// While measuring `min_rtt` again: the limit to go back to.
     probing: Option<usize>,
-    probes: u32,
+    probes: u64,
+    /// The most requests in flight seen in this window.
+    max_inflight: usize,
 }
 
 const MIN_SAMPLES_PER_WINDOW: usize = 10;
@@ -57,6 +64,7 @@ impl Default for Gradient {
             window: Duration::from_millis(100),
             tolerance: 0.25,
             min_rtt_interval: Duration::from_secs(30),
+            seed: rand_seed(),
             state: State::default(),
         }
     }
@@ -117,13 +125,26 @@ impl Gradient {
         Ok(self)
     }
 
+    /// Seeds the jitter of the min-RTT measurements (random by default), for simulations
+    /// that must replay exactly.
+    pub fn jitter_seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+
     fn schedule_probe(&mut self, now: Instant) {
         // ±10 % so that a fleet started together does not measure together.
         self.state.probes = self.state.probes.wrapping_add(1);
-        let spread = palisade_core::random::uniform(u64::from(self.state.probes), 1);
+        let spread = palisade_core::random::uniform(self.seed, self.state.probes);
         let interval = self.min_rtt_interval.mul_f64(0.9 + 0.2 * spread);
         self.state.next_probe = Some(now + interval);
     }
+}
+
+fn rand_seed() -> u64 {
+    // Per instance: the hasher's keys are random per process and per thread.
+    use std::hash::{BuildHasher, RandomState};
+    RandomState::new().hash_one(0u8)
 }
 
 fn median(samples: &mut [Duration]) -> Duration {
@@ -138,11 +159,13 @@ impl Limit for Gradient {
 
     fn update(&mut self, limit: usize, sample: Sample) -> usize {
         let now = sample.at;
-        if self.state.samples.len() < MAX_SAMPLES_KEPT {
-            self.state.samples.push(sample.latency);
-        }
 
         if let Some(restore) = self.state.probing {
+            // Only requests admitted at the minimum measure the unloaded latency: those
+            // admitted before the limit dropped are still queueing behind each other.
+            if sample.inflight <= self.min && self.state.samples.len() < MAX_SAMPLES_KEPT {
+                self.state.samples.push(sample.latency);
+            }
             if self.state.samples.len() < PROBE_SAMPLES {
                 return self.min;
             }
@@ -151,11 +174,16 @@ impl Limit for Gradient {
             self.state.min_rtt = Some(min_rtt);
             self.state.probing = None;
             self.state.samples.clear();
+            self.state.max_inflight = 0;
             self.state.window_start = Some(now);
             self.schedule_probe(now);
             return restore;
         }
 
+        if self.state.samples.len() < MAX_SAMPLES_KEPT {
+            self.state.samples.push(sample.latency);
+        }
+        self.state.max_inflight = self.state.max_inflight.max(sample.inflight);
         let start = *self.state.window_start.get_or_insert(now);
         if now.duration_since(start) < self.window
             || self.state.samples.len() < MIN_SAMPLES_PER_WINDOW
@@ -163,6 +191,7 @@ impl Limit for Gradient {
             return limit;
         }
         let recent = median(&mut self.state.samples);
+        let busiest = std::mem::take(&mut self.state.max_inflight);
         self.state.samples.clear();
         self.state.window_start = Some(now);
 
@@ -179,8 +208,15 @@ impl Limit for Gradient {
         let min_rtt = min_rtt.min(recent);
         self.state.min_rtt = Some(min_rtt);
         let target = min_rtt.as_secs_f64() * (1.0 + self.tolerance);
-        let gradient = (target / recent.as_secs_f64().max(1e-9)).clamp(0.5, 2.0);
-        let next = gradient * limit as f64 + (limit as f64).sqrt();
+        let mut gradient = (target / recent.as_secs_f64().max(1e-9)).clamp(0.5, 2.0);
+        let mut headroom = (limit as f64).sqrt();
+        if busiest * 2 < limit {
+            // Less than half the limit in use: latency says nothing about a limit that is
+            // not reached, so it may shrink but not grow (Netflix's rule for AIMD too).
+            gradient = gradient.min(1.0);
+            headroom = 0.0;
+        }
+        let next = gradient * limit as f64 + headroom;
         (next as usize).clamp(self.min, self.max)
     }
 
@@ -192,6 +228,64 @@ impl Limit for Gradient {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    /// Feeds `n` samples of `latency_ms` with `inflight` in flight, one every `every`;
+    /// returns the limit after them.
+    fn feed(
+        g: &mut Gradient,
+        limit: &mut usize,
+        at: &mut Instant,
+        n: usize,
+        latency_ms: u64,
+        inflight: usize,
+    ) -> usize {
+        for _ in 0..n {
+            *at += MS;
+            *limit = g.update(
+                *limit,
+                Sample {
+                    at: *at,
+                    latency: Duration::from_millis(latency_ms),
+                    inflight,
+                },
+            );
+        }
+        *limit
+    }
+
+    #[test]
+    fn an_unused_limit_does_not_grow() {
+        let mut g = Gradient::default().jitter_seed(1);
+        let (mut limit, mut at) = (20, Instant::now());
+        assert_eq!(feed(&mut g, &mut limit, &mut at, 3000, 10, 1), 20);
+        assert!(
+            feed(&mut g, &mut limit, &mut at, 3000, 10, 20) > 20,
+            "a used one does"
+        );
+    }
+
+    #[test]
+    fn the_min_rtt_probe_ignores_requests_admitted_before_it() {
+        let mut g = Gradient::default()
+            .jitter_seed(1)
+            .min_rtt_interval(Duration::from_secs(5))
+            .unwrap();
+        let (mut limit, mut at) = (20, Instant::now());
+        // Unloaded at 10 ms, then queueing at 20 ms until a probe starts.
+        feed(&mut g, &mut limit, &mut at, 200, 10, 20);
+        while g.state.probing.is_none() {
+            feed(&mut g, &mut limit, &mut at, 1, 20, 30);
+        }
+        assert_eq!(limit, 4, "pinned to the minimum while measuring");
+        // Requests from before the probe, still slow, do not count...
+        assert_eq!(feed(&mut g, &mut limit, &mut at, 50, 20, 30), 4);
+        // ...those admitted at the minimum do, and they find the server fast again.
+        let restored = feed(&mut g, &mut limit, &mut at, 20, 10, 4);
+        assert!(restored > 4, "back to the limit before the probe");
+        assert_eq!(g.state.min_rtt, Some(10 * MS));
+    }
 
     #[test]
     fn bad_settings_name_their_field() {

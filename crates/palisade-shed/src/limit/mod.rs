@@ -46,4 +46,10 @@ pub trait Limit: Send {
 
     /// The lowest and highest limits it may set, for validation and for the handle.
     fn bounds(&self) -> (usize, usize);
+
+    /// Whether it learns from samples. One that does not (a fixed limit) spares every
+    /// request two readings of the clock, and the latency histogram stays empty.
+    fn needs_samples(&self) -> bool {
+        true
+    }
 }

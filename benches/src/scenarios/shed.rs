@@ -1,5 +1,5 @@
 //! `shed-overload`, `shed-capacity-drop` and `shed-priority`: a server of 16 workers
-//! ([`Server`](crate::server::Server); service times lognormal, mean 10 ms, σ 0.5, rounded to
+//! ([`Server`]; service times lognormal, mean 10 ms, σ 0.5, rounded to
 //! the millisecond), offered Poisson arrivals by clients that give up after 1 s, behind:
 //!
 //! - `none`: nothing; requests past the 16 workers wait in the server's FIFO queue;

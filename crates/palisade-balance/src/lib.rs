@@ -1,17 +1,27 @@
 //! Discovery and failure-aware load balancing for Tower services.
 //!
 //! A client that finds its endpoints by itself, keeps up as they come and go, and sends
-//! each request where it will be served best. This crate is being built in steps; what is
-//! here today is **discovery**: sources that yield tower's [`Change`](tower::discover::Change)
-//! (`Insert` / `Remove`), so they plug into tower's `Balance` now and into palisade's
-//! failure-aware balancer when it lands.
+//! each request where it will be served best — and not to the endpoints that fail fast,
+//! which least-loaded balancers (tower's P2C with peak-EWMA among them) reward with more
+//! traffic: an endpoint that answers every request with an instant 503 looks like the
+//! fastest of all.
 //!
-//! - [`discover::static_list`]: a fixed set of endpoints.
-//! - [`discover::WatchDiscover`]: endpoints pushed by the application through a
-//!   `tokio::sync::watch` channel — from Consul, etcd, a config file, anything. Each new set
-//!   is compared with the last and turned into the changes between them; an empty set is
-//!   taken for a glitch of the source, not an order to drop every endpoint, and the last
-//!   good set is kept (logged and counted).
+//! This crate is being built in steps. What is here today:
+//!
+//! - **Discovery** ([`discover`]): [`discover::static_list`], and [`discover::WatchDiscover`]
+//!   for endpoints pushed by the application through a `tokio::sync::watch` channel (from
+//!   Consul, etcd, a config file...), each new set diffed into tower's
+//!   [`Change`](tower::discover::Change)s; an empty set is taken for a glitch and the last
+//!   good set is kept. Both are tower `Discover`s.
+//! - **The balancer** ([`Balance`]): power of two choices over the ready endpoints by a
+//!   peak-EWMA load that charges a failure (by a palisade-core classifier) a penalty latency
+//!   instead of its real, short one; the choice remembered by key, so a discovery change
+//!   between `poll_ready` and `call` cannot misroute the call (tower #856); and, when no
+//!   endpoint is ready, a typed [`NoReadyEndpoints`] after a bounded wait instead of
+//!   pending forever.
+//!
+//! Still to come: outlier ejection built on the breaker's gate mode with a cap and panic
+//! mode, server hints in the load, DNS discovery, ready-made HTTP and gRPC endpoints.
 //!
 //! # Example
 //!
@@ -34,5 +44,16 @@
 //! # }
 //! ```
 
+mod balance;
+mod config;
+mod error;
+mod future;
+mod load;
+
 pub mod discover;
 pub mod metrics;
+
+pub use crate::balance::Balance;
+pub use crate::config::{BalanceConfig, BalanceConfigBuilder};
+pub use crate::error::NoReadyEndpoints;
+pub use crate::future::ResponseFuture;

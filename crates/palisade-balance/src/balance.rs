@@ -1,0 +1,351 @@
+//! The balancer: power of two choices over the ready endpoints, by failure-aware load.
+//!
+//! Endpoints come from a [`Discover`]. Each is either *ready* (its `poll_ready` said so) or
+//! *pending* (driven to readiness in the background of `poll_ready`, and dropped if discovery
+//! removes it meanwhile). `poll_ready` draws two ready endpoints at random and keeps the one
+//! with the lower [`Load`]; the choice is remembered by key, so a discovery change between
+//! `poll_ready` and `call` cannot send the request elsewhere (tower #856) — changes are only
+//! applied in `poll_ready`.
+//!
+//! With no ready endpoint `poll_ready` waits up to `no_ready_timeout`, then lets the next
+//! call fail at once with [`NoReadyEndpoints`] rather than leaving it pending forever.
+
+use std::future::Future;
+use std::hash::Hash;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use std::marker::PhantomData;
+
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
+use indexmap::IndexMap;
+use palisade_core::{Classify, ErrorsAsFailures};
+use tokio::sync::oneshot;
+use tokio::time::{Instant, Sleep};
+use tower::discover::{Change, Discover};
+use tower_service::Service;
+
+use crate::config::BalanceConfig;
+use crate::error::NoReadyEndpoints;
+use crate::future::ResponseFuture;
+use crate::load::Load;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+struct Endpoint<S> {
+    service: S,
+    load: Arc<Load>,
+}
+
+/// A service that spreads requests over discovered endpoints; see the [module docs](self).
+pub struct Balance<D, Req, C = ErrorsAsFailures>
+where
+    D: Discover,
+{
+    discover: D,
+    config: BalanceConfig,
+    classifier: C,
+    ready: IndexMap<D::Key, Endpoint<D::Service>>,
+    pending: FuturesUnordered<Readying<D::Key, D::Service, Req>>,
+    /// Every endpoint's load, ready or not: it outlives trips to readying.
+    loads: IndexMap<D::Key, Arc<Load>>,
+    /// Pending endpoints, and how to stop readying each.
+    cancels: IndexMap<D::Key, oneshot::Sender<()>>,
+    chosen: Option<Choice<D::Key>>,
+    no_ready_since: Option<Pin<Box<Sleep>>>,
+    draws: u64,
+    seed: u64,
+}
+
+enum Choice<K> {
+    Endpoint(K),
+    NoneReady(NoReadyEndpoints),
+}
+
+impl<D, Req> Balance<D, Req>
+where
+    D: Discover,
+{
+    /// A balancer over the endpoints `discover` yields, counting errors as failures.
+    pub fn new(discover: D, config: BalanceConfig) -> Self {
+        Self {
+            discover,
+            config,
+            classifier: ErrorsAsFailures,
+            ready: IndexMap::new(),
+            pending: FuturesUnordered::new(),
+            loads: IndexMap::new(),
+            cancels: IndexMap::new(),
+            chosen: None,
+            no_ready_since: None,
+            draws: 0,
+            seed: 0x5eed,
+        }
+    }
+}
+
+impl<D, Req, C> Balance<D, Req, C>
+where
+    D: Discover,
+{
+    /// The same balancer, telling failures with `classifier` (`HttpClassifier` for HTTP:
+    /// 5xx are failures).
+    pub fn classifier<C2>(self, classifier: C2) -> Balance<D, Req, C2> {
+        Balance {
+            discover: self.discover,
+            config: self.config,
+            classifier,
+            ready: self.ready,
+            pending: self.pending,
+            loads: self.loads,
+            cancels: self.cancels,
+            chosen: self.chosen,
+            no_ready_since: self.no_ready_since,
+            draws: self.draws,
+            seed: self.seed,
+        }
+    }
+
+    /// Seeds the random draws of the two choices, for simulations that must replay exactly.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+
+    /// Endpoints ready now, and endpoints being readied.
+    pub fn endpoints(&self) -> (usize, usize) {
+        (self.ready.len(), self.cancels.len())
+    }
+}
+
+/// Drives an endpoint to readiness, unless it is removed first.
+struct Readying<K, S, Req> {
+    key: Option<K>,
+    service: Option<S>,
+    cancel: oneshot::Receiver<()>,
+    _request: PhantomData<fn(Req)>,
+}
+
+impl<K, S, Req> Unpin for Readying<K, S, Req> {}
+
+enum Readied<K, S> {
+    Ready(K, S),
+    Failed(K),
+    Cancelled,
+}
+
+impl<K, S, Req> Future for Readying<K, S, Req>
+where
+    S: Service<Req>,
+{
+    type Output = Readied<K, S>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = &mut *self;
+        if Pin::new(&mut this.cancel).poll(cx).is_ready() {
+            return Poll::Ready(Readied::Cancelled);
+        }
+        let Some(service) = this.service.as_mut() else {
+            return Poll::Ready(Readied::Cancelled);
+        };
+        let readiness = service.poll_ready(cx);
+        match (readiness, this.key.take(), this.service.take()) {
+            (Poll::Pending, key, service) => {
+                this.key = key;
+                this.service = service;
+                Poll::Pending
+            }
+            (Poll::Ready(Ok(())), Some(key), Some(service)) => {
+                Poll::Ready(Readied::Ready(key, service))
+            }
+            (Poll::Ready(Err(_)), Some(key), _) => Poll::Ready(Readied::Failed(key)),
+            _ => Poll::Ready(Readied::Cancelled),
+        }
+    }
+}
+
+impl<D, Req, C> Balance<D, Req, C>
+where
+    D: Discover + Unpin,
+    D::Key: Hash + Clone + std::fmt::Debug,
+    D::Error: Into<BoxError>,
+    D::Service: Service<Req>,
+{
+    /// Applies what discovery says has changed.
+    fn poll_discover(&mut self, cx: &mut Context<'_>) -> Result<(), BoxError> {
+        while let Poll::Ready(change) = Pin::new(&mut self.discover).poll_discover(cx) {
+            match change {
+                None => return Ok(()),
+                Some(Err(error)) => return Err(error.into()),
+                Some(Ok(Change::Insert(key, service))) => {
+                    tracing::info!(balancer = %self.config.name, endpoint = ?key, "endpoint added");
+                    self.remove(&key);
+                    self.push_pending(key, service);
+                }
+                Some(Ok(Change::Remove(key))) => {
+                    tracing::info!(balancer = %self.config.name, endpoint = ?key, "endpoint removed");
+                    self.remove(&key);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn remove(&mut self, key: &D::Key) {
+        self.ready.swap_remove(key);
+        // Dropping the sender cancels the endpoint's readying.
+        self.cancels.swap_remove(key);
+        self.loads.swap_remove(key);
+    }
+
+    fn push_pending(&mut self, key: D::Key, service: D::Service) {
+        let (cancel_tx, cancel) = oneshot::channel();
+        self.cancels.insert(key.clone(), cancel_tx);
+        self.pending.push(Readying {
+            key: Some(key),
+            service: Some(service),
+            cancel,
+            _request: PhantomData,
+        });
+    }
+
+    /// Moves endpoints that became ready to the ready set.
+    fn poll_pending(&mut self, cx: &mut Context<'_>) {
+        while let Poll::Ready(Some(readied)) = self.pending.poll_next_unpin(cx) {
+            match readied {
+                Readied::Ready(key, service) => {
+                    if self.cancels.swap_remove(&key).is_some() {
+                        let load = self.load_of(&key);
+                        self.ready.insert(key, Endpoint { service, load });
+                    }
+                }
+                Readied::Failed(key) => {
+                    tracing::warn!(balancer = %self.config.name, endpoint = ?key, "endpoint failed and was dropped");
+                    self.remove(&key);
+                }
+                Readied::Cancelled => {}
+            }
+        }
+    }
+
+    /// The endpoint's load, kept across its trips between ready and pending.
+    fn load_of(&mut self, key: &D::Key) -> Arc<Load> {
+        let config = &self.config;
+        self.loads
+            .entry(key.clone())
+            .or_insert_with(|| {
+                Arc::new(Load::new(
+                    config.default_rtt,
+                    config.decay,
+                    config.failure_penalty,
+                ))
+            })
+            .clone()
+    }
+
+    /// A uniform draw in `0..n`.
+    fn draw(&mut self, n: usize) -> usize {
+        self.draws += 1;
+        let u = palisade_core::random::uniform(self.seed, self.draws);
+        ((u * n as f64) as usize).min(n - 1)
+    }
+
+    /// Power of two choices: two distinct ready endpoints at random, the less loaded one.
+    fn p2c(&mut self) -> usize {
+        let n = self.ready.len();
+        if n == 1 {
+            return 0;
+        }
+        let a = self.draw(n);
+        let b = (a + 1 + self.draw(n - 1)) % n;
+        let now = Instant::now();
+        let cost = |i: usize| self.ready[i].load.cost(now);
+        if cost(b) < cost(a) { b } else { a }
+    }
+}
+
+impl<D, Req, C> Service<Req> for Balance<D, Req, C>
+where
+    D: Discover + Unpin,
+    D::Key: Hash + Clone + std::fmt::Debug,
+    D::Error: Into<BoxError>,
+    D::Service: Service<Req>,
+    <D::Service as Service<Req>>::Error: Into<BoxError>,
+    C: Classify<<D::Service as Service<Req>>::Response, <D::Service as Service<Req>>::Error>
+        + Clone,
+{
+    type Response = <D::Service as Service<Req>>::Response;
+    type Error = BoxError;
+    type Future = ResponseFuture<<D::Service as Service<Req>>::Future, C>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.poll_discover(cx)?;
+        self.poll_pending(cx);
+        if let Some(Choice::Endpoint(key)) = &self.chosen {
+            if self.ready.contains_key(key) {
+                return Poll::Ready(Ok(()));
+            }
+            self.chosen = None;
+        }
+        loop {
+            if self.ready.is_empty() {
+                let timeout = self.config.no_ready_timeout;
+                let timer = self
+                    .no_ready_since
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+                if timer.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
+                self.no_ready_since = None;
+                crate::metrics::no_endpoints(&self.config.name);
+                self.chosen = Some(Choice::NoneReady(NoReadyEndpoints {
+                    endpoints: self.cancels.len(),
+                    waited: timeout,
+                }));
+                return Poll::Ready(Ok(()));
+            }
+            self.no_ready_since = None;
+            let index = self.p2c();
+            let endpoint = &mut self.ready[index];
+            match endpoint.service.poll_ready(cx) {
+                Poll::Ready(Ok(())) => {
+                    let key = self.ready.get_index(index).map(|(k, _)| k.clone());
+                    self.chosen = key.map(Choice::Endpoint);
+                    return Poll::Ready(Ok(()));
+                }
+                Poll::Pending => {
+                    // No longer ready: back to readying, and choose again.
+                    if let Some((key, endpoint)) = self.ready.swap_remove_index(index) {
+                        self.push_pending(key, endpoint.service);
+                    }
+                }
+                Poll::Ready(Err(_)) => {
+                    if let Some((key, _)) = self.ready.swap_remove_index(index) {
+                        tracing::warn!(balancer = %self.config.name, endpoint = ?key, "endpoint failed and was dropped");
+                        self.loads.swap_remove(&key);
+                    }
+                }
+            }
+        }
+    }
+
+    fn call(&mut self, request: Req) -> Self::Future {
+        let endpoint = match self.chosen.take() {
+            Some(Choice::Endpoint(key)) => self.ready.get_mut(&key),
+            Some(Choice::NoneReady(refusal)) => return ResponseFuture::refused(refusal),
+            None => None,
+        };
+        let Some(endpoint) = endpoint else {
+            // `call` without a successful `poll_ready`: a caller's bug, answered, not a panic.
+            return ResponseFuture::refused(NoReadyEndpoints {
+                endpoints: self.ready.len() + self.cancels.len(),
+                waited: std::time::Duration::ZERO,
+            });
+        };
+        endpoint.load.start();
+        let future = endpoint.service.call(request);
+        ResponseFuture::called(future, endpoint.load.clone(), self.classifier.clone())
+    }
+}

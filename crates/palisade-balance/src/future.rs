@@ -1,0 +1,114 @@
+//! The response future: reports each request's latency, or failure, to its endpoint's load.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+use palisade_core::{Classification, Classify, Outcome};
+use pin_project_lite::pin_project;
+use tokio::time::Instant;
+
+use crate::error::NoReadyEndpoints;
+use crate::load::Load;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+pin_project! {
+    /// The response future of [`Balance`](crate::Balance).
+    pub struct ResponseFuture<F, C> {
+        #[pin]
+        kind: Kind<F, C>,
+    }
+}
+
+pin_project! {
+    #[project = KindProj]
+    enum Kind<F, C> {
+        Called { #[pin] future: F, tracker: Option<Tracker>, classifier: C },
+        Refused { refusal: Option<NoReadyEndpoints> },
+    }
+}
+
+/// A request in flight on an endpoint; dropped unfinished, it counts as cancelled.
+struct Tracker {
+    load: Arc<Load>,
+    started: Instant,
+    finished: bool,
+}
+
+impl Drop for Tracker {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.load.cancel();
+        }
+    }
+}
+
+impl Tracker {
+    fn finish(mut self, failed: bool) {
+        self.finished = true;
+        self.load.finish(self.started.elapsed(), failed);
+    }
+}
+
+impl<F, C> ResponseFuture<F, C> {
+    pub(crate) fn called(future: F, load: Arc<Load>, classifier: C) -> Self {
+        let tracker = Tracker {
+            load,
+            started: Instant::now(),
+            finished: false,
+        };
+        Self {
+            kind: Kind::Called {
+                future,
+                tracker: Some(tracker),
+                classifier,
+            },
+        }
+    }
+
+    pub(crate) fn refused(refusal: NoReadyEndpoints) -> Self {
+        Self {
+            kind: Kind::Refused {
+                refusal: Some(refusal),
+            },
+        }
+    }
+}
+
+impl<F, C, T, E> Future for ResponseFuture<F, C>
+where
+    F: Future<Output = Result<T, E>>,
+    E: Into<BoxError>,
+    C: Classify<T, E>,
+{
+    type Output = Result<T, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().kind.project() {
+            KindProj::Called {
+                future,
+                tracker,
+                classifier,
+            } => {
+                let result = ready!(future.poll(cx));
+                let outcome = match &result {
+                    Ok(response) => match classifier.classify_response(response) {
+                        Classification::Complete(outcome) => outcome,
+                        Classification::AtEndOfStream => Outcome::Ignored,
+                    },
+                    Err(error) => classifier.classify_error(error),
+                };
+                if let Some(tracker) = tracker.take() {
+                    tracker.finish(outcome == Outcome::Failure);
+                }
+                Poll::Ready(result.map_err(Into::into))
+            }
+            KindProj::Refused { refusal } => Poll::Ready(Err(refusal
+                .take()
+                .expect("a refused future is polled once")
+                .into())),
+        }
+    }
+}

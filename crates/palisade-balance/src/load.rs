@@ -1,0 +1,121 @@
+//! The load of an endpoint: a peak-EWMA of its latency that charges failures a penalty.
+//!
+//! Least-loaded balancing has a blind spot: an endpoint that fails fast looks fast. Its
+//! latency is a few microseconds, its queue empty, and P2C with a plain peak-EWMA (tower's)
+//! sends it more traffic than anyone — a black hole. Here a failure counts as a sample of
+//! `failure_penalty` (1 s) instead of its real, short latency, so a failing endpoint looks
+//! as slow as it is useless; its estimate decays while it gets no traffic, so it is tried
+//! again now and then, and comes back as soon as it answers well.
+
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+/// One endpoint's load, shared with its requests in flight.
+#[derive(Debug)]
+pub(crate) struct Load {
+    ewma: Mutex<Ewma>,
+    pending: AtomicUsize,
+    decay_nanos: f64,
+    penalty: Duration,
+}
+
+#[derive(Debug)]
+struct Ewma {
+    estimate_nanos: f64,
+    updated: Instant,
+}
+
+impl Ewma {
+    /// The estimate at `now`: it decays towards zero while there are no samples, so that an
+    /// endpoint that was slow or failing once is tried again after a while.
+    fn at(&self, now: Instant, decay_nanos: f64) -> f64 {
+        let idle = now.saturating_duration_since(self.updated).as_nanos() as f64;
+        self.estimate_nanos * (-idle / decay_nanos).exp()
+    }
+}
+
+impl Load {
+    pub(crate) fn new(default_rtt: Duration, decay: Duration, penalty: Duration) -> Self {
+        Self {
+            ewma: Mutex::new(Ewma {
+                estimate_nanos: default_rtt.as_nanos() as f64,
+                updated: Instant::now(),
+            }),
+            pending: AtomicUsize::new(0),
+            decay_nanos: decay.as_nanos().max(1) as f64,
+            penalty,
+        }
+    }
+
+    /// The cost of sending one more request here: the latency estimate times the requests
+    /// that would be in flight.
+    pub(crate) fn cost(&self, now: Instant) -> f64 {
+        let estimate = self
+            .ewma
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .at(now, self.decay_nanos);
+        estimate * (self.pending.load(Relaxed) + 1) as f64
+    }
+
+    pub(crate) fn start(&self) {
+        self.pending.fetch_add(1, Relaxed);
+    }
+
+    /// A request ended after `rtt`; a failure is charged the penalty instead.
+    pub(crate) fn finish(&self, rtt: Duration, failed: bool) {
+        self.pending.fetch_sub(1, Relaxed);
+        let sample = if failed { rtt.max(self.penalty) } else { rtt }.as_nanos() as f64;
+        let now = Instant::now();
+        let mut ewma = self.ewma.lock().unwrap_or_else(PoisonError::into_inner);
+        let current = ewma.at(now, self.decay_nanos);
+        // Peak: a worse sample is believed at once; better ones bring it down gradually.
+        ewma.estimate_nanos = if sample > current {
+            sample
+        } else {
+            let elapsed = now.saturating_duration_since(ewma.updated).as_nanos() as f64;
+            let weight = (-elapsed / self.decay_nanos).exp();
+            current * weight + sample * (1.0 - weight)
+        };
+        ewma.updated = now;
+    }
+
+    /// A request ended without an answer (its caller went away).
+    pub(crate) fn cancel(&self) {
+        self.pending.fetch_sub(1, Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    #[tokio::test(start_paused = true)]
+    async fn failures_cost_the_penalty_and_the_estimate_decays() {
+        let load = Load::new(30 * MS, Duration::from_secs(10), Duration::from_secs(1));
+        let fresh = load.cost(Instant::now());
+        load.start();
+        assert!(
+            load.cost(Instant::now()) > fresh,
+            "a request in flight costs"
+        );
+        load.finish(MS, true);
+        let failed = load.cost(Instant::now());
+        assert!(failed >= 1e9, "a fast failure costs the penalty, {failed}");
+        tokio::time::advance(Duration::from_secs(30)).await;
+        assert!(
+            load.cost(Instant::now()) < failed / 10.0,
+            "and decays when idle"
+        );
+
+        let healthy = Load::new(30 * MS, Duration::from_secs(10), Duration::from_secs(1));
+        healthy.start();
+        healthy.finish(5 * MS, false);
+        assert!(healthy.cost(Instant::now()) < failed / 10.0);
+    }
+}

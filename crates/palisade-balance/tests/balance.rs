@@ -1,0 +1,210 @@
+//! The balancer in paused time: where requests go, what happens with no endpoint, and
+//! endpoints coming and going.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use palisade_balance::discover::{WatchDiscover, static_list};
+use palisade_balance::{Balance, BalanceConfig, NoReadyEndpoints};
+use tokio::sync::watch;
+use tokio::time::{Instant, sleep};
+use tower::{BoxError, Service, ServiceExt, service_fn};
+
+const MS: Duration = Duration::from_millis(1);
+
+/// How each endpoint answers.
+#[derive(Clone, Copy)]
+enum Answer {
+    After(Duration),
+    FailAtOnce,
+}
+
+type Counts = Arc<Mutex<BTreeMap<&'static str, usize>>>;
+
+/// An endpoint that answers as told and counts the requests it gets.
+fn endpoint(
+    name: &'static str,
+    answer: Answer,
+    counts: Counts,
+) -> impl Service<
+    (),
+    Response = &'static str,
+    Error = BoxError,
+    Future = impl Future<Output = Result<&'static str, BoxError>> + Send,
+> + Send {
+    service_fn(move |()| {
+        *counts.lock().unwrap().entry(name).or_default() += 1;
+        async move {
+            match answer {
+                Answer::After(latency) => {
+                    sleep(latency).await;
+                    Ok(name)
+                }
+                Answer::FailAtOnce => Err(BoxError::from("503")),
+            }
+        }
+    })
+}
+
+fn config() -> BalanceConfig {
+    BalanceConfig::builder().name("test").build().unwrap()
+}
+
+async fn send<S: Service<(), Error = BoxError>>(svc: &mut S) -> Result<S::Response, BoxError> {
+    svc.ready().await?.call(()).await
+}
+
+/// Ten clients sending requests back to back for ten seconds through one balancer; returns
+/// the answers (ok, failed).
+async fn load<S>(balance: S) -> (usize, usize)
+where
+    S: Service<(), Response = &'static str, Error = BoxError> + Send + 'static,
+    S::Future: Send,
+{
+    let balance = Arc::new(tokio::sync::Mutex::new(balance));
+    let clients: Vec<_> = (0..10)
+        .map(|_| {
+            let balance = balance.clone();
+            tokio::spawn(async move {
+                let (mut ok, mut failed) = (0, 0);
+                let end = Instant::now() + Duration::from_secs(10);
+                while Instant::now() < end {
+                    // Lock only to choose and call; the answer is awaited outside.
+                    let call = {
+                        let mut balance = balance.lock().await;
+                        balance.ready().await.unwrap().call(())
+                    };
+                    match call.await {
+                        Ok(_) => ok += 1,
+                        Err(_) => {
+                            failed += 1;
+                            sleep(MS).await;
+                        }
+                    }
+                }
+                (ok, failed)
+            })
+        })
+        .collect();
+    let (mut ok, mut failed) = (0, 0);
+    for client in clients {
+        let (o, f) = client.await.unwrap();
+        ok += o;
+        failed += f;
+    }
+    (ok, failed)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_slow_endpoint_gets_little_traffic() {
+    let counts = Counts::default();
+    let endpoints = [
+        ("a", Answer::After(10 * MS)),
+        ("b", Answer::After(10 * MS)),
+        ("c", Answer::After(10 * MS)),
+        ("slow", Answer::After(100 * MS)),
+    ]
+    .map(|(name, answer)| (name, endpoint(name, answer, counts.clone())));
+    let (ok, _) = load(Balance::new(static_list(endpoints), config())).await;
+    let slow = counts.lock().unwrap().get("slow").copied().unwrap_or(0);
+    assert!(slow > 0, "tried");
+    assert!(slow * 100 < ok * 3, "the slow endpoint got {slow} of {ok}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_endpoint_that_fails_at_once_is_not_a_black_hole() {
+    let counts = Counts::default();
+    let endpoints = [
+        ("a", Answer::After(10 * MS)),
+        ("b", Answer::After(10 * MS)),
+        ("c", Answer::After(10 * MS)),
+        ("hole", Answer::FailAtOnce),
+    ]
+    .map(|(name, answer)| (name, endpoint(name, answer, counts.clone())));
+    let (ok, failed) = load(Balance::new(static_list(endpoints), config())).await;
+    // A plain peak-EWMA sees the fastest endpoint of all in it, and sends it the most.
+    assert!(failed > 0, "tried");
+    assert!(failed * 100 < ok, "{failed} failed for {ok} answered");
+    assert_eq!(counts.lock().unwrap()["hole"], failed);
+}
+
+#[tokio::test(start_paused = true)]
+async fn with_no_endpoint_a_call_fails_after_the_wait_instead_of_hanging() {
+    let counts = Counts::default();
+    let (_publish, sets) = watch::channel(BTreeSet::<&'static str>::new());
+    let discover = WatchDiscover::new(sets, move |name: &&'static str| {
+        endpoint(name, Answer::After(MS), counts.clone())
+    });
+    let config = BalanceConfig::builder()
+        .no_ready_timeout(Duration::from_millis(500))
+        .build()
+        .unwrap();
+    let mut balance = Balance::new(discover, config);
+    let start = Instant::now();
+    let error = send(&mut balance).await.unwrap_err();
+    assert_eq!(start.elapsed(), Duration::from_millis(500));
+    assert_eq!(
+        error
+            .downcast_ref::<NoReadyEndpoints>()
+            .unwrap()
+            .endpoints(),
+        0
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn endpoints_follow_discovery_and_requests_in_flight_finish() {
+    let counts = Counts::default();
+    let (publish, sets) = watch::channel(BTreeSet::from(["a", "b"]));
+    let made = counts.clone();
+    let discover = WatchDiscover::new(sets, move |name: &&'static str| {
+        endpoint(name, Answer::After(50 * MS), made.clone())
+    });
+    let mut balance = Balance::new(discover, config());
+
+    // A request in flight on each endpoint.
+    let first = balance.ready().await.unwrap().call(());
+    let second = balance.ready().await.unwrap().call(());
+    let in_flight = tokio::spawn(async move { (first.await, second.await) });
+
+    publish.send(BTreeSet::from(["b", "c"])).unwrap();
+    for _ in 0..200 {
+        send(&mut balance).await.unwrap();
+    }
+    let (first, second) = in_flight.await.unwrap();
+    assert!(
+        first.is_ok() && second.is_ok(),
+        "removal does not cut requests in flight"
+    );
+    let counts = counts.lock().unwrap();
+    assert!(counts["a"] <= 2, "a removed endpoint gets no new request");
+    assert!(
+        counts["c"] > 50,
+        "an added one takes its share: {}",
+        counts["c"]
+    );
+    assert_eq!(balance.endpoints(), (2, 0));
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_chosen_endpoint_survives_a_discovery_change_before_the_call() {
+    // tower #856: a change between poll_ready and call made tower's balancer call a
+    // different endpoint (or panic on a stale index). Here the choice is a key.
+    let counts = Counts::default();
+    let (publish, sets) = watch::channel(BTreeSet::from(["a", "b", "c"]));
+    let made = counts.clone();
+    let discover = WatchDiscover::new(sets, move |name: &&'static str| {
+        endpoint(name, Answer::After(MS), made.clone())
+    });
+    let mut balance = Balance::new(discover, config());
+    for _ in 0..30 {
+        balance.ready().await.unwrap();
+        // Every endpoint but one goes away between poll_ready and call.
+        publish.send(BTreeSet::from(["c"])).unwrap();
+        let answer = balance.call(()).await;
+        assert!(answer.is_ok(), "the call went to a live endpoint");
+        publish.send(BTreeSet::from(["a", "b", "c"])).unwrap();
+    }
+}

@@ -39,7 +39,16 @@ struct Endpoint<S> {
     load: Arc<Load>,
 }
 
-/// A service that spreads requests over discovered endpoints; see the [module docs](self).
+/// A service that spreads requests over discovered endpoints.
+///
+/// Endpoints come from a tower `Discover`. Each is either *ready* or *pending* (driven to
+/// readiness in the background of `poll_ready`, and dropped if discovery removes it
+/// meanwhile). `poll_ready` draws two ready endpoints at random and keeps the one with the
+/// lower load — a peak-EWMA of its latency in which a failure counts as
+/// `failure_penalty`, times its requests in flight. The choice is remembered by key, so a
+/// discovery change between `poll_ready` and `call` cannot send the request elsewhere
+/// (tower #856). With no ready endpoint, `poll_ready` waits up to `no_ready_timeout`, then
+/// the next call fails at once with [`NoReadyEndpoints`].
 pub struct Balance<D, Req, C = ErrorsAsFailures>
 where
     D: Discover,

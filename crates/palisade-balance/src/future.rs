@@ -5,7 +5,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
-use palisade_core::{Classification, Classify, Outcome};
+use palisade_core::{Classify, Outcome};
 use pin_project_lite::pin_project;
 use tokio::time::Instant;
 
@@ -93,15 +93,8 @@ where
                 classifier,
             } => {
                 let result = ready!(future.poll(cx));
-                let outcome = match &result {
-                    Ok(response) => match classifier.classify_response(response) {
-                        Classification::Complete(outcome) => outcome,
-                        Classification::AtEndOfStream => Outcome::Ignored,
-                    },
-                    Err(error) => classifier.classify_error(error),
-                };
                 if let Some(tracker) = tracker.take() {
-                    tracker.finish(outcome == Outcome::Failure);
+                    tracker.finish(classifier.classify_result(&result) == Outcome::Failure);
                 }
                 Poll::Ready(result.map_err(Into::into))
             }

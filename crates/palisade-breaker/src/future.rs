@@ -4,7 +4,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
-use palisade_core::{Classification, Classify, Outcome};
+use palisade_core::Classify;
 use pin_project_lite::pin_project;
 
 use crate::error::BreakerOpen;
@@ -61,16 +61,8 @@ where
                 classifier,
             } => {
                 let result = ready!(future.poll(cx));
-                let outcome = match &result {
-                    Ok(response) => match classifier.classify_response(response) {
-                        Classification::Complete(outcome) => outcome,
-                        // The body is out of reach here: the call proves nothing either way.
-                        Classification::AtEndOfStream => Outcome::Ignored,
-                    },
-                    Err(error) => classifier.classify_error(error),
-                };
                 if let Some(permit) = permit.take() {
-                    permit.record(outcome);
+                    permit.record(classifier.classify_result(&result));
                 }
                 Poll::Ready(result.map_err(Into::into))
             }

@@ -274,7 +274,11 @@ async fn aimd_grows_while_fast_and_backs_off_when_slow() {
 #[tokio::test(start_paused = true)]
 async fn the_gradient_limit_falls_when_latency_rises_and_recovers_when_it_falls() {
     let latency = Arc::new(AtomicU64::new(10));
-    let config = ShedConfig::builder().no_queue().build().unwrap();
+    let config = ShedConfig::builder()
+        .limit(Gradient::default().jitter_seed(7))
+        .no_queue()
+        .build()
+        .unwrap();
     let handle = loaded(config, 100, latency.clone());
     sleep(Duration::from_secs(3)).await;
     let unloaded = handle.limit();
@@ -305,6 +309,7 @@ async fn gradient_measures_min_rtt_again_and_follows_a_slower_server() {
     // measurement the limit grows again instead of staying pinned low.
     let latency = Arc::new(AtomicU64::new(10));
     let gradient = Gradient::default()
+        .jitter_seed(7)
         .min_rtt_interval(Duration::from_secs(5))
         .unwrap();
     let config = ShedConfig::builder()
@@ -315,14 +320,28 @@ async fn gradient_measures_min_rtt_again_and_follows_a_slower_server() {
     let handle = loaded(config, 100, latency.clone());
     sleep(Duration::from_secs(3)).await;
     latency.store(40, SeqCst);
-    sleep(Duration::from_secs(2)).await;
-    let squeezed = handle.limit();
-    sleep(Duration::from_secs(10)).await;
+    sleep(Duration::from_millis(500)).await;
+    // Before the next measurement (due 4.5 to 5.5 s after the first): squeezed.
+    let squeezed = highest_limit(&handle, Duration::from_millis(900)).await;
+    sleep(Duration::from_secs(8)).await;
+    // Well after it: the limit has grown again. (Highest over a while, because a
+    // measurement pins it to the minimum for a moment.)
+    let regrown = highest_limit(&handle, Duration::from_secs(2)).await;
     assert!(
-        handle.limit() > squeezed,
-        "re-measured: {} after {squeezed}",
-        handle.limit()
+        regrown > 2 * squeezed,
+        "re-measured: {regrown} after {squeezed}"
     );
+}
+
+/// The highest limit seen over `period`, sampled every 10 ms.
+async fn highest_limit(handle: &palisade_shed::ShedHandle, period: Duration) -> usize {
+    let end = Instant::now() + period;
+    let mut highest = 0;
+    while Instant::now() < end {
+        highest = highest.max(handle.limit());
+        sleep(10 * MS).await;
+    }
+    highest
 }
 
 #[tokio::test(start_paused = true)]

@@ -51,6 +51,18 @@ pub trait Classify<Res, E> {
         let _ = trailers;
         Outcome::Success
     }
+
+    /// The outcome of a call whose body is out of reach (a layer over a plain service): an
+    /// outcome that waits on the trailers proves nothing either way, and is `Ignored`.
+    fn classify_result(&self, result: &Result<Res, E>) -> Outcome {
+        match result {
+            Ok(response) => match self.classify_response(response) {
+                Classification::Complete(outcome) => outcome,
+                Classification::AtEndOfStream => Outcome::Ignored,
+            },
+            Err(error) => self.classify_error(error),
+        }
+    }
 }
 
 /// Marks calls that took too long, whatever their outcome: the slow-call axis of a breaker

@@ -28,15 +28,7 @@ impl Aimd {
         max: usize,
         threshold: Duration,
     ) -> Result<Self, ConfigError> {
-        if min == 0 {
-            return Err(ConfigError::new("limit.min", "must be at least 1"));
-        }
-        if !(min..=max).contains(&initial) {
-            return Err(ConfigError::new(
-                "limit.initial",
-                "must be between the minimum and the maximum",
-            ));
-        }
+        super::check_bounds(min, initial, max)?;
         if threshold.is_zero() {
             return Err(ConfigError::new(
                 "limit.threshold",

@@ -73,15 +73,7 @@ impl Default for Gradient {
 impl Gradient {
     /// From `initial`, between `min` and `max` (defaults 20, 4 and 1000).
     pub fn new(min: usize, initial: usize, max: usize) -> Result<Self, ConfigError> {
-        if min == 0 {
-            return Err(ConfigError::new("limit.min", "must be at least 1"));
-        }
-        if !(min..=max).contains(&initial) {
-            return Err(ConfigError::new(
-                "limit.initial",
-                "must be between the minimum and the maximum",
-            ));
-        }
+        super::check_bounds(min, initial, max)?;
         Ok(Self {
             min,
             max,

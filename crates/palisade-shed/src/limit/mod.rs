@@ -15,6 +15,7 @@ mod gradient;
 
 use std::time::Duration;
 
+use palisade_core::ConfigError;
 use tokio::time::Instant;
 
 pub use self::aimd::Aimd;
@@ -52,4 +53,18 @@ pub trait Limit: Send {
     fn needs_samples(&self) -> bool {
         true
     }
+}
+
+/// Checks an algorithm's bounds: `1 <= min <= initial <= max`.
+pub(crate) fn check_bounds(min: usize, initial: usize, max: usize) -> Result<(), ConfigError> {
+    if min == 0 {
+        return Err(ConfigError::new("limit.min", "must be at least 1"));
+    }
+    if !(min..=max).contains(&initial) {
+        return Err(ConfigError::new(
+            "limit.initial",
+            "must be between the minimum and the maximum",
+        ));
+    }
+    Ok(())
 }

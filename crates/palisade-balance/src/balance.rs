@@ -31,6 +31,7 @@ use crate::config::BalanceConfig;
 use crate::error::NoReadyEndpoints;
 use crate::future::ResponseFuture;
 use crate::load::Load;
+use crate::metrics::EndpointGauges;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -55,6 +56,7 @@ where
 {
     discover: D,
     config: BalanceConfig,
+    gauges: EndpointGauges,
     classifier: C,
     ready: IndexMap<D::Key, Endpoint<D::Service>>,
     pending: FuturesUnordered<Readying<D::Key, D::Service, Req>>,
@@ -80,6 +82,7 @@ where
     /// A balancer over the endpoints `discover` yields, counting errors as failures.
     pub fn new(discover: D, config: BalanceConfig) -> Self {
         Self {
+            gauges: EndpointGauges::new(&config.name),
             discover,
             config,
             classifier: ErrorsAsFailures,
@@ -105,6 +108,7 @@ where
         Balance {
             discover: self.discover,
             config: self.config,
+            gauges: self.gauges,
             classifier,
             ready: self.ready,
             pending: self.pending,
@@ -292,6 +296,7 @@ where
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
         self.poll_discover(cx)?;
         self.poll_pending(cx);
+        self.gauges.set(self.ready.len(), self.cancels.len());
         if let Some(Choice::Endpoint(key)) = &self.chosen {
             if self.ready.contains_key(key) {
                 return Poll::Ready(Ok(()));

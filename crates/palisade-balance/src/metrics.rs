@@ -4,8 +4,36 @@
 //! |---|---|---|---|
 //! | `palisade_balance_discovery_kept_total` | counter | `source` | sets a source produced empty, for which the last good set was kept |
 //! | `palisade_balance_no_endpoints_total` | counter | `name` | calls failed because no endpoint was ready in time |
+//! | `palisade_balance_endpoints` | gauge | `name`, `state` | endpoints `ready`, and `pending` (being readied) |
 
-use metrics::counter;
+use metrics::{Gauge, counter, gauge};
+
+/// The gauges of one balancer's endpoints.
+pub(crate) struct EndpointGauges {
+    ready: Gauge,
+    pending: Gauge,
+    last: (usize, usize),
+}
+
+impl EndpointGauges {
+    pub(crate) fn new(balancer: &str) -> Self {
+        let state = |s: &'static str| gauge!("palisade_balance_endpoints", "name" => balancer.to_owned(), "state" => s);
+        Self {
+            ready: state("ready"),
+            pending: state("pending"),
+            last: (0, 0),
+        }
+    }
+
+    /// Records the counts, when they changed.
+    pub(crate) fn set(&mut self, ready: usize, pending: usize) {
+        if (ready, pending) != self.last {
+            self.last = (ready, pending);
+            self.ready.set(ready as f64);
+            self.pending.set(pending as f64);
+        }
+    }
+}
 
 pub(crate) fn kept_last_good_set(source: &'static str) {
     counter!("palisade_balance_discovery_kept_total", "source" => source).increment(1);

@@ -5,10 +5,11 @@
 //! cargo run --release -p palisade-benches --bin scenarios -- <scenario> [--json FILE] [--plot DIR]
 //! ```
 //!
-//! Scenarios: `breaker-outage`, `retry-outage`, `retry-transient`, `shed-overload`,
-//! `shed-capacity-drop`, `shed-priority`.
+//! Scenarios: `balance-slow`, `balance-blackhole`, `breaker-outage`, `retry-outage`,
+//! `retry-transient`, `shed-overload`, `shed-capacity-drop`, `shed-priority`.
 #![allow(clippy::print_stdout)]
 
+mod balance;
 mod breaker_outage;
 mod plot;
 mod report;
@@ -20,6 +21,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 const SCENARIOS: &[&str] = &[
+    "balance-slow",
+    "balance-blackhole",
     "breaker-outage",
     "retry-outage",
     "retry-transient",
@@ -80,6 +83,8 @@ fn main() -> ExitCode {
         .build()
         .expect("a current-thread runtime");
     let report = match args.scenario.as_str() {
+        "balance-slow" => runtime.block_on(balance::slow()),
+        "balance-blackhole" => runtime.block_on(balance::blackhole()),
         "breaker-outage" => runtime.block_on(breaker_outage::run()),
         "retry-outage" => runtime.block_on(retry::outage()),
         "retry-transient" => runtime.block_on(retry::transient()),

@@ -76,9 +76,11 @@ impl Load {
         ewma.estimate_nanos = if sample > current {
             sample
         } else {
+            // `current` is already the estimate decayed by `weight`: adding the sample's
+            // share blends them once, with time constant `decay`.
             let elapsed = now.saturating_duration_since(ewma.updated).as_nanos() as f64;
             let weight = (-elapsed / self.decay_nanos).exp();
-            current * weight + sample * (1.0 - weight)
+            current + sample * (1.0 - weight)
         };
         ewma.updated = now;
     }
@@ -117,5 +119,19 @@ mod tests {
         healthy.start();
         healthy.finish(5 * MS, false);
         assert!(healthy.cost(Instant::now()) < failed / 10.0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn better_samples_bring_the_estimate_down_with_the_decay_time_constant() {
+        // From a 100 ms peak, 10 ms answers every 10 ms for one time constant (10 s): the
+        // estimate covers 1 - 1/e of the way, to 10 + 90/e ≈ 43 ms.
+        let load = Load::new(100 * MS, Duration::from_secs(10), Duration::from_secs(1));
+        for _ in 0..1000 {
+            tokio::time::advance(10 * MS).await;
+            load.start();
+            load.finish(10 * MS, false);
+        }
+        let estimate = load.cost(Instant::now()) / 1e6;
+        assert!((40.0..46.0).contains(&estimate), "{estimate} ms");
     }
 }

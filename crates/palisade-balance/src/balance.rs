@@ -20,11 +20,13 @@ use std::marker::PhantomData;
 
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
-use indexmap::IndexMap;
+use indexmap::{IndexMap, IndexSet};
+use palisade_breaker::{BreakerConfig, BreakerHandle, CircuitBreaker, CircuitBreakerLayer, State};
 use palisade_core::{Classify, ErrorsAsFailures};
 use tokio::sync::oneshot;
 use tokio::time::{Instant, Sleep};
 use tower::discover::{Change, Discover};
+use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::config::BalanceConfig;
@@ -34,6 +36,12 @@ use crate::load::Load;
 use crate::metrics::EndpointGauges;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// An endpoint's service, behind its ejection breaker in gate mode.
+type Gated<S, C> = CircuitBreaker<S, C, BreakerHandle>;
+
+/// The endpoints being readied.
+type PendingSet<K, S, C, Req> = FuturesUnordered<Readying<K, Gated<S, C>, Req>>;
 
 struct Endpoint<S> {
     service: S,
@@ -50,6 +58,13 @@ struct Endpoint<S> {
 /// discovery change between `poll_ready` and `call` cannot send the request elsewhere
 /// (tower #856). With no ready endpoint, `poll_ready` waits up to `no_ready_timeout`, then
 /// the next call fails at once with [`NoReadyEndpoints`].
+///
+/// Each endpoint sits behind a palisade circuit breaker in gate mode, its **ejection**:
+/// failures in a row open it, which makes the endpoint's `poll_ready` `Pending` (never an
+/// error, which would drop it for good) until a probe is due; a probe that succeeds
+/// restores it. At most `max_ejected_share` of the endpoints are ejected at once: an
+/// ejection beyond it is undone at once, and the balancer keeps using every endpoint
+/// (panic mode).
 pub struct Balance<D, Req, C = ErrorsAsFailures>
 where
     D: Discover,
@@ -58,10 +73,14 @@ where
     config: BalanceConfig,
     gauges: EndpointGauges,
     classifier: C,
-    ready: IndexMap<D::Key, Endpoint<D::Service>>,
-    pending: FuturesUnordered<Readying<D::Key, D::Service, Req>>,
-    /// Every endpoint's load, ready or not: it outlives trips to readying.
+    ready: IndexMap<D::Key, Endpoint<Gated<D::Service, C>>>,
+    pending: PendingSet<D::Key, D::Service, C, Req>,
+    /// Every endpoint's load and ejection breaker, ready or not: they outlive trips to
+    /// readying.
     loads: IndexMap<D::Key, Arc<Load>>,
+    breakers: IndexMap<D::Key, BreakerHandle>,
+    /// Endpoints out of the rotation because their breaker is open.
+    ejected: IndexSet<D::Key>,
     /// Pending endpoints, and how to stop readying each.
     cancels: IndexMap<D::Key, oneshot::Sender<()>>,
     chosen: Option<Choice<D::Key>>,
@@ -81,20 +100,7 @@ where
 {
     /// A balancer over the endpoints `discover` yields, counting errors as failures.
     pub fn new(discover: D, config: BalanceConfig) -> Self {
-        Self {
-            gauges: EndpointGauges::new(&config.name),
-            discover,
-            config,
-            classifier: ErrorsAsFailures,
-            ready: IndexMap::new(),
-            pending: FuturesUnordered::new(),
-            loads: IndexMap::new(),
-            cancels: IndexMap::new(),
-            chosen: None,
-            no_ready_since: None,
-            draws: 0,
-            seed: 0x5eed,
-        }
+        Self::with_classifier(discover, config, ErrorsAsFailures)
     }
 }
 
@@ -102,22 +108,24 @@ impl<D, Req, C> Balance<D, Req, C>
 where
     D: Discover,
 {
-    /// The same balancer, telling failures with `classifier` (`HttpClassifier` for HTTP:
-    /// 5xx are failures).
-    pub fn classifier<C2>(self, classifier: C2) -> Balance<D, Req, C2> {
-        Balance {
-            discover: self.discover,
-            config: self.config,
-            gauges: self.gauges,
+    /// A balancer that tells failures with `classifier` (`HttpClassifier` for HTTP: 5xx
+    /// are failures), for its loads and its ejections.
+    pub fn with_classifier(discover: D, config: BalanceConfig, classifier: C) -> Self {
+        Self {
+            gauges: EndpointGauges::new(&config.name),
+            discover,
+            config,
             classifier,
-            ready: self.ready,
-            pending: self.pending,
-            loads: self.loads,
-            cancels: self.cancels,
-            chosen: self.chosen,
-            no_ready_since: self.no_ready_since,
-            draws: self.draws,
-            seed: self.seed,
+            ready: IndexMap::new(),
+            pending: FuturesUnordered::new(),
+            loads: IndexMap::new(),
+            breakers: IndexMap::new(),
+            ejected: IndexSet::new(),
+            cancels: IndexMap::new(),
+            chosen: None,
+            no_ready_since: None,
+            draws: 0,
+            seed: 0x5eed,
         }
     }
 
@@ -127,10 +135,19 @@ where
         self
     }
 
-    /// Endpoints ready now, and endpoints being readied.
+    /// Endpoints ready now, and endpoints being readied (ejected ones among them).
     pub fn endpoints(&self) -> (usize, usize) {
         (self.ready.len(), self.cancels.len())
     }
+
+    /// Endpoints ejected now: out of the rotation until a probe restores them.
+    pub fn ejected(&self) -> usize {
+        self.ejected.len()
+    }
+}
+
+fn is_ejected(state: State) -> bool {
+    matches!(state, State::Open | State::HalfOpen | State::ForcedOpen)
 }
 
 /// Drives an endpoint to readiness, unless it is removed first.
@@ -185,6 +202,9 @@ where
     D::Key: Hash + Clone + std::fmt::Debug,
     D::Error: Into<BoxError>,
     D::Service: Service<Req>,
+    <D::Service as Service<Req>>::Error: Into<BoxError>,
+    C: Classify<<D::Service as Service<Req>>::Response, <D::Service as Service<Req>>::Error>
+        + Clone,
 {
     /// Applies what discovery says has changed.
     fn poll_discover(&mut self, cx: &mut Context<'_>) -> Result<(), BoxError> {
@@ -195,6 +215,7 @@ where
                 Some(Ok(Change::Insert(key, service))) => {
                     tracing::info!(balancer = %self.config.name, endpoint = ?key, "endpoint added");
                     self.remove(&key);
+                    let service = self.gate(&key, service);
                     self.push_pending(key, service);
                 }
                 Some(Ok(Change::Remove(key))) => {
@@ -211,9 +232,42 @@ where
         // Dropping the sender cancels the endpoint's readying.
         self.cancels.swap_remove(key);
         self.loads.swap_remove(key);
+        self.breakers.swap_remove(key);
+        self.ejected.swap_remove(key);
     }
 
-    fn push_pending(&mut self, key: D::Key, service: D::Service) {
+    /// Puts a new endpoint behind its ejection breaker.
+    fn gate(&mut self, key: &D::Key, service: D::Service) -> Gated<D::Service, C> {
+        let name = format!("{}:{key:?}", self.config.name);
+        let (breaker, ejects) = match &self.config.ejection {
+            Some(config) => (config.renamed(name), true),
+            None => (
+                BreakerConfig::builder()
+                    .name(name)
+                    .build()
+                    .expect("the default breaker is valid"),
+                false,
+            ),
+        };
+        let layer = CircuitBreakerLayer::new(breaker)
+            .gate()
+            .classifier(self.classifier.clone());
+        let handle = layer.handle();
+        if !ejects {
+            // Counts, never ejects.
+            handle.force_closed();
+        }
+        self.breakers.insert(key.clone(), handle);
+        layer.layer(service)
+    }
+
+    /// Whether one more ejection keeps the ejected share within its cap.
+    fn may_eject(&self) -> bool {
+        let cap = (self.config.max_ejected_share * self.breakers.len() as f64) as usize;
+        self.ejected.len() < cap
+    }
+
+    fn push_pending(&mut self, key: D::Key, service: Gated<D::Service, C>) {
         let (cancel_tx, cancel) = oneshot::channel();
         self.cancels.insert(key.clone(), cancel_tx);
         self.pending.push(Readying {
@@ -230,6 +284,9 @@ where
             match readied {
                 Readied::Ready(key, service) => {
                     if self.cancels.swap_remove(&key).is_some() {
+                        if self.ejected.swap_remove(&key) {
+                            tracing::info!(balancer = %self.config.name, endpoint = ?key, "endpoint back in rotation for a probe");
+                        }
                         let load = self.load_of(&key);
                         self.ready.insert(key, Endpoint { service, load });
                     }
@@ -287,11 +344,15 @@ where
     D::Service: Service<Req>,
     <D::Service as Service<Req>>::Error: Into<BoxError>,
     C: Classify<<D::Service as Service<Req>>::Response, <D::Service as Service<Req>>::Error>
+        + Classify<<D::Service as Service<Req>>::Response, BoxError>
         + Clone,
 {
     type Response = <D::Service as Service<Req>>::Response;
     type Error = BoxError;
-    type Future = ResponseFuture<<D::Service as Service<Req>>::Future, C>;
+    type Future = ResponseFuture<
+        palisade_breaker::ResponseFuture<<D::Service as Service<Req>>::Future, C>,
+        C,
+    >;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
         self.poll_discover(cx)?;
@@ -330,15 +391,32 @@ where
                     return Poll::Ready(Ok(()));
                 }
                 Poll::Pending => {
-                    // No longer ready: back to readying, and choose again.
-                    if let Some((key, endpoint)) = self.ready.swap_remove_index(index) {
-                        self.push_pending(key, endpoint.service);
+                    let Some((key, endpoint)) = self.ready.swap_remove_index(index) else {
+                        continue;
+                    };
+                    let breaker = self.breakers.get(&key).cloned();
+                    if breaker.as_ref().is_some_and(|b| is_ejected(b.state())) {
+                        if self.may_eject() {
+                            tracing::warn!(balancer = %self.config.name, endpoint = ?key, "endpoint ejected");
+                            crate::metrics::ejected(&self.config.name);
+                            self.ejected.insert(key.clone());
+                        } else if let Some(breaker) = breaker {
+                            // Past the cap: undo the ejection and keep using it (panic mode).
+                            tracing::warn!(balancer = %self.config.name, endpoint = ?key, "ejection cap reached; endpoint kept");
+                            crate::metrics::panicked(&self.config.name);
+                            breaker.reset();
+                            self.ready.insert(key, endpoint);
+                            continue;
+                        }
                     }
+                    // Not ready (or ejected): back to readying, and choose again.
+                    self.push_pending(key, endpoint.service);
                 }
                 Poll::Ready(Err(_)) => {
                     if let Some((key, _)) = self.ready.swap_remove_index(index) {
                         tracing::warn!(balancer = %self.config.name, endpoint = ?key, "endpoint failed and was dropped");
                         self.loads.swap_remove(&key);
+                        self.breakers.swap_remove(&key);
                     }
                 }
             }

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use palisade_breaker::{BreakerConfig, OpenDuration};
 use palisade_core::ConfigError;
 
 /// How a balancer balances; made with [`BalanceConfig::builder`].
@@ -13,6 +14,24 @@ pub struct BalanceConfig {
     pub(crate) decay: Duration,
     pub(crate) failure_penalty: Duration,
     pub(crate) no_ready_timeout: Duration,
+    pub(crate) ejection: Option<BreakerConfig>,
+    pub(crate) max_ejected_share: f64,
+}
+
+/// The default ejection: five failures in a row eject an endpoint for 5 s, doubling (with
+/// ±20 % jitter) up to 60 s while its probe keeps failing; one successful probe restores it.
+fn default_ejection() -> BreakerConfig {
+    BreakerConfig::builder()
+        .consecutive_failures(5)
+        .no_failure_rate()
+        .open_duration(OpenDuration::exponential(
+            Duration::from_secs(5),
+            Duration::from_secs(60),
+        ))
+        .half_open_probes(1)
+        .successes_to_close(1)
+        .build()
+        .expect("the default ejection is valid")
 }
 
 impl BalanceConfig {
@@ -25,6 +44,8 @@ impl BalanceConfig {
                 decay: Duration::from_secs(10),
                 failure_penalty: Duration::from_secs(1),
                 no_ready_timeout: Duration::from_secs(1),
+                ejection: Some(default_ejection()),
+                max_ejected_share: 0.5,
             },
         }
     }
@@ -38,6 +59,8 @@ impl BalanceConfig {
 /// | [`decay`](Self::decay) | 10 s | Finagle's peak-EWMA decay |
 /// | [`failure_penalty`](Self::failure_penalty) | 1 s | Linkerd charges failures a penalty latency |
 /// | [`no_ready_timeout`](Self::no_ready_timeout) | 1 s | tower waits forever; a caller should not |
+/// | [`ejection`](Self::ejection) | 5 failures in a row; out 5 s doubling to 60 s, ±20 % | Envoy's `consecutive_5xx` 5; Linkerd's backoff |
+/// | [`max_ejected_share`](Self::max_ejected_share) | 50 % | Envoy's panic threshold |
 #[derive(Debug, Clone)]
 pub struct BalanceConfigBuilder {
     config: BalanceConfig,
@@ -75,6 +98,28 @@ impl BalanceConfigBuilder {
         self
     }
 
+    /// Ejects an endpoint from the rotation as `breaker` says: its `poll_ready` is `Pending`
+    /// while its breaker (in gate mode) is open, and a probe restores it. The breaker's
+    /// classifier is the balancer's.
+    pub fn ejection(mut self, breaker: BreakerConfig) -> Self {
+        self.config.ejection = Some(breaker);
+        self
+    }
+
+    /// Never ejects an endpoint (the load still penalises failures).
+    pub fn no_ejection(mut self) -> Self {
+        self.config.ejection = None;
+        self
+    }
+
+    /// The largest share of endpoints ejected at once (within 0..=1). An ejection beyond it
+    /// is undone at once: the balancer keeps using every endpoint rather than pile all the
+    /// traffic on the few left (Envoy's panic mode).
+    pub fn max_ejected_share(mut self, share: f64) -> Self {
+        self.config.max_ejected_share = share;
+        self
+    }
+
     /// Checks every setting and returns the configuration, or the first bad setting.
     pub fn build(self) -> Result<BalanceConfig, ConfigError> {
         let c = &self.config;
@@ -83,6 +128,12 @@ impl BalanceConfigBuilder {
         }
         if c.decay.is_zero() {
             return Err(ConfigError::new("decay", "must be longer than zero"));
+        }
+        if !(0.0..=1.0).contains(&c.max_ejected_share) {
+            return Err(ConfigError::new(
+                "max_ejected_share",
+                "must be within 0 and 1",
+            ));
         }
         if c.no_ready_timeout.is_zero() {
             return Err(ConfigError::new(

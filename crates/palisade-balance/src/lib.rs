@@ -19,9 +19,13 @@
 //!   between `poll_ready` and `call` cannot misroute the call (tower #856); and, when no
 //!   endpoint is ready, a typed [`NoReadyEndpoints`] after a bounded wait instead of
 //!   pending forever.
+//! - **Ejection**: each endpoint behind a palisade circuit breaker in gate mode, so failures
+//!   in a row take it out of the rotation (`Pending`, never `Err`) until a probe restores
+//!   it; at most half of the endpoints at once, beyond which ejections are undone (panic
+//!   mode).
 //!
-//! Still to come: outlier ejection built on the breaker's gate mode with a cap and panic
-//! mode, server hints in the load, DNS discovery, ready-made HTTP and gRPC endpoints.
+//! Still to come: server hints in the load, DNS discovery, ready-made HTTP and gRPC
+//! endpoints.
 //!
 //! # Example
 //!

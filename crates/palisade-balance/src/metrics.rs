@@ -5,6 +5,8 @@
 //! | `palisade_balance_discovery_kept_total` | counter | `source` | sets a source produced empty, for which the last good set was kept |
 //! | `palisade_balance_no_endpoints_total` | counter | `name` | calls failed because no endpoint was ready in time |
 //! | `palisade_balance_endpoints` | gauge | `name`, `state` | endpoints `ready`, and `pending` (being readied) |
+//! | `palisade_balance_ejections_total` | counter | `name` | endpoints taken out of the rotation |
+//! | `palisade_balance_panic_total` | counter | `name` | ejections undone because the cap was reached |
 
 use metrics::{Gauge, counter, gauge};
 
@@ -41,4 +43,12 @@ pub(crate) fn kept_last_good_set(source: &'static str) {
 
 pub(crate) fn no_endpoints(balancer: &str) {
     counter!("palisade_balance_no_endpoints_total", "name" => balancer.to_owned()).increment(1);
+}
+
+pub(crate) fn ejected(balancer: &str) {
+    counter!("palisade_balance_ejections_total", "name" => balancer.to_owned()).increment(1);
+}
+
+pub(crate) fn panicked(balancer: &str) {
+    counter!("palisade_balance_panic_total", "name" => balancer.to_owned()).increment(1);
 }

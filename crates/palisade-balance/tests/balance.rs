@@ -208,3 +208,117 @@ async fn the_chosen_endpoint_survives_a_discovery_change_before_the_call() {
         publish.send(BTreeSet::from(["a", "b", "c"])).unwrap();
     }
 }
+
+/// An endpoint that fails at once while `broken` is set, and answers in 10 ms otherwise.
+fn switchable(
+    name: &'static str,
+    broken: Arc<std::sync::atomic::AtomicBool>,
+    counts: Counts,
+) -> impl Service<
+    (),
+    Response = &'static str,
+    Error = BoxError,
+    Future = impl Future<Output = Result<&'static str, BoxError>> + Send,
+> + Send {
+    service_fn(move |()| {
+        *counts.lock().unwrap().entry(name).or_default() += 1;
+        let fails = broken.load(std::sync::atomic::Ordering::SeqCst);
+        async move {
+            if fails {
+                return Err(BoxError::from("503"));
+            }
+            sleep(10 * MS).await;
+            Ok(name)
+        }
+    })
+}
+
+/// A balancer whose ejection trips on `failures` in a row for `out`, with failures costing
+/// nothing in the load, so that only ejection keeps traffic off a failing endpoint.
+fn ejecting(failures: u32, out: Duration) -> BalanceConfig {
+    let ejection = palisade_breaker::BreakerConfig::builder()
+        .consecutive_failures(failures)
+        .no_failure_rate()
+        .open_duration(palisade_breaker::OpenDuration::fixed(out))
+        .half_open_probes(1)
+        .successes_to_close(1)
+        .build()
+        .unwrap();
+    BalanceConfig::builder()
+        .failure_penalty(Duration::ZERO)
+        .ejection(ejection)
+        .build()
+        .unwrap()
+}
+
+fn calls_to(counts: &Counts, name: &str) -> usize {
+    counts.lock().unwrap().get(name).copied().unwrap_or(0)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failing_endpoint_is_ejected_then_probed_and_restored() {
+    use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+    let counts = Counts::default();
+    let broken = Arc::new(AtomicBool::new(true));
+    let healthy = Arc::new(AtomicBool::new(false));
+    let endpoints = [
+        ("a", healthy.clone()),
+        ("b", healthy.clone()),
+        ("flaky", broken.clone()),
+    ]
+    .map(|(name, flag)| (name, switchable(name, flag, counts.clone())));
+    let mut balance = Balance::new(static_list(endpoints), ejecting(3, Duration::from_secs(5)));
+
+    // Failing at once, the endpoint looks fastest and is chosen until it is ejected.
+    for _ in 0..50 {
+        let _ = send(&mut balance).await;
+    }
+    assert_eq!(
+        calls_to(&counts, "flaky"),
+        3,
+        "three failures in a row, then out"
+    );
+    assert_eq!(balance.ejected(), 1);
+
+    // While it is out it gets nothing, whatever its load says.
+    broken.store(false, SeqCst);
+    let end = Instant::now() + Duration::from_secs(4);
+    while Instant::now() < end {
+        send(&mut balance).await.unwrap();
+    }
+    assert_eq!(calls_to(&counts, "flaky"), 3);
+
+    // Once the ejection is over, a probe finds it healthy, and it is back in rotation.
+    sleep(Duration::from_secs(2)).await;
+    for _ in 0..100 {
+        send(&mut balance).await.unwrap();
+    }
+    assert_eq!(balance.ejected(), 0);
+    assert!(calls_to(&counts, "flaky") > 10, "restored");
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_ejection_cap_keeps_half_of_the_endpoints_in_rotation() {
+    use std::sync::atomic::AtomicBool;
+    let counts = Counts::default();
+    let broken = Arc::new(AtomicBool::new(true));
+    let endpoints =
+        ["a", "b", "c", "d"].map(|name| (name, switchable(name, broken.clone(), counts.clone())));
+    let mut balance = Balance::new(static_list(endpoints), ejecting(1, Duration::from_secs(60)));
+    for _ in 0..100 {
+        let error = send(&mut balance).await.unwrap_err();
+        assert!(
+            error.downcast_ref::<NoReadyEndpoints>().is_none(),
+            "never out of endpoints: {error}"
+        );
+    }
+    assert_eq!(balance.ejected(), 2, "at most half ejected");
+    let in_rotation = ["a", "b", "c", "d"]
+        .iter()
+        .filter(|n| calls_to(&counts, n) > 10)
+        .count();
+    assert_eq!(
+        in_rotation, 2,
+        "the other half keeps taking the traffic (panic mode)"
+    );
+}

@@ -162,6 +162,15 @@ impl BreakerConfig {
         &self.name
     }
 
+    /// The same configuration under another name: one breaker per endpoint or per key,
+    /// each with its own metrics.
+    pub fn renamed(&self, name: impl Into<Arc<str>>) -> BreakerConfig {
+        BreakerConfig {
+            name: name.into(),
+            ..self.clone()
+        }
+    }
+
     /// How long the breaker stays open.
     pub fn open_duration(&self) -> OpenDuration {
         self.open_duration

@@ -438,6 +438,11 @@ where
         };
         endpoint.load.start();
         let future = endpoint.service.call(request);
-        ResponseFuture::called(future, endpoint.load.clone(), self.classifier.clone())
+        ResponseFuture::called(
+            future,
+            endpoint.load.clone(),
+            self.classifier.clone(),
+            self.config.max_hint,
+        )
     }
 }

@@ -15,6 +15,7 @@ pub struct BalanceConfig {
     pub(crate) failure_penalty: Duration,
     pub(crate) no_ready_timeout: Duration,
     pub(crate) ejection: Option<BreakerConfig>,
+    pub(crate) max_hint: Duration,
     pub(crate) max_ejected_share: f64,
 }
 
@@ -46,6 +47,7 @@ impl BalanceConfig {
                 no_ready_timeout: Duration::from_secs(1),
                 ejection: Some(default_ejection()),
                 max_ejected_share: 0.5,
+                max_hint: Duration::from_secs(30),
             },
         }
     }
@@ -61,6 +63,7 @@ impl BalanceConfig {
 /// | [`no_ready_timeout`](Self::no_ready_timeout) | 1 s | tower waits forever; a caller should not |
 /// | [`ejection`](Self::ejection) | 5 failures in a row; out 5 s doubling to 60 s, ±20 % | Envoy's `consecutive_5xx` 5; Linkerd's backoff |
 /// | [`max_ejected_share`](Self::max_ejected_share) | 50 % | Envoy's panic threshold |
+/// | [`max_hint`](Self::max_hint) | 30 s | as palisade-retry; Envoy caps `Retry-After` at 300 s |
 #[derive(Debug, Clone)]
 pub struct BalanceConfigBuilder {
     config: BalanceConfig,
@@ -117,6 +120,13 @@ impl BalanceConfigBuilder {
     /// traffic on the few left (Envoy's panic mode).
     pub fn max_ejected_share(mut self, share: f64) -> Self {
         self.config.max_ejected_share = share;
+        self
+    }
+
+    /// The longest an endpoint's hint (`Retry-After`, `grpc-retry-pushback-ms`, read by the
+    /// classifier) keeps traffic off it.
+    pub fn max_hint(mut self, max: Duration) -> Self {
+        self.config.max_hint = max;
         self
     }
 

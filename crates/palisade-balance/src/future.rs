@@ -4,6 +4,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
+use std::time::Duration;
 
 use palisade_core::{Classify, Outcome};
 use pin_project_lite::pin_project;
@@ -25,7 +26,7 @@ pin_project! {
 pin_project! {
     #[project = KindProj]
     enum Kind<F, C> {
-        Called { #[pin] future: F, tracker: Option<Tracker>, classifier: C },
+        Called { #[pin] future: F, tracker: Option<Tracker>, classifier: C, max_hint: Duration },
         Refused { refusal: Option<NoReadyEndpoints> },
     }
 }
@@ -46,14 +47,17 @@ impl Drop for Tracker {
 }
 
 impl Tracker {
-    fn finish(mut self, failed: bool) {
+    fn finish(mut self, failed: bool, hold: Option<Duration>) {
         self.finished = true;
         self.load.finish(self.started.elapsed(), failed);
+        if let Some(wait) = hold {
+            self.load.hold(wait);
+        }
     }
 }
 
 impl<F, C> ResponseFuture<F, C> {
-    pub(crate) fn called(future: F, load: Arc<Load>, classifier: C) -> Self {
+    pub(crate) fn called(future: F, load: Arc<Load>, classifier: C, max_hint: Duration) -> Self {
         let tracker = Tracker {
             load,
             started: Instant::now(),
@@ -64,6 +68,7 @@ impl<F, C> ResponseFuture<F, C> {
                 future,
                 tracker: Some(tracker),
                 classifier,
+                max_hint,
             },
         }
     }
@@ -91,10 +96,17 @@ where
                 future,
                 tracker,
                 classifier,
+                max_hint,
             } => {
                 let result = ready!(future.poll(cx));
                 if let Some(tracker) = tracker.take() {
-                    tracker.finish(classifier.classify_result(&result) == Outcome::Failure);
+                    let failed = classifier.classify_result(&result) == Outcome::Failure;
+                    let hold = result
+                        .as_ref()
+                        .ok()
+                        .and_then(|response| classifier.retry_after(response))
+                        .map(|wait| wait.min(*max_hint));
+                    tracker.finish(failed, hold);
                 }
                 Poll::Ready(result.map_err(Into::into))
             }

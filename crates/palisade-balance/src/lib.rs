@@ -24,8 +24,10 @@
 //!   it; at most half of the endpoints at once, beyond which ejections are undone (panic
 //!   mode).
 //!
-//! Still to come: server hints in the load, DNS discovery, ready-made HTTP and gRPC
-//! endpoints.
+//! - **Server hints**: `Retry-After` and `grpc-retry-pushback-ms` (read by the classifier)
+//!   hold an endpoint off for as long as it asked, capped.
+//!
+//! Still to come: DNS discovery, ready-made HTTP and gRPC endpoints.
 //!
 //! # Example
 //!

@@ -6,6 +6,10 @@
 //! `failure_penalty` (1 s) instead of its real, short latency, so a failing endpoint looks
 //! as slow as it is useless; its estimate decays while it gets no traffic, so it is tried
 //! again now and then, and comes back as soon as it answers well.
+//!
+//! A server that says when to come back (`Retry-After`, `grpc-retry-pushback-ms`) is taken
+//! at its word: until then its cost is the highest there is, so it is chosen only when the
+//! other choice is held off too.
 
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::{Mutex, PoisonError};
@@ -26,6 +30,8 @@ pub(crate) struct Load {
 struct Ewma {
     estimate_nanos: f64,
     updated: Instant,
+    /// Until when the endpoint asked to be left alone.
+    held_until: Option<Instant>,
 }
 
 impl Ewma {
@@ -43,6 +49,7 @@ impl Load {
             ewma: Mutex::new(Ewma {
                 estimate_nanos: default_rtt.as_nanos() as f64,
                 updated: Instant::now(),
+                held_until: None,
             }),
             pending: AtomicUsize::new(0),
             decay_nanos: decay.as_nanos().max(1) as f64,
@@ -53,12 +60,18 @@ impl Load {
     /// The cost of sending one more request here: the latency estimate times the requests
     /// that would be in flight.
     pub(crate) fn cost(&self, now: Instant) -> f64 {
-        let estimate = self
-            .ewma
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .at(now, self.decay_nanos);
-        estimate * (self.pending.load(Relaxed) + 1) as f64
+        let ewma = self.ewma.lock().unwrap_or_else(PoisonError::into_inner);
+        if ewma.held_until.is_some_and(|until| now < until) {
+            return f64::MAX;
+        }
+        ewma.at(now, self.decay_nanos) * (self.pending.load(Relaxed) + 1) as f64
+    }
+
+    /// The endpoint asked to be left alone for `wait`.
+    pub(crate) fn hold(&self, wait: Duration) {
+        let until = Instant::now() + wait;
+        let mut ewma = self.ewma.lock().unwrap_or_else(PoisonError::into_inner);
+        ewma.held_until = Some(ewma.held_until.map_or(until, |held| held.max(until)));
     }
 
     pub(crate) fn start(&self) {
@@ -119,6 +132,15 @@ mod tests {
         healthy.start();
         healthy.finish(5 * MS, false);
         assert!(healthy.cost(Instant::now()) < failed / 10.0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_hint_holds_the_endpoint_off_until_it_passes() {
+        let load = Load::new(30 * MS, Duration::from_secs(10), Duration::from_secs(1));
+        load.hold(Duration::from_secs(2));
+        assert_eq!(load.cost(Instant::now()), f64::MAX);
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert!(load.cost(Instant::now()) < 1e9);
     }
 
     #[tokio::test(start_paused = true)]

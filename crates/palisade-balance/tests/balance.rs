@@ -322,3 +322,65 @@ async fn the_ejection_cap_keeps_half_of_the_endpoints_in_rotation() {
         "the other half keeps taking the traffic (panic mode)"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_endpoint_that_says_retry_after_is_left_alone_that_long() {
+    use palisade_core::HttpClassifier;
+    let counts = Counts::default();
+    // "busy" answers its first request with 429 + Retry-After: 3, then like the others.
+    let endpoint = |name: &'static str| {
+        let counts = counts.clone();
+        service_fn(move |()| {
+            let n = {
+                let mut counts = counts.lock().unwrap();
+                let n = counts.entry(name).or_default();
+                *n += 1;
+                *n
+            };
+            async move {
+                sleep(10 * MS).await;
+                let mut response = http::Response::new(());
+                if name == "busy" && n == 1 {
+                    *response.status_mut() = http::StatusCode::TOO_MANY_REQUESTS;
+                    response.headers_mut().insert(
+                        http::header::RETRY_AFTER,
+                        http::HeaderValue::from_static("3"),
+                    );
+                }
+                Ok::<_, BoxError>(response)
+            }
+        })
+    };
+    // 429 is not a failure, and failures cost nothing extra here: only the hint counts.
+    let config = BalanceConfig::builder()
+        .failure_penalty(Duration::ZERO)
+        .build()
+        .unwrap();
+    let endpoints = ["a", "busy"].map(|name| (name, endpoint(name)));
+    let mut balance =
+        Balance::with_classifier(static_list(endpoints), config, HttpClassifier::default());
+    let start = Instant::now();
+    while calls_to(&counts, "busy") == 0 {
+        send_http(&mut balance).await;
+    }
+    while Instant::now() < start + Duration::from_millis(2900) {
+        send_http(&mut balance).await;
+    }
+    assert_eq!(
+        calls_to(&counts, "busy"),
+        1,
+        "left alone for the 3 s it asked for"
+    );
+    sleep(Duration::from_millis(200)).await;
+    for _ in 0..20 {
+        send_http(&mut balance).await;
+    }
+    assert!(calls_to(&counts, "busy") > 1, "then back in the draw");
+}
+
+async fn send_http<S>(svc: &mut S)
+where
+    S: Service<(), Response = http::Response<()>, Error = BoxError>,
+{
+    svc.ready().await.unwrap().call(()).await.unwrap();
+}

@@ -50,6 +50,7 @@
 mod classify;
 mod config_error;
 pub mod grpc;
+pub mod hint;
 pub mod random;
 pub mod response;
 

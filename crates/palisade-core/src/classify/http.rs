@@ -102,6 +102,20 @@ impl<B, E> Classify<Response<B>, E> for HttpClassifier {
         // Only gRPC responses defer to the end of the stream.
         self.grpc.outcome_of_trailers(trailers)
     }
+
+    fn retry_after(&self, response: &Response<B>) -> Option<std::time::Duration> {
+        let headers = response.headers();
+        if is_grpc(headers) {
+            headers
+                .get(crate::grpc::GRPC_RETRY_PUSHBACK_MS)
+                .and_then(crate::hint::parse_grpc_pushback)
+                .and_then(Result::ok)
+        } else {
+            headers
+                .get(http::header::RETRY_AFTER)
+                .and_then(|v| crate::hint::parse_retry_after(v, std::time::SystemTime::now()))
+        }
+    }
 }
 
 #[cfg(test)]
@@ -116,6 +130,32 @@ mod tests {
 
     fn status(code: u16) -> Response<()> {
         Response::builder().status(code).body(()).unwrap()
+    }
+
+    #[test]
+    fn reads_retry_after_and_grpc_pushback() {
+        let c = HttpClassifier::default();
+        let hint =
+            |r: &Response<()>| <HttpClassifier as Classify<Response<()>, ()>>::retry_after(&c, r);
+        let busy = Response::builder()
+            .status(503)
+            .header("retry-after", "7")
+            .body(())
+            .unwrap();
+        assert_eq!(hint(&busy), Some(std::time::Duration::from_secs(7)));
+        assert_eq!(hint(&status(503)), None);
+        let pushback = |ms: &str| {
+            Response::builder()
+                .header(CONTENT_TYPE, "application/grpc")
+                .header("grpc-retry-pushback-ms", ms)
+                .body(())
+                .unwrap()
+        };
+        assert_eq!(
+            hint(&pushback("250")),
+            Some(std::time::Duration::from_millis(250))
+        );
+        assert_eq!(hint(&pushback("-1")), None, "do not retry is not a wait");
     }
 
     #[test]

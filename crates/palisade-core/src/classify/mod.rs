@@ -52,6 +52,14 @@ pub trait Classify<Res, E> {
         Outcome::Success
     }
 
+    /// How long the server asked its clients to stay away, if `response` says so: a balancer
+    /// keeps traffic off the endpoint that long. `None` unless the classifier reads hints
+    /// (`HttpClassifier` reads `Retry-After` and `grpc-retry-pushback-ms`).
+    fn retry_after(&self, response: &Res) -> Option<Duration> {
+        let _ = response;
+        None
+    }
+
     /// The outcome of a call whose body is out of reach (a layer over a plain service): an
     /// outcome that waits on the trailers proves nothing either way, and is `Ignored`.
     fn classify_result(&self, result: &Result<Res, E>) -> Outcome {

@@ -6,8 +6,8 @@ use http::{HeaderName, Method, Request, Response, StatusCode};
 use palisade_core::GrpcCode;
 use palisade_core::grpc::{GRPC_RETRY_PUSHBACK_MS, GRPC_STATUS, is_grpc};
 
-use super::hint::{parse_grpc_pushback, parse_retry_after};
 use super::{BoxError, Decision, Policy};
+use palisade_core::hint::{parse_grpc_pushback, parse_retry_after};
 
 /// The `Idempotency-Key` header (draft-ietf-httpapi-idempotency-key-header).
 pub(crate) const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");

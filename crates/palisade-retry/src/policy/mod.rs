@@ -1,13 +1,12 @@
 //! What is retried: a [`Policy`] looks at a request before it is sent and at each attempt's
 //! result, and decides.
 
-mod hint;
 pub(crate) mod http;
 
 use std::time::Duration;
 
-pub use self::hint::{parse_grpc_pushback, parse_retry_after};
 pub use self::http::HttpPolicy;
+pub use palisade_core::hint::{parse_grpc_pushback, parse_retry_after};
 
 /// What to do after an attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,7 +1,9 @@
 //! Servers' hints of when to come back: `Retry-After` and `grpc-retry-pushback-ms`.
 //!
-//! A hint is advice from the network: one that cannot be parsed is ignored (the backoff
-//! applies), never an error, and the layer caps every hint it follows.
+//! A hint is advice from the network: one that cannot be parsed is ignored (the layer
+//! carries on as it would have), never an error, and every layer caps the hints it follows.
+//! The retry layer waits them out before a retry; the balancer keeps traffic off the
+//! endpoint that sent one for as long as it asked.
 
 use std::time::{Duration, SystemTime};
 
@@ -14,7 +16,7 @@ use http::HeaderValue;
 /// ```
 /// use std::time::{Duration, SystemTime};
 /// use http::HeaderValue;
-/// use palisade_retry::policy::parse_retry_after;
+/// use palisade_core::hint::parse_retry_after;
 ///
 /// let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000_000);
 /// assert_eq!(parse_retry_after(&HeaderValue::from_static("3"), now), Some(Duration::from_secs(3)));
@@ -38,7 +40,7 @@ pub fn parse_retry_after(value: &HeaderValue, now: SystemTime) -> Option<Duratio
 /// ```
 /// use std::time::Duration;
 /// use http::HeaderValue;
-/// use palisade_retry::policy::parse_grpc_pushback;
+/// use palisade_core::hint::parse_grpc_pushback;
 ///
 /// assert_eq!(parse_grpc_pushback(&HeaderValue::from_static("250")), Some(Ok(Duration::from_millis(250))));
 /// assert_eq!(parse_grpc_pushback(&HeaderValue::from_static("-1")), Some(Err(())));

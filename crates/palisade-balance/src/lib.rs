@@ -27,7 +27,10 @@
 //! - **Server hints**: `Retry-After` and `grpc-retry-pushback-ms` (read by the classifier)
 //!   hold an endpoint off for as long as it asked, capped.
 //!
-//! Still to come: DNS discovery, ready-made HTTP and gRPC endpoints.
+//! - **HTTP endpoints** (feature `http`): [`http::HttpEndpoint`], one shared hyper-util
+//!   client pointed at each discovered address.
+//!
+//! Still to come: DNS discovery, a ready-made tonic `Channel` per endpoint.
 //!
 //! # Example
 //!
@@ -57,6 +60,8 @@ mod future;
 mod load;
 
 pub mod discover;
+#[cfg(feature = "http")]
+pub mod http;
 pub mod metrics;
 
 pub use crate::balance::Balance;

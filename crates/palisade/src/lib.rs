@@ -9,6 +9,9 @@
 //! | feature | crate | what it does |
 //! |---|---|---|
 //! | `breaker` (default) | [`palisade-breaker`](breaker) | circuit breaker: fail-fast, gate mode for balancers, keyed, HTTP/gRPC-aware |
+//! | `retry` (default) | [`palisade-retry`](retry) | retries under a budget, replayable HTTP bodies, server hints, idempotency keys |
+//! | `shed` (default) | [`palisade-shed`](shed) | load shedding: adaptive concurrency limits, a CoDel-bounded queue, priorities |
+//! | `balance` (default) | [`palisade-balance`](balance) | discovery and failure-aware P2C balancing with ejection (in progress) |
 //!
 //! ```
 //! use std::time::Duration;
@@ -24,6 +27,9 @@
 //! # }
 //! ```
 
+#[cfg(feature = "balance")]
+#[doc(inline)]
+pub use palisade_balance as balance;
 #[cfg(feature = "breaker")]
 #[doc(inline)]
 pub use palisade_breaker as breaker;
@@ -47,6 +53,8 @@ pub mod prelude {
         BreakerConfig, BreakerHandle, BreakerOpen, CircuitBreakerLayer, HttpCircuitBreakerLayer,
         OpenDuration, State, Window,
     };
+    #[cfg(feature = "balance")]
+    pub use palisade_balance::{Balance, BalanceConfig, NoReadyEndpoints};
     pub use palisade_core::{ConfigError, GrpcClassifier, HttpClassifier, Outcome};
     #[cfg(feature = "retry")]
     pub use palisade_retry::{

@@ -1,0 +1,109 @@
+//! The balancer in front of real axum backends on loopback, through hyper-util clients: one
+//! backend is killed mid-run, and after its ejection nothing else fails.
+
+#![cfg(feature = "http")]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::sync::mpsc;
+
+use axum::Router;
+use axum::routing::get;
+use bytes::Bytes;
+use http::Request;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use palisade_balance::discover::WatchDiscover;
+use palisade_balance::http::http_endpoints;
+use palisade_balance::{Balance, BalanceConfig};
+use palisade_core::HttpClassifier;
+use tokio::net::TcpListener;
+use tower::{Service, ServiceExt};
+
+/// A backend on its own thread and runtime, answering its name; sending on the returned
+/// channel kills it: the runtime and every connection it holds go away at once.
+fn backend(name: &'static str) -> (SocketAddr, mpsc::Sender<()>) {
+    let (addr_tx, addr_rx) = mpsc::channel();
+    let (kill, killed) = mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let listener = runtime.block_on(TcpListener::bind("127.0.0.1:0")).unwrap();
+        addr_tx.send(listener.local_addr().unwrap()).unwrap();
+        let app = Router::new().route("/", get(move || async move { name }));
+        runtime.spawn(async move { axum::serve(listener, app).await });
+        runtime.block_on(async {
+            let _ = tokio::task::spawn_blocking(move || killed.recv()).await;
+        });
+        runtime.shutdown_background();
+    });
+    (addr_rx.recv().unwrap(), kill)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_backend_is_ejected_and_nothing_else_fails() {
+    let backends = ["a", "b", "c"].map(backend);
+    let names: BTreeMap<SocketAddr, &str> = backends
+        .iter()
+        .map(|(addr, _)| *addr)
+        .zip(["a", "b", "c"])
+        .collect();
+    let (_publish, addresses) =
+        tokio::sync::watch::channel(names.keys().copied().collect::<BTreeSet<_>>());
+    let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
+    let mut balance = Balance::with_classifier(
+        WatchDiscover::new(addresses, http_endpoints(client)),
+        BalanceConfig::builder().name("backends").build().unwrap(),
+        HttpClassifier::default(),
+    );
+
+    let mut answers: BTreeMap<String, usize> = BTreeMap::new();
+    for _ in 0..60 {
+        let name = send(&mut balance).await.expect("every backend is up");
+        *answers.entry(name).or_default() += 1;
+    }
+    assert_eq!(answers.len(), 3, "all three serve: {answers:?}");
+
+    // Kill "a" while the balancer still has it in rotation.
+    backends[0].1.send(()).unwrap();
+    let mut failures = 0;
+    for _ in 0..100 {
+        if send(&mut balance).await.is_err() {
+            failures += 1;
+        }
+    }
+    assert!(
+        failures <= 10,
+        "{failures} failures before the dead backend was avoided"
+    );
+
+    // After that, nothing fails, and nothing goes to the dead backend.
+    let mut after: BTreeMap<String, usize> = BTreeMap::new();
+    for _ in 0..100 {
+        let name = send(&mut balance).await.expect("the live backends answer");
+        *after.entry(name).or_default() += 1;
+    }
+    assert!(!after.contains_key("a"), "{after:?}");
+    assert_eq!(after.values().sum::<usize>(), 100);
+}
+
+/// Sends a GET through `balance` and returns the body.
+async fn send<S, B>(balance: &mut S) -> Result<String, tower::BoxError>
+where
+    S: Service<Request<Empty<Bytes>>, Response = http::Response<B>, Error = tower::BoxError>,
+    B: http_body::Body,
+    B::Error: Into<tower::BoxError>,
+{
+    let request = Request::get("http://backends/").body(Empty::new()).unwrap();
+    let response = balance.ready().await?.call(request).await?;
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(Into::into)?
+        .to_bytes();
+    Ok(String::from_utf8_lossy(&body).into_owned())
+}

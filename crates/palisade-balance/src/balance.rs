@@ -46,6 +46,7 @@ type PendingSet<K, S, C, Req> = FuturesUnordered<Readying<K, Gated<S, C>, Req>>;
 struct Endpoint<S> {
     service: S,
     load: Arc<Load>,
+    requests: metrics::Counter,
 }
 
 /// A service that spreads requests over discovered endpoints.
@@ -288,7 +289,15 @@ where
                             tracing::info!(balancer = %self.config.name, endpoint = ?key, "endpoint back in rotation for a probe");
                         }
                         let load = self.load_of(&key);
-                        self.ready.insert(key, Endpoint { service, load });
+                        let requests = crate::metrics::requests(&self.config.name, &key);
+                        self.ready.insert(
+                            key,
+                            Endpoint {
+                                service,
+                                load,
+                                requests,
+                            },
+                        );
                     }
                 }
                 Readied::Failed(key) => {
@@ -437,6 +446,7 @@ where
             });
         };
         endpoint.load.start();
+        endpoint.requests.increment(1);
         let future = endpoint.service.call(request);
         ResponseFuture::called(
             future,

@@ -5,6 +5,7 @@
 //! | `palisade_balance_discovery_kept_total` | counter | `source` | sets a source produced empty, for which the last good set was kept |
 //! | `palisade_balance_no_endpoints_total` | counter | `name` | calls failed because no endpoint was ready in time |
 //! | `palisade_balance_endpoints` | gauge | `name`, `state` | endpoints `ready`, and `pending` (being readied) |
+//! | `palisade_balance_requests_total` | counter | `name`, `endpoint` | requests sent to each endpoint (its key, as `Debug` prints it) |
 //! | `palisade_balance_ejections_total` | counter | `name` | endpoints taken out of the rotation |
 //! | `palisade_balance_panic_total` | counter | `name` | ejections undone because the cap was reached |
 
@@ -51,4 +52,13 @@ pub(crate) fn ejected(balancer: &str) {
 
 pub(crate) fn panicked(balancer: &str) {
     counter!("palisade_balance_panic_total", "name" => balancer.to_owned()).increment(1);
+}
+
+/// The request counter of one endpoint, registered when it joins the rotation.
+pub(crate) fn requests(balancer: &str, endpoint: &impl std::fmt::Debug) -> metrics::Counter {
+    counter!(
+        "palisade_balance_requests_total",
+        "name" => balancer.to_owned(),
+        "endpoint" => format!("{endpoint:?}")
+    )
 }

@@ -384,3 +384,40 @@ where
 {
     svc.ready().await.unwrap().call(()).await.unwrap();
 }
+
+#[tokio::test(start_paused = true)]
+async fn requests_are_counted_per_endpoint() {
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    // Local to this thread, which runs the whole (current-thread) test.
+    let _guard = metrics::set_default_local_recorder(&recorder);
+    let counts = Counts::default();
+    let endpoints =
+        ["a", "b"].map(|name| (name, endpoint(name, Answer::After(MS), counts.clone())));
+    let config = BalanceConfig::builder().name("counted").build().unwrap();
+    let mut balance = Balance::new(static_list(endpoints), config);
+    for _ in 0..10 {
+        send(&mut balance).await.unwrap();
+    }
+    let mut per_endpoint = BTreeMap::new();
+    for (key, _, _, value) in snapshotter.snapshot().into_vec() {
+        if key.key().name() == "palisade_balance_requests_total" {
+            let endpoint = key
+                .key()
+                .labels()
+                .find(|l| l.key() == "endpoint")
+                .map(|l| l.value().to_owned())
+                .unwrap();
+            if let DebugValue::Counter(n) = value {
+                per_endpoint.insert(endpoint, n);
+            }
+        }
+    }
+    assert_eq!(per_endpoint.values().sum::<u64>(), 10, "{per_endpoint:?}");
+    let counts = counts.lock().unwrap();
+    assert_eq!(
+        per_endpoint.get("\"a\"").copied(),
+        counts.get("a").map(|n| *n as u64)
+    );
+}

@@ -48,13 +48,13 @@ pub use crate::builder_ext::ServiceBuilderExt;
 
 /// The types most stacks need.
 pub mod prelude {
+    #[cfg(feature = "balance")]
+    pub use palisade_balance::{Balance, BalanceConfig, NoReadyEndpoints};
     #[cfg(feature = "breaker")]
     pub use palisade_breaker::{
         BreakerConfig, BreakerHandle, BreakerOpen, CircuitBreakerLayer, HttpCircuitBreakerLayer,
         OpenDuration, State, Window,
     };
-    #[cfg(feature = "balance")]
-    pub use palisade_balance::{Balance, BalanceConfig, NoReadyEndpoints};
     pub use palisade_core::{ConfigError, GrpcClassifier, HttpClassifier, Outcome};
     #[cfg(feature = "retry")]
     pub use palisade_retry::{

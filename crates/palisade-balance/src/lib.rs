@@ -30,7 +30,10 @@
 //! - **HTTP endpoints** (feature `http`): [`http::HttpEndpoint`], one shared hyper-util
 //!   client pointed at each discovered address.
 //!
-//! Still to come: DNS discovery, a ready-made tonic `Channel` per endpoint.
+//! - **gRPC endpoints** (feature `grpc`): [`grpc::grpc_endpoints`], a lazily connecting
+//!   tonic `Channel` per discovered address.
+//!
+//! Still to come: DNS discovery.
 //!
 //! # Example
 //!
@@ -60,6 +63,8 @@ mod future;
 mod load;
 
 pub mod discover;
+#[cfg(feature = "grpc")]
+pub mod grpc;
 #[cfg(feature = "http")]
 pub mod http;
 pub mod metrics;

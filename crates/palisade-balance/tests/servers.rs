@@ -1,7 +1,7 @@
 //! The balancer in front of real axum backends on loopback, through hyper-util clients: one
 //! backend is killed mid-run, and after its ejection nothing else fails.
 
-#![cfg(feature = "http")]
+#![cfg(all(feature = "http", feature = "grpc"))]
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -106,4 +106,55 @@ where
         .map_err(Into::into)?
         .to_bytes();
     Ok(String::from_utf8_lossy(&body).into_owned())
+}
+
+mod grpc {
+    use palisade_balance::discover::static_list;
+    use palisade_balance::grpc::grpc_endpoints;
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_client::HealthClient;
+
+    use super::*;
+
+    async fn health_server() -> SocketAddr {
+        let (reporter, health) = tonic_health::server::health_reporter();
+        reporter
+            .set_service_status("orders", tonic_health::ServingStatus::Serving)
+            .await;
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(health)
+                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+        );
+        addr
+    }
+
+    #[tokio::test]
+    async fn a_tonic_client_is_served_through_the_balancer_over_two_channels() {
+        let addrs = [health_server().await, health_server().await];
+        let mut make = grpc_endpoints();
+        let endpoints = addrs.map(|addr| (addr, make(&addr)));
+        let balance = Balance::<_, http::Request<tonic::body::Body>, _>::with_classifier(
+            static_list(endpoints),
+            BalanceConfig::builder().name("health").build().unwrap(),
+            HttpClassifier::default(),
+        );
+        let mut client = HealthClient::new(balance);
+        for _ in 0..20 {
+            let status = client
+                .check(HealthCheckRequest {
+                    service: "orders".to_owned(),
+                })
+                .await
+                .expect("served")
+                .into_inner()
+                .status;
+            assert_eq!(
+                status,
+                tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+            );
+        }
+    }
 }

@@ -15,10 +15,12 @@ use tower::{BoxError, Service, ServiceExt, service_fn};
 const MS: Duration = Duration::from_millis(1);
 
 /// How each endpoint answers.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 enum Answer {
     After(Duration),
     FailAtOnce,
+    /// Fail at once while the flag is set, answer in 10 ms otherwise.
+    FailWhile(Arc<std::sync::atomic::AtomicBool>),
 }
 
 type Counts = Arc<Mutex<BTreeMap<&'static str, usize>>>;
@@ -36,13 +38,20 @@ fn endpoint(
 > + Send {
     service_fn(move |()| {
         *counts.lock().unwrap().entry(name).or_default() += 1;
+        let answer = match &answer {
+            Answer::FailWhile(broken) if broken.load(std::sync::atomic::Ordering::SeqCst) => {
+                Answer::FailAtOnce
+            }
+            Answer::FailWhile(_) => Answer::After(10 * MS),
+            other => other.clone(),
+        };
         async move {
             match answer {
                 Answer::After(latency) => {
                     sleep(latency).await;
                     Ok(name)
                 }
-                Answer::FailAtOnce => Err(BoxError::from("503")),
+                _ => Err(BoxError::from("503")),
             }
         }
     })
@@ -209,30 +218,6 @@ async fn the_chosen_endpoint_survives_a_discovery_change_before_the_call() {
     }
 }
 
-/// An endpoint that fails at once while `broken` is set, and answers in 10 ms otherwise.
-fn switchable(
-    name: &'static str,
-    broken: Arc<std::sync::atomic::AtomicBool>,
-    counts: Counts,
-) -> impl Service<
-    (),
-    Response = &'static str,
-    Error = BoxError,
-    Future = impl Future<Output = Result<&'static str, BoxError>> + Send,
-> + Send {
-    service_fn(move |()| {
-        *counts.lock().unwrap().entry(name).or_default() += 1;
-        let fails = broken.load(std::sync::atomic::Ordering::SeqCst);
-        async move {
-            if fails {
-                return Err(BoxError::from("503"));
-            }
-            sleep(10 * MS).await;
-            Ok(name)
-        }
-    })
-}
-
 /// A balancer whose ejection trips on `failures` in a row for `out`, with failures costing
 /// nothing in the load, so that only ejection keeps traffic off a failing endpoint.
 fn ejecting(failures: u32, out: Duration) -> BalanceConfig {
@@ -266,7 +251,12 @@ async fn a_failing_endpoint_is_ejected_then_probed_and_restored() {
         ("b", healthy.clone()),
         ("flaky", broken.clone()),
     ]
-    .map(|(name, flag)| (name, switchable(name, flag, counts.clone())));
+    .map(|(name, flag)| {
+        (
+            name,
+            endpoint(name, Answer::FailWhile(flag), counts.clone()),
+        )
+    });
     let mut balance = Balance::new(static_list(endpoints), ejecting(3, Duration::from_secs(5)));
 
     // Failing at once, the endpoint looks fastest and is chosen until it is ejected.
@@ -302,8 +292,12 @@ async fn the_ejection_cap_keeps_half_of_the_endpoints_in_rotation() {
     use std::sync::atomic::AtomicBool;
     let counts = Counts::default();
     let broken = Arc::new(AtomicBool::new(true));
-    let endpoints =
-        ["a", "b", "c", "d"].map(|name| (name, switchable(name, broken.clone(), counts.clone())));
+    let endpoints = ["a", "b", "c", "d"].map(|name| {
+        (
+            name,
+            endpoint(name, Answer::FailWhile(broken.clone()), counts.clone()),
+        )
+    });
     let mut balance = Balance::new(static_list(endpoints), ejecting(1, Duration::from_secs(60)));
     for _ in 0..100 {
         let error = send(&mut balance).await.unwrap_err();

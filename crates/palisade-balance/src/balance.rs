@@ -30,6 +30,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::config::BalanceConfig;
+use crate::discover::Weighted;
 use crate::error::NoReadyEndpoints;
 use crate::future::ResponseFuture;
 use crate::load::Load;
@@ -200,7 +201,7 @@ where
 impl<D, Req, C> Balance<D, Req, C>
 where
     D: Discover + Unpin,
-    D::Key: Hash + Clone + std::fmt::Debug,
+    D::Key: Hash + Clone + std::fmt::Debug + Weighted,
     D::Error: Into<BoxError>,
     D::Service: Service<Req>,
     <D::Service as Service<Req>>::Error: Into<BoxError>,
@@ -315,11 +316,10 @@ where
         self.loads
             .entry(key.clone())
             .or_insert_with(|| {
-                Arc::new(Load::new(
-                    config.default_rtt,
-                    config.decay,
-                    config.failure_penalty,
-                ))
+                Arc::new(
+                    Load::new(config.default_rtt, config.decay, config.failure_penalty)
+                        .with(config.load, key.weight()),
+                )
             })
             .clone()
     }
@@ -348,7 +348,7 @@ where
 impl<D, Req, C> Service<Req> for Balance<D, Req, C>
 where
     D: Discover + Unpin,
-    D::Key: Hash + Clone + std::fmt::Debug,
+    D::Key: Hash + Clone + std::fmt::Debug + Weighted,
     D::Error: Into<BoxError>,
     D::Service: Service<Req>,
     <D::Service as Service<Req>>::Error: Into<BoxError>,

@@ -6,6 +6,8 @@ use std::time::Duration;
 use palisade_breaker::{BreakerConfig, OpenDuration};
 use palisade_core::ConfigError;
 
+use crate::load::LoadMetric;
+
 /// How a balancer balances; made with [`BalanceConfig::builder`].
 #[derive(Debug, Clone)]
 pub struct BalanceConfig {
@@ -17,6 +19,7 @@ pub struct BalanceConfig {
     pub(crate) ejection: Option<BreakerConfig>,
     pub(crate) max_hint: Duration,
     pub(crate) max_ejected_share: f64,
+    pub(crate) load: LoadMetric,
 }
 
 /// The default ejection: five failures in a row eject an endpoint for 5 s, doubling (with
@@ -48,6 +51,7 @@ impl BalanceConfig {
                 ejection: Some(default_ejection()),
                 max_ejected_share: 0.5,
                 max_hint: Duration::from_secs(30),
+                load: LoadMetric::PeakEwma,
             },
         }
     }
@@ -57,6 +61,7 @@ impl BalanceConfig {
 ///
 /// | setting | default | from |
 /// |---|---|---|
+/// | [`load`](Self::load) | failure-aware peak-EWMA | Finagle's and Linkerd's peak-EWMA, failures penalised |
 /// | [`default_rtt`](Self::default_rtt) | 30 ms | tower's and Finagle's usual starting estimate |
 /// | [`decay`](Self::decay) | 10 s | Finagle's peak-EWMA decay |
 /// | [`failure_penalty`](Self::failure_penalty) | 1 s | Linkerd charges failures a penalty latency |
@@ -127,6 +132,13 @@ impl BalanceConfigBuilder {
     /// classifier) keeps traffic off it.
     pub fn max_hint(mut self, max: Duration) -> Self {
         self.config.max_hint = max;
+        self
+    }
+
+    /// What to compare when picking the less loaded of two endpoints: the failure-aware
+    /// peak-EWMA (the default) or the requests in flight.
+    pub fn load(mut self, metric: LoadMetric) -> Self {
+        self.config.load = metric;
         self
     }
 

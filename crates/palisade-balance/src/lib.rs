@@ -6,13 +6,14 @@
 //! traffic: an endpoint that answers every request with an instant 503 looks like the
 //! fastest of all.
 //!
-//! This crate is being built in steps. What is here today:
-//!
-//! - **Discovery** ([`discover`]): [`discover::static_list`], and [`discover::WatchDiscover`]
+//! - **Discovery** ([`discover`]): [`discover::static_list`]; [`discover::WatchDiscover`]
 //!   for endpoints pushed by the application through a `tokio::sync::watch` channel (from
 //!   Consul, etcd, a config file...), each new set diffed into tower's
-//!   [`Change`](tower::discover::Change)s; an empty set is taken for a glitch and the last
-//!   good set is kept. Both are tower `Discover`s.
+//!   [`Change`](tower::discover::Change)s; and, with the feature `dns`,
+//!   `discover::DnsDiscover`: A/AAAA or SRV records through hickory-resolver, resolved
+//!   again as their TTL runs out, SRV weights and ports included. An empty set, a failed
+//!   or an empty resolution is taken for a glitch and the last good set is kept. All are
+//!   tower `Discover`s; keys carry weights through [`discover::Weighted`].
 //! - **The balancer** ([`Balance`]): power of two choices over the ready endpoints by a
 //!   peak-EWMA load that charges a failure (by a palisade-core classifier) a penalty latency
 //!   instead of its real, short one; the choice remembered by key, so a discovery change
@@ -33,7 +34,8 @@
 //! - **gRPC endpoints** (feature `grpc`): [`grpc::grpc_endpoints`], a lazily connecting
 //!   tonic `Channel` per discovered address.
 //!
-//! Still to come: DNS discovery.
+//! - **The load** ([`LoadMetric`]): the failure-aware peak-EWMA by default, or the requests
+//!   in flight, either divided by the endpoint's weight.
 //!
 //! # Example
 //!
@@ -73,3 +75,4 @@ pub use crate::balance::Balance;
 pub use crate::config::{BalanceConfig, BalanceConfigBuilder};
 pub use crate::error::NoReadyEndpoints;
 pub use crate::future::ResponseFuture;
+pub use crate::load::LoadMetric;

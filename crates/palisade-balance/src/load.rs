@@ -24,6 +24,23 @@ pub(crate) struct Load {
     pending: AtomicUsize,
     decay_nanos: f64,
     penalty: Duration,
+    metric: LoadMetric,
+    /// The endpoint's weight from discovery: its cost is divided by it.
+    weight: f64,
+}
+
+/// What the balancer compares when it picks the less loaded of two endpoints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum LoadMetric {
+    /// A peak-EWMA of the endpoint's latency, failures charged the penalty, times its
+    /// requests in flight (plus one): Finagle's and Linkerd's load, made failure-aware.
+    #[default]
+    PeakEwma,
+    /// Only the requests in flight: simple, with no notion of latency or failure — an
+    /// endpoint that fails fast has few requests in flight, so it attracts traffic, and
+    /// only ejection takes it out. For endpoints that are alike and rarely fail.
+    PendingRequests,
 }
 
 #[derive(Debug)]
@@ -54,17 +71,34 @@ impl Load {
             pending: AtomicUsize::new(0),
             decay_nanos: decay.as_nanos().max(1) as f64,
             penalty,
+            metric: LoadMetric::PeakEwma,
+            weight: 1.0,
         }
     }
 
+    /// Compares by `metric`, for an endpoint of `weight` (as [`Weighted`] gives it).
+    ///
+    /// [`Weighted`]: crate::discover::Weighted
+    pub(crate) fn with(mut self, metric: LoadMetric, weight: u32) -> Self {
+        self.metric = metric;
+        // RFC 2782: weight 0 is chosen "with very small probability" when others are not.
+        self.weight = if weight == 0 { 0.01 } else { f64::from(weight) };
+        self
+    }
+
     /// The cost of sending one more request here: the latency estimate times the requests
-    /// that would be in flight.
+    /// that would be in flight, divided by the endpoint's weight.
     pub(crate) fn cost(&self, now: Instant) -> f64 {
         let ewma = self.ewma.lock().unwrap_or_else(PoisonError::into_inner);
         if ewma.held_until.is_some_and(|until| now < until) {
             return f64::MAX;
         }
-        ewma.at(now, self.decay_nanos) * (self.pending.load(Relaxed) + 1) as f64
+        let in_flight = (self.pending.load(Relaxed) + 1) as f64;
+        let cost = match self.metric {
+            LoadMetric::PeakEwma => ewma.at(now, self.decay_nanos) * in_flight,
+            LoadMetric::PendingRequests => in_flight,
+        };
+        cost / self.weight
     }
 
     /// The endpoint asked to be left alone for `wait`.
@@ -132,6 +166,25 @@ mod tests {
         healthy.start();
         healthy.finish(5 * MS, false);
         assert!(healthy.cost(Instant::now()) < failed / 10.0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn weights_divide_the_cost_and_pending_requests_ignore_latency() {
+        let light = Load::new(30 * MS, Duration::from_secs(10), Duration::from_secs(1));
+        let heavy = Load::new(30 * MS, Duration::from_secs(10), Duration::from_secs(1))
+            .with(LoadMetric::PeakEwma, 3);
+        assert!((light.cost(Instant::now()) / heavy.cost(Instant::now()) - 3.0).abs() < 1e-9);
+
+        let counting = Load::new(30 * MS, Duration::from_secs(10), Duration::from_secs(1))
+            .with(LoadMetric::PendingRequests, 1);
+        counting.start();
+        counting.finish(MS, true);
+        counting.start();
+        assert_eq!(
+            counting.cost(Instant::now()),
+            2.0,
+            "one in flight, plus this one"
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -11,7 +11,8 @@
 //! | `breaker` (default) | [`palisade-breaker`](breaker) | circuit breaker: fail-fast, gate mode for balancers, keyed, HTTP/gRPC-aware |
 //! | `retry` (default) | [`palisade-retry`](retry) | retries under a budget, replayable HTTP bodies, server hints, idempotency keys |
 //! | `shed` (default) | [`palisade-shed`](shed) | load shedding: adaptive concurrency limits, a CoDel-bounded queue, priorities |
-//! | `balance` (default) | [`palisade-balance`](balance) | discovery and failure-aware P2C balancing with ejection (in progress) |
+//! | `balance` (default) | [`palisade-balance`](balance) | discovery (static, watch) and failure-aware P2C balancing with ejection |
+//! | `dns` (default) | [`palisade-balance`](balance) | DNS discovery (A/AAAA, SRV) through hickory-resolver |
 //!
 //! ```
 //! use std::time::Duration;

@@ -5,12 +5,14 @@
 //! cargo run --release -p palisade-benches --bin scenarios -- <scenario> [--json FILE] [--plot DIR]
 //! ```
 //!
-//! Scenarios: `balance-slow`, `balance-blackhole`, `breaker-outage`, `retry-outage`,
+//! Scenarios: `balance-slow`, `balance-blackhole`, `breaker-outage`,
+//! `idempotency-duplicates`, `retry-outage`,
 //! `retry-transient`, `shed-overload`, `shed-capacity-drop`, `shed-priority`.
 #![allow(clippy::print_stdout)]
 
 mod balance;
 mod breaker_outage;
+mod idempotency;
 mod plot;
 mod report;
 mod retry;
@@ -24,6 +26,7 @@ const SCENARIOS: &[&str] = &[
     "balance-slow",
     "balance-blackhole",
     "breaker-outage",
+    "idempotency-duplicates",
     "retry-outage",
     "retry-transient",
     "shed-overload",
@@ -86,6 +89,7 @@ fn main() -> ExitCode {
         "balance-slow" => runtime.block_on(balance::slow()),
         "balance-blackhole" => runtime.block_on(balance::blackhole()),
         "breaker-outage" => runtime.block_on(breaker_outage::run()),
+        "idempotency-duplicates" => runtime.block_on(idempotency::duplicates()),
         "retry-outage" => runtime.block_on(retry::outage()),
         "retry-transient" => runtime.block_on(retry::transient()),
         "shed-overload" => runtime.block_on(shed::overload()),

@@ -9,6 +9,9 @@
 //! Randomness is a seeded, lock-free sequence indexed by call number: the same script and
 //! the same order of calls give the same latencies and failures.
 //!
+//! [`redis::RedisServer`] runs a real `redis-server` on a free port, for tests of what keeps
+//! state in Redis; a test can kill it and start it again.
+//!
 //! ```
 //! use std::time::Duration;
 //! use palisade_test::{Backend, Behaviour, Script};
@@ -33,6 +36,7 @@ mod backend;
 mod behaviour;
 mod http;
 mod peers;
+pub mod redis;
 mod stats;
 
 pub use crate::backend::{Backend, BackendError, Reply};

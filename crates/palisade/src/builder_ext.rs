@@ -48,6 +48,14 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed {
         self,
         config: palisade_shed::ShedConfig,
     ) -> ServiceBuilder<Stack<palisade_shed::HttpShedLayer, L>>;
+
+    /// Idempotency keys in front of an HTTP or gRPC server, with records in `store`.
+    #[cfg(feature = "idempotency")]
+    fn idempotency(
+        self,
+        store: impl palisade_idempotency::store::Store,
+        config: palisade_idempotency::IdempotencyConfig,
+    ) -> ServiceBuilder<Stack<palisade_idempotency::IdempotencyLayer, L>>;
 }
 
 impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
@@ -97,6 +105,15 @@ impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
         config: palisade_shed::ShedConfig,
     ) -> ServiceBuilder<Stack<palisade_shed::HttpShedLayer, L>> {
         self.layer(palisade_shed::HttpShedLayer::new(config))
+    }
+
+    #[cfg(feature = "idempotency")]
+    fn idempotency(
+        self,
+        store: impl palisade_idempotency::store::Store,
+        config: palisade_idempotency::IdempotencyConfig,
+    ) -> ServiceBuilder<Stack<palisade_idempotency::IdempotencyLayer, L>> {
+        self.layer(palisade_idempotency::IdempotencyLayer::new(store, config))
     }
 }
 

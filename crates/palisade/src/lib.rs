@@ -12,6 +12,8 @@
 //! | `retry` (default) | [`palisade-retry`](retry) | retries under a budget, replayable HTTP bodies, server hints, idempotency keys |
 //! | `shed` (default) | [`palisade-shed`](shed) | load shedding: adaptive concurrency limits, a CoDel-bounded queue, priorities |
 //! | `balance` (default) | [`palisade-balance`](balance) | discovery (static, watch) and failure-aware P2C balancing with ejection |
+//! | `idempotency` (default) | [`palisade-idempotency`](idempotency) | idempotency keys: a retried POST runs once; in memory, or on Redis with `redis` |
+//! | `redis` | [`palisade-idempotency`](idempotency) | the Redis store for idempotency records |
 //! | `dns` (default) | [`palisade-balance`](balance) | DNS discovery (A/AAAA, SRV) through hickory-resolver |
 //!
 //! ```
@@ -36,6 +38,9 @@ pub use palisade_balance as balance;
 pub use palisade_breaker as breaker;
 #[doc(inline)]
 pub use palisade_core as core;
+#[cfg(feature = "idempotency")]
+#[doc(inline)]
+pub use palisade_idempotency as idempotency;
 #[cfg(feature = "retry")]
 #[doc(inline)]
 pub use palisade_retry as retry;
@@ -57,6 +62,10 @@ pub mod prelude {
         OpenDuration, State, Window,
     };
     pub use palisade_core::{ConfigError, GrpcClassifier, HttpClassifier, Outcome};
+    #[cfg(feature = "idempotency")]
+    pub use palisade_idempotency::{
+        IdempotencyConfig, IdempotencyLayer, Scope, store::MemoryStore,
+    };
     #[cfg(feature = "retry")]
     pub use palisade_retry::{
         AttemptTimedOut, DeadlineExceeded, HttpRetryLayer, RetryConfig, RetryLayer,

@@ -1,0 +1,57 @@
+//! The layer: shared configuration and store, cheap to clone.
+
+use std::sync::Arc;
+
+use tower_layer::Layer;
+
+use crate::config::IdempotencyConfig;
+use crate::service::Idempotency;
+use crate::store::Store;
+
+/// Applies [`Idempotency`] to a service: see the [crate documentation](crate).
+#[derive(Clone)]
+pub struct IdempotencyLayer {
+    shared: Arc<Shared>,
+}
+
+/// What every service made by one layer shares.
+pub(crate) struct Shared {
+    pub(crate) config: IdempotencyConfig,
+    pub(crate) store: Arc<dyn Store>,
+}
+
+impl IdempotencyLayer {
+    /// A layer that keeps its records in `store` (a [`MemoryStore`](crate::store::MemoryStore)
+    /// for one instance, a `RedisStore` for many).
+    pub fn new(store: impl Store, config: IdempotencyConfig) -> Self {
+        Self::with_shared_store(Arc::new(store), config)
+    }
+
+    /// A layer over a store chosen at run time, or shared with other layers.
+    pub fn with_shared_store(store: Arc<dyn Store>, config: IdempotencyConfig) -> Self {
+        Self {
+            shared: Arc::new(Shared { config, store }),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &IdempotencyConfig {
+        &self.shared.config
+    }
+}
+
+impl std::fmt::Debug for IdempotencyLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IdempotencyLayer")
+            .field("config", &self.shared.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S> Layer<S> for IdempotencyLayer {
+    type Service = Idempotency<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Idempotency::new(inner, self.shared.clone())
+    }
+}

@@ -1,0 +1,128 @@
+//! Where records live: the [`Store`] trait, [`MemoryStore`] for one instance, and
+//! `RedisStore` (feature `redis`) for a service that runs on more than one.
+//!
+//! A store offers five operations on a record, each atomic:
+//!
+//! - **claim**: create the record *in flight* under an owner token with a lease, or return
+//!   what is there (in flight or completed) — never both, so of two concurrent duplicates
+//!   exactly one runs;
+//! - **complete**: store the response and make the record *completed* for the record's
+//!   time to live — only if the owner still holds the claim;
+//! - **release**: delete the in-flight record so that a retry runs — only for its owner;
+//! - **extend**: push the lease further while the handler runs (a heartbeat) — only for its
+//!   owner;
+//! - **lookup**: read the record, for a duplicate that waits for the first to finish.
+//!
+//! The owner check on every write is the fencing: a holder whose lease ran out (its process
+//! paused, its handler slow beyond the lease) and whose key was claimed again cannot
+//! overwrite or delete the new holder's record; the write is refused and reported `false`.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use crate::record::{Fingerprint, Owner, RecordKey, StoredResponse};
+
+mod memory;
+#[cfg(feature = "redis")]
+mod redis;
+
+pub use self::memory::{MemoryStore, MemoryStoreBuilder};
+#[cfg(feature = "redis")]
+pub use self::redis::RedisStore;
+
+/// The future of a store operation. Stores are called once or twice per keyed request, a
+/// round trip to Redis away: a box here costs nothing measurable and keeps `Store`
+/// usable as `Arc<dyn Store>`, chosen at run time.
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
+
+/// A record as a store holds it.
+// A completed record carries its response inline: it is made once per lookup and moved
+// straight into the replay, so a box would only add an allocation.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Record {
+    /// The first request is running.
+    InFlight {
+        /// What it asked for.
+        fingerprint: Fingerprint,
+    },
+    /// The first request finished, and this is its response.
+    Completed {
+        /// What it asked for.
+        fingerprint: Fingerprint,
+        /// What it got.
+        response: StoredResponse,
+    },
+}
+
+/// What a claim found.
+#[allow(clippy::large_enum_variant)] // as for `Record`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// The record was created, in flight, for this owner: run the request.
+    Claimed,
+    /// A record was already there.
+    Existing(Record),
+}
+
+/// A store could not be reached or did not answer sensibly.
+#[derive(Debug)]
+pub struct StoreError(Box<dyn std::error::Error + Send + Sync>);
+
+impl StoreError {
+    /// A store error caused by `error`.
+    pub fn new(error: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self(error.into())
+    }
+}
+
+impl std::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "idempotency store failed: {}", self.0)
+    }
+}
+
+impl std::error::Error for StoreError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.0)
+    }
+}
+
+/// A place to keep idempotency records, shared by every instance of a service that must
+/// agree on them. See the [module documentation](self) for what each operation guarantees.
+pub trait Store: Send + Sync + 'static {
+    /// Creates the record in flight for `owner` with a lease of `lease`, or returns the
+    /// record already there. A record whose lease ran out is gone: claiming it succeeds.
+    fn claim<'a>(
+        &'a self,
+        key: &'a RecordKey,
+        fingerprint: Fingerprint,
+        owner: Owner,
+        lease: Duration,
+    ) -> StoreFuture<'a, Claim>;
+
+    /// Stores `response` and keeps the record for `ttl`, if `owner` holds the claim;
+    /// `false` if it does not (the write is refused).
+    fn complete<'a>(
+        &'a self,
+        key: &'a RecordKey,
+        owner: Owner,
+        response: &'a StoredResponse,
+        ttl: Duration,
+    ) -> StoreFuture<'a, bool>;
+
+    /// Deletes the in-flight record, if `owner` holds it; `false` if it does not.
+    fn release<'a>(&'a self, key: &'a RecordKey, owner: Owner) -> StoreFuture<'a, bool>;
+
+    /// Extends `owner`'s lease to `lease` from now; `false` if it no longer holds the claim.
+    fn extend<'a>(
+        &'a self,
+        key: &'a RecordKey,
+        owner: Owner,
+        lease: Duration,
+    ) -> StoreFuture<'a, bool>;
+
+    /// The record, if there is one.
+    fn lookup<'a>(&'a self, key: &'a RecordKey) -> StoreFuture<'a, Option<Record>>;
+}

@@ -2,11 +2,11 @@
 //! map operations, never across an await), with expiry and bounds on entries and bytes.
 
 use std::collections::hash_map::RandomState;
+use std::collections::{HashMap, VecDeque};
 use std::hash::BuildHasher;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use indexmap::IndexMap;
 use palisade_core::ConfigError;
 use tokio::time::Instant;
 
@@ -27,14 +27,20 @@ pub struct MemoryStore {
 
 #[derive(Default)]
 struct Shard {
-    /// In insertion order (completions re-insert), so the front is the oldest.
-    entries: IndexMap<RecordKey, Entry>,
+    entries: HashMap<RecordKey, Entry>,
+    /// Keys in the order they were written (a completion writes again), each with the
+    /// generation it was written at: eviction pops the oldest. An item whose key was
+    /// written since, or removed, is stale and skipped — cheaper than keeping an ordered
+    /// map in step on every write.
+    order: VecDeque<(RecordKey, u64)>,
+    generation: u64,
     bytes: usize,
 }
 
 struct Entry {
     state: State,
     expires: Instant,
+    generation: u64,
 }
 
 // Completed entries are the common case; boxing them would add an allocation each.
@@ -89,26 +95,58 @@ impl Shard {
         self.entries.get_mut(key)
     }
 
+    fn insert(&mut self, key: RecordKey, state: State, expires: Instant) {
+        self.generation += 1;
+        let entry = Entry {
+            state,
+            expires,
+            generation: self.generation,
+        };
+        self.bytes += entry.size();
+        if let Some(old) = self.entries.insert(key, entry) {
+            self.bytes -= old.size();
+        }
+        self.order.push_back((key, self.generation));
+        if self.order.len() > 2 * self.entries.len() + 64 {
+            // Mostly stale items: keep the live ones, in order.
+            let entries = &self.entries;
+            self.order.retain(|(key, generation)| {
+                entries
+                    .get(key)
+                    .is_some_and(|e| e.generation == *generation)
+            });
+        }
+    }
+
     fn remove(&mut self, key: &RecordKey) {
-        if let Some(entry) = self.entries.shift_remove(key) {
+        if let Some(entry) = self.entries.remove(key) {
             self.bytes -= entry.size();
         }
     }
 
-    /// Drops expired entries from the front, then the oldest completed ones while over a
-    /// bound.
+    /// Evicts the oldest records while over a bound: expired or completed ones; an
+    /// in-flight claim is moved to the back instead, never evicted.
     fn evict(&mut self, now: Instant, max_entries: usize, max_bytes: usize) {
-        self.entries.retain(|_, e| e.expires > now);
-        self.bytes = self.entries.values().map(Entry::size).sum();
-        let mut i = 0;
-        while (self.entries.len() > max_entries || self.bytes > max_bytes) && i < self.entries.len()
-        {
-            if matches!(self.entries[i].state, State::Completed { .. }) {
-                if let Some((_, entry)) = self.entries.shift_remove_index(i) {
-                    self.bytes -= entry.size();
-                }
+        let mut in_flight_seen = 0;
+        while self.entries.len() > max_entries || self.bytes > max_bytes {
+            let Some((key, generation)) = self.order.pop_front() else {
+                return;
+            };
+            let Some(entry) = self
+                .entries
+                .get(&key)
+                .filter(|e| e.generation == generation)
+            else {
+                continue; // stale
+            };
+            if entry.expires <= now || matches!(entry.state, State::Completed { .. }) {
+                self.remove(&key);
             } else {
-                i += 1;
+                self.order.push_back((key, generation));
+                in_flight_seen += 1;
+                if in_flight_seen >= self.order.len() {
+                    return; // nothing but claims in flight: nothing may go
+                }
             }
         }
     }
@@ -220,13 +258,7 @@ impl MemoryStore {
         if let Some(entry) = shard.live(key, now) {
             return Claim::Existing(entry.record());
         }
-        shard.entries.insert(
-            *key,
-            Entry {
-                state: State::InFlight { fingerprint, owner },
-                expires: now + lease,
-            },
-        );
+        shard.insert(*key, State::InFlight { fingerprint, owner }, now + lease);
         if shard.entries.len() > self.max_entries_per_shard {
             shard.evict(now, self.max_entries_per_shard, self.max_bytes_per_shard);
         }
@@ -249,21 +281,13 @@ impl MemoryStore {
             },
             _ => return false,
         };
-        let size = response.encoded_len();
-        // Re-inserted at the back: eviction goes oldest-completed first.
-        shard.remove(key);
-        shard.bytes += size;
-        shard.entries.insert(
-            *key,
-            Entry {
-                state: State::Completed {
-                    fingerprint,
-                    response: response.clone(),
-                    size,
-                },
-                expires: now + ttl,
-            },
-        );
+        // Written again, so at the back: eviction goes oldest-completed first.
+        let state = State::Completed {
+            fingerprint,
+            response: response.clone(),
+            size: response.encoded_len(),
+        };
+        shard.insert(*key, state, now + ttl);
         if shard.bytes > self.max_bytes_per_shard
             || shard.entries.len() > self.max_entries_per_shard
         {
@@ -350,5 +374,98 @@ impl Store for MemoryStore {
     fn lookup<'a>(&'a self, key: &'a RecordKey) -> StoreFuture<'a, Option<Record>> {
         let record = self.lookup_now(key);
         Box::pin(std::future::ready(Ok(record)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use http::{HeaderMap, StatusCode};
+
+    use super::*;
+
+    fn response(body: usize) -> StoredResponse {
+        StoredResponse {
+            status: StatusCode::OK,
+            headers: HeaderMap::new(),
+            body: Bytes::from(vec![0; body]),
+            trailers: None,
+        }
+    }
+
+    const LEASE: Duration = Duration::from_secs(60);
+    const TTL: Duration = Duration::from_secs(3600);
+
+    fn key(i: u32) -> RecordKey {
+        RecordKey::new("", &i.to_string())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn over_the_entry_bound_the_oldest_completed_go_and_claims_in_flight_stay() {
+        let store = MemoryStore::builder()
+            .shards(1)
+            .max_entries(10)
+            .build()
+            .unwrap();
+        let owner = Owner::random();
+        let fp = Fingerprint([0; 32]);
+        // Five claims stay in flight; then many records complete.
+        for i in 0..5 {
+            store.claim_now(&key(i), fp, owner, LEASE);
+        }
+        for i in 5..100 {
+            store.claim_now(&key(i), fp, owner, LEASE);
+            assert!(store.complete_now(&key(i), owner, &response(10), TTL));
+        }
+        assert!(store.len() <= 10, "{} records", store.len());
+        for i in 0..5 {
+            assert_eq!(
+                store.lookup_now(&key(i)),
+                Some(Record::InFlight { fingerprint: fp }),
+                "claim {i} survived"
+            );
+        }
+        assert!(store.lookup_now(&key(99)).is_some(), "the newest is kept");
+        assert!(
+            store.lookup_now(&key(5)).is_none(),
+            "the oldest completed went"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn over_the_byte_bound_the_oldest_completed_go() {
+        let size = response(1000).encoded_len();
+        let store = MemoryStore::builder()
+            .shards(1)
+            .max_bytes(3 * size)
+            .build()
+            .unwrap();
+        let owner = Owner::random();
+        for i in 0..10 {
+            store.claim_now(&key(i), Fingerprint([0; 32]), owner, LEASE);
+            store.complete_now(&key(i), owner, &response(1000), TTL);
+        }
+        let kept: Vec<u32> = (0..10)
+            .filter(|&i| store.lookup_now(&key(i)).is_some())
+            .collect();
+        assert_eq!(kept, [7, 8, 9]);
+        assert!(lock(&store.shards[0]).bytes <= 3 * size);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn many_short_lived_records_leave_no_trail() {
+        let store = MemoryStore::builder().shards(1).build().unwrap();
+        let owner = Owner::random();
+        for i in 0..10_000 {
+            store.claim_now(&key(i), Fingerprint([0; 32]), owner, LEASE);
+            store.release_now(&key(i), owner);
+        }
+        let shard = lock(&store.shards[0]);
+        assert!(shard.entries.is_empty());
+        assert!(
+            shard.order.len() <= 64 + 1,
+            "{} stale items",
+            shard.order.len()
+        );
     }
 }

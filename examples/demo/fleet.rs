@@ -1,0 +1,125 @@
+//! The fleet: four real axum servers on 127.0.0.1, each misbehaving its own way.
+//!
+//! | backend | behaviour |
+//! |---|---|
+//! | `healthy` | answers in about 5 ms |
+//! | `slow` | answers in about 150 ms |
+//! | `flaky` | fails every request (503) from 5 s to 15 s after the start, then recovers |
+//! | `small` | has room for 4 requests at once; beyond that its own shedder refuses (503) |
+//!
+//! Every backend creates an order: it echoes the fields it was sent, with an id and its
+//! name. The fleet shares one idempotency store (as several instances would share a
+//! Redis), so the gateway's retries — which carry an `Idempotency-Key` — never create an
+//! order twice.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::post;
+use axum::{Json, Router};
+use palisade::idempotency::store::Store;
+use palisade::prelude::*;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::time::Instant;
+
+/// How a backend behaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Healthy,
+    Slow,
+    Flaky,
+    Small,
+}
+
+impl Kind {
+    pub(crate) const ALL: [Kind; 4] = [Kind::Healthy, Kind::Slow, Kind::Flaky, Kind::Small];
+
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Kind::Healthy => "healthy",
+            Kind::Slow => "slow",
+            Kind::Flaky => "flaky",
+            Kind::Small => "small",
+        }
+    }
+}
+
+/// When the flaky backend fails, from the fleet's start.
+pub(crate) const FLAKY_FROM: Duration = Duration::from_secs(5);
+pub(crate) const FLAKY_UNTIL: Duration = Duration::from_secs(15);
+
+/// Starts the four backends; returns their addresses and names.
+pub(crate) async fn start(
+    store: Arc<dyn Store>,
+) -> std::io::Result<Vec<(SocketAddr, &'static str)>> {
+    let started = Instant::now();
+    let mut fleet = Vec::new();
+    for kind in Kind::ALL {
+        fleet.push((backend(kind, started, store.clone()).await?, kind.name()));
+    }
+    Ok(fleet)
+}
+
+async fn backend(
+    kind: Kind,
+    started: Instant,
+    store: Arc<dyn Store>,
+) -> std::io::Result<SocketAddr> {
+    let create = move |Json(order): Json<Value>| async move {
+        let elapsed = started.elapsed();
+        let (delay, fails) = match kind {
+            Kind::Healthy => (Duration::from_millis(5), false),
+            Kind::Slow => (Duration::from_millis(150), false),
+            Kind::Flaky => (
+                Duration::from_millis(5),
+                (FLAKY_FROM..FLAKY_UNTIL).contains(&elapsed),
+            ),
+            Kind::Small => (Duration::from_millis(20), false),
+        };
+        tokio::time::sleep(delay).await;
+        if fails {
+            return (StatusCode::SERVICE_UNAVAILABLE, "flaky is down").into_response();
+        }
+        let mut order = match order {
+            Value::Object(fields) => fields,
+            other => [("value".to_owned(), other)].into_iter().collect(),
+        };
+        order.insert("id".into(), json!(uuid::Uuid::new_v4().to_string()));
+        order.insert("served_by".into(), json!(kind.name()));
+        (StatusCode::CREATED, Json(Value::Object(order))).into_response()
+    };
+
+    let idempotency = IdempotencyLayer::with_shared_store(
+        store,
+        IdempotencyConfig::builder()
+            .name(kind.name())
+            // The gateway is the fleet's only caller.
+            .scope(Scope::global())
+            .build()
+            .expect("a valid idempotency configuration"),
+    );
+    let mut app = Router::new()
+        .route("/orders", post(create))
+        .layer(idempotency);
+    if kind == Kind::Small {
+        let shed = ShedConfig::builder()
+            .name("small")
+            .limit(Fixed(4))
+            .no_queue()
+            .build()
+            .expect("a valid shed configuration");
+        app = app.layer(HttpShedLayer::new(shed));
+    }
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        if let Err(error) = axum::serve(listener, app).await {
+            eprintln!("backend {} stopped: {error}", kind.name());
+        }
+    });
+    Ok(addr)
+}

@@ -1,0 +1,195 @@
+//! The gateway: a real axum server with palisade's server stack, whose handlers call the
+//! fleet through palisade's client stack.
+//!
+//! ```text
+//! client ─▶ shed ─▶ idempotency ─▶ routes ─▶ retry (budget, keys) ─▶ breaker ─▶ balance ─▶ fleet
+//!           (server stack)                   (client stack: discovery → P2C, ejection)
+//! ```
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use metrics_exporter_prometheus::PrometheusHandle;
+use palisade::balance::discover::static_list;
+use palisade::balance::http::HttpEndpoint;
+use palisade::idempotency::store::Store;
+use palisade::prelude::*;
+use palisade::retry::http::ReplayBody;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tower::util::BoxCloneSyncService;
+use tower::{BoxError, ServiceBuilder, ServiceExt};
+
+/// The client stack's service: a request to the fleet, and its answer.
+type Fleet = BoxCloneSyncService<http::Request<Full<Bytes>>, http::Response<Bytes>, BoxError>;
+
+#[derive(Clone)]
+struct Gateway {
+    fleet: Fleet,
+    orders: Arc<Mutex<Vec<Value>>>,
+    metrics: PrometheusHandle,
+}
+
+/// The client stack over the fleet's addresses.
+fn client_stack(fleet: &[SocketAddr]) -> Fleet {
+    let client = Client::builder(TokioExecutor::new()).build_http::<ReplayBody<Full<Bytes>>>();
+    // The fleet is fixed here; `WatchDiscover` (addresses pushed from anywhere) or
+    // `DnsDiscover` (A/AAAA, SRV) take its place when it is not.
+    let endpoints = fleet
+        .iter()
+        .map(|addr| (*addr, HttpEndpoint::new(client.clone(), *addr)));
+    let balance = Balance::with_classifier(
+        static_list(endpoints),
+        BalanceConfig::builder()
+            .name("fleet")
+            .build()
+            .expect("a valid balance configuration"),
+        HttpClassifier::default(),
+    );
+    let breaker = BreakerConfig::builder()
+        .name("fleet")
+        .build()
+        .expect("a valid breaker configuration");
+    let retry = RetryConfig::builder()
+        .name("fleet")
+        // Retried POSTs carry an Idempotency-Key, so the fleet runs each once.
+        .idempotency_keys(true)
+        .build()
+        .expect("a valid retry configuration");
+    let stack = ServiceBuilder::new()
+        .http_retry(retry)
+        .http_circuit_breaker(breaker)
+        // The balancer is one shared state; a buffer lets every handler reach it.
+        .buffer(1024)
+        .service(balance)
+        .and_then(read_body);
+    BoxCloneSyncService::new(stack)
+}
+
+/// Reads a response's whole body: the handlers answer with the order it holds.
+async fn read_body<B>(response: http::Response<B>) -> Result<http::Response<Bytes>, BoxError>
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    let (head, body) = response.into_parts();
+    let bytes = body.collect().await.map_err(Into::into)?.to_bytes();
+    Ok(http::Response::from_parts(head, bytes))
+}
+
+/// Starts the gateway on `port` (0: any free port), with idempotency records in `store`.
+pub(crate) async fn start(
+    fleet: &[SocketAddr],
+    store: Arc<dyn Store>,
+    metrics: PrometheusHandle,
+    port: u16,
+) -> std::io::Result<SocketAddr> {
+    let gateway = Gateway {
+        fleet: client_stack(fleet),
+        orders: Arc::default(),
+        metrics,
+    };
+    let shed = ShedConfig::builder()
+        .name("gateway")
+        .build()
+        .expect("a valid shed configuration");
+    let idempotency = IdempotencyConfig::builder()
+        .name("gateway")
+        // A real service scopes keys by the authenticated caller (`Scope::from_fn` reading
+        // what the auth layer put into the extensions); the demo has one kind of caller.
+        .scope(Scope::global())
+        .required(true)
+        .build()
+        .expect("a valid idempotency configuration");
+    let app = Router::new()
+        .route("/orders", get(list_orders).post(create_order))
+        .route("/orders/{id}", get(one_order))
+        .route("/metrics", get(render_metrics))
+        .route("/healthz", get(|| async { "ok" }))
+        .with_state(gateway)
+        .layer(
+            ServiceBuilder::new()
+                .layer(HttpShedLayer::new(shed))
+                .layer(IdempotencyLayer::with_shared_store(store, idempotency)),
+        );
+    let listener = TcpListener::bind(("127.0.0.1", port)).await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        if let Err(error) = axum::serve(listener, app).await {
+            eprintln!("the gateway stopped: {error}");
+        }
+    });
+    Ok(addr)
+}
+
+async fn create_order(State(gateway): State<Gateway>, Json(order): Json<Value>) -> Response {
+    let request = http::Request::post("http://fleet/orders")
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(Full::new(Bytes::from(order.to_string())))
+        .expect("a valid request");
+    match gateway.fleet.oneshot(request).await {
+        Ok(response) if response.status() == StatusCode::CREATED => {
+            let Ok(created) = serde_json::from_slice::<Value>(response.body()) else {
+                return problem(StatusCode::BAD_GATEWAY, "the fleet answered with no order");
+            };
+            gateway
+                .orders
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(created.clone());
+            (StatusCode::CREATED, Json(created)).into_response()
+        }
+        Ok(response) => problem(
+            StatusCode::BAD_GATEWAY,
+            &format!("the fleet answered {}", response.status()),
+        ),
+        Err(error) => problem(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &format!("the fleet is unavailable: {error}"),
+        ),
+    }
+}
+
+async fn list_orders(State(gateway): State<Gateway>) -> Json<Vec<Value>> {
+    Json(
+        gateway
+            .orders
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone(),
+    )
+}
+
+async fn one_order(State(gateway): State<Gateway>, Path(id): Path<String>) -> Response {
+    let orders = gateway
+        .orders
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    match orders.iter().find(|o| o["id"] == id.as_str()) {
+        Some(order) => Json(order.clone()).into_response(),
+        None => problem(StatusCode::NOT_FOUND, "no such order"),
+    }
+}
+
+async fn render_metrics(State(gateway): State<Gateway>) -> String {
+    gateway.metrics.render()
+}
+
+fn problem(status: StatusCode, detail: &str) -> Response {
+    let body = json!({ "type": "about:blank", "status": status.as_u16(), "title": status.canonical_reason(), "detail": detail });
+    (
+        status,
+        [(http::header::CONTENT_TYPE, "application/problem+json")],
+        body.to_string(),
+    )
+        .into_response()
+}

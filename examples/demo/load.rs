@@ -1,0 +1,264 @@
+//! The load generator and what it shows: clients posting orders to the gateway for a while,
+//! a live view refreshed every second, and a summary at the end.
+//!
+//! Every request carries a fresh `Idempotency-Key`, except that one in twenty is a client
+//! retrying its previous order with the same key — which the gateway answers from its
+//! records without running it again.
+
+use std::io::{IsTerminal, Write};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use bytes::Bytes;
+use hdrhistogram::Histogram;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::time::Instant;
+
+use crate::scrape::Scrape;
+
+/// What the clients saw.
+pub(crate) struct Tally {
+    pub(crate) sent: AtomicU64,
+    pub(crate) created: AtomicU64,
+    pub(crate) replayed: AtomicU64,
+    pub(crate) refused: AtomicU64,
+    pub(crate) failed: AtomicU64,
+    /// Latencies of the successful requests, in microseconds: the whole run, and the last
+    /// second (for the live view).
+    pub(crate) latency: Mutex<Histogram<u64>>,
+    pub(crate) recent: Mutex<Histogram<u64>>,
+}
+
+impl Tally {
+    fn new() -> Self {
+        let histogram = || Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds");
+        Self {
+            sent: AtomicU64::new(0),
+            created: AtomicU64::new(0),
+            replayed: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            latency: Mutex::new(histogram()),
+            recent: Mutex::new(histogram()),
+        }
+    }
+
+    fn record(&self, micros: u64) {
+        for h in [&self.latency, &self.recent] {
+            let _ = h
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .record(micros.max(1));
+        }
+    }
+
+    pub(crate) fn p99_ms(histogram: &Mutex<Histogram<u64>>) -> f64 {
+        let h = histogram.lock().unwrap_or_else(PoisonError::into_inner);
+        if h.is_empty() {
+            0.0
+        } else {
+            h.value_at_quantile(0.99) as f64 / 1000.0
+        }
+    }
+}
+
+/// Drives `clients` concurrent clients against the gateway for `duration`, showing progress.
+pub(crate) async fn run(
+    gateway: SocketAddr,
+    names: &crate::Names,
+    clients: usize,
+    duration: Duration,
+    metrics: PrometheusHandle,
+) -> Arc<Tally> {
+    let tally = Arc::new(Tally::new());
+    let stop = Arc::new(AtomicBool::new(false));
+    let http = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let workers: Vec<_> = (0..clients)
+        .map(|worker| {
+            let (tally, stop, http) = (tally.clone(), stop.clone(), http.clone());
+            tokio::spawn(async move { client(worker, gateway, http, &tally, &stop).await })
+        })
+        .collect();
+
+    let started = Instant::now();
+    let mut view = View::new();
+    let mut ticks = tokio::time::interval(Duration::from_secs(1));
+    ticks.tick().await;
+    while started.elapsed() < duration {
+        ticks.tick().await;
+        view.show(
+            started.elapsed(),
+            duration,
+            &tally,
+            &Scrape::new(&metrics.render()),
+            names,
+        );
+    }
+    stop.store(true, Relaxed);
+    for worker in workers {
+        let _ = worker.await;
+    }
+    tally
+}
+
+async fn client(
+    worker: usize,
+    gateway: SocketAddr,
+    http: Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
+    tally: &Tally,
+    stop: &AtomicBool,
+) {
+    let mut n: u64 = 0;
+    let mut last: Option<(String, String)> = None;
+    while !stop.load(Relaxed) {
+        n += 1;
+        // One request in twenty is a retry of the previous one: same key, same body.
+        let (key, body) = match last.take() {
+            Some(previous) if n.is_multiple_of(20) => previous,
+            _ => (
+                uuid::Uuid::new_v4().to_string(),
+                format!("{{\"item\":\"book-{worker}-{n}\",\"qty\":{}}}", 1 + n % 3),
+            ),
+        };
+        let request_body = Bytes::from(body.clone());
+        let quoted_key = format!("\"{key}\"");
+        last = Some((key, body));
+        let request = http::Request::post(format!("http://{gateway}/orders"))
+            .header("content-type", "application/json")
+            .header("idempotency-key", quoted_key)
+            .body(Full::new(request_body))
+            .expect("a valid request");
+        let started = Instant::now();
+        tally.sent.fetch_add(1, Relaxed);
+        match http.request(request).await {
+            Ok(response) => {
+                let status = response.status();
+                let replayed = response.headers().contains_key("idempotent-replayed");
+                let _ = response.into_body().collect().await;
+                if status == http::StatusCode::CREATED {
+                    tally.record(started.elapsed().as_micros() as u64);
+                    let counter = if replayed {
+                        &tally.replayed
+                    } else {
+                        &tally.created
+                    };
+                    counter.fetch_add(1, Relaxed);
+                } else if status == http::StatusCode::SERVICE_UNAVAILABLE
+                    || status == http::StatusCode::CONFLICT
+                {
+                    tally.refused.fetch_add(1, Relaxed);
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                } else {
+                    tally.failed.fetch_add(1, Relaxed);
+                }
+            }
+            Err(_) => {
+                tally.failed.fetch_add(1, Relaxed);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// The live view: a progress bar and a table, redrawn in place on a terminal, printed as
+/// plain lines otherwise (CI logs, pipes).
+struct View {
+    terminal: bool,
+    lines: usize,
+}
+
+impl View {
+    fn new() -> Self {
+        Self {
+            terminal: std::io::stdout().is_terminal(),
+            lines: 0,
+        }
+    }
+
+    fn show(
+        &mut self,
+        elapsed: Duration,
+        total: Duration,
+        tally: &Tally,
+        m: &Scrape,
+        names: &crate::Names,
+    ) {
+        let done = (elapsed.as_secs_f64() / total.as_secs_f64()).min(1.0);
+        let bar = format!(
+            "[{}{}] {:>3.0}%  {:>4.1}s / {:.0}s",
+            "█".repeat((done * 30.0) as usize),
+            " ".repeat(30 - (done * 30.0) as usize),
+            done * 100.0,
+            elapsed.as_secs_f64(),
+            total.as_secs_f64()
+        );
+        let sent = tally.sent.load(Relaxed);
+        let ok = tally.created.load(Relaxed) + tally.replayed.load(Relaxed);
+        let lines = [
+            bar,
+            format!(
+                "requests {sent:>7}   succeeded {:>6.2}%   p99 (last second) {:>7.1} ms",
+                100.0 * ok as f64 / sent.max(1) as f64,
+                Tally::p99_ms(&tally.recent)
+            ),
+            format!(
+                "balance   ready endpoints {:>2}/4   ejections {:>3}   requests by backend: {}",
+                m.sum("palisade_balance_endpoints", &[("state", "ready")]),
+                m.sum("palisade_balance_ejections_total", &[]),
+                m.by_label("palisade_balance_requests_total", "endpoint", |a| names
+                    .of(a)),
+            ),
+            format!(
+                "retry     retries {:>5}   refused by the budget {:>4}     breaker (fleet) {}",
+                m.sum("palisade_retry_attempts_total", &[("outcome", "retried")]),
+                m.sum("palisade_retry_budget_exhausted_total", &[]),
+                m.state("palisade_breaker_state", &[("name", "fleet")]),
+            ),
+            format!(
+                "shed      gateway limit {:>4}   refused: gateway {:>4}, small backend {:>4}",
+                m.sum("palisade_shed_limit", &[("name", "gateway")]),
+                m.sum("palisade_shed_rejected_total", &[("name", "gateway")]),
+                m.sum("palisade_shed_rejected_total", &[("name", "small")]),
+            ),
+            format!(
+                "keys      replayed at the gateway {:>4}   at the fleet {:>4}   conflicts {:>3}",
+                m.sum(
+                    "palisade_idempotency_requests_total",
+                    &[("name", "gateway"), ("result", "replayed")]
+                ),
+                m.sum_except(
+                    "palisade_idempotency_requests_total",
+                    ("name", "gateway"),
+                    &[("result", "replayed")]
+                ),
+                m.sum(
+                    "palisade_idempotency_requests_total",
+                    &[("result", "conflict")]
+                ),
+            ),
+        ];
+        tally
+            .recent
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .reset();
+        let mut out = std::io::stdout().lock();
+        if self.terminal && self.lines > 0 {
+            // Up to the first line of the last view, and clear to the end.
+            let _ = write!(out, "\x1b[{}A\x1b[J", self.lines);
+        }
+        for line in &lines {
+            let _ = writeln!(out, "{line}");
+        }
+        if !self.terminal {
+            let _ = writeln!(out);
+        }
+        self.lines = lines.len();
+        let _ = out.flush();
+    }
+}

@@ -1,0 +1,306 @@
+//! palisade's demo: a small fleet of misbehaving backends, a gateway in front of them with
+//! every palisade layer, and clients that hammer it — so you can watch each layer work.
+//!
+//! ```text
+//! cargo run --release --example demo                     # about 30 s of load, then a summary
+//! cargo run --release --example demo -- --serve --port 8080   # keep the gateway up
+//! cargo run --release --example demo -- --redis redis://127.0.0.1:6379/   # records on Redis
+//! ```
+//!
+//! In `--serve` mode the gateway offers `POST /orders` (JSON; needs an `Idempotency-Key`),
+//! `GET /orders`, `GET /orders/{id}`, `GET /metrics` (Prometheus) and `GET /healthz`.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+mod fleet;
+mod gateway;
+mod load;
+mod scrape;
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use metrics_exporter_prometheus::PrometheusBuilder;
+use palisade::idempotency::store::{MemoryStore, RedisStore, Store};
+
+use crate::load::Tally;
+use crate::scrape::Scrape;
+
+/// The fleet's backends by address, to show names where metrics say addresses.
+pub(crate) struct Names(Vec<(String, &'static str)>);
+
+impl Names {
+    pub(crate) fn of(&self, addr: &str) -> String {
+        self.0
+            .iter()
+            .find(|(a, _)| a == addr)
+            .map_or_else(|| addr.to_owned(), |(_, name)| (*name).to_owned())
+    }
+}
+
+struct Args {
+    serve: bool,
+    port: u16,
+    redis: Option<String>,
+    duration: Duration,
+    clients: usize,
+}
+
+const USAGE: &str =
+    "usage: demo [--duration SECONDS] [--clients N] [--redis URL] [--serve [--port P]]";
+
+fn parse_args() -> Result<Args, String> {
+    let mut args = Args {
+        serve: false,
+        port: 8080,
+        redis: None,
+        duration: Duration::from_secs(30),
+        clients: 32,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        let mut value = |name: &str| it.next().ok_or(format!("{name} needs a value"));
+        match arg.as_str() {
+            "--serve" => args.serve = true,
+            "--port" => {
+                args.port = value("--port")?
+                    .parse()
+                    .map_err(|_| "--port takes a port number")?
+            }
+            "--redis" => args.redis = Some(value("--redis")?),
+            "--duration" => {
+                let secs: f64 = value("--duration")?
+                    .parse()
+                    .map_err(|_| "--duration takes seconds")?;
+                args.duration = Duration::try_from_secs_f64(secs)
+                    .map_err(|_| "--duration takes a positive number of seconds")?;
+            }
+            "--clients" => {
+                args.clients = value("--clients")?
+                    .parse()
+                    .ok()
+                    .filter(|&n| n > 0)
+                    .ok_or("--clients takes a positive number")?
+            }
+            "-h" | "--help" => return Err(String::new()),
+            other => return Err(format!("unexpected argument `{other}`")),
+        }
+    }
+    Ok(args)
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = match parse_args() {
+        Ok(args) => args,
+        Err(message) => {
+            if !message.is_empty() {
+                eprintln!("error: {message}");
+            }
+            eprintln!("{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
+    let metrics = PrometheusBuilder::new().install_recorder()?;
+    // The fleet's instances share one store, as they would share a Redis.
+    let fleet_store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let gateway_store: Arc<dyn Store> = match &args.redis {
+        Some(url) => Arc::new(RedisStore::connect(url).await?),
+        None => Arc::new(MemoryStore::new()),
+    };
+    let fleet = fleet::start(fleet_store).await?;
+    let addrs: Vec<_> = fleet.iter().map(|(addr, _)| *addr).collect();
+    let port = if args.serve { args.port } else { 0 };
+    let gateway = gateway::start(&addrs, gateway_store, metrics.clone(), port).await?;
+
+    println!("palisade demo");
+    for (addr, name) in &fleet {
+        println!("  backend {name:<8} http://{addr}");
+    }
+    println!(
+        "  gateway          http://{gateway}  (shed → idempotency; client: retry → breaker → balance), records {}",
+        if args.redis.is_some() {
+            "on Redis"
+        } else {
+            "in memory"
+        }
+    );
+    println!(
+        "  the flaky backend fails from {} s to {} s\n",
+        fleet::FLAKY_FROM.as_secs(),
+        fleet::FLAKY_UNTIL.as_secs()
+    );
+
+    if args.serve {
+        println!("try:");
+        println!(
+            "  curl -i -X POST http://{gateway}/orders -H 'content-type: application/json' -H 'idempotency-key: \"order-1\"' -d '{{\"item\":\"book\",\"qty\":1}}'"
+        );
+        println!("  curl http://{gateway}/orders");
+        println!("  curl http://{gateway}/metrics");
+        println!("\nCtrl-C to stop.");
+        tokio::signal::ctrl_c().await?;
+        return Ok(());
+    }
+
+    let names = Names(fleet.iter().map(|(a, n)| (a.to_string(), *n)).collect());
+    let tally = load::run(
+        gateway,
+        &names,
+        args.clients,
+        args.duration,
+        metrics.clone(),
+    )
+    .await;
+    summary(
+        &tally,
+        &Scrape::new(&metrics.render()),
+        args.duration,
+        &names,
+    );
+    Ok(())
+}
+
+fn summary(tally: &Tally, m: &Scrape, duration: Duration, names: &Names) {
+    let sent = tally.sent.load(Relaxed);
+    let created = tally.created.load(Relaxed);
+    let replayed = tally.replayed.load(Relaxed);
+    let refused = tally.refused.load(Relaxed);
+    let failed = tally.failed.load(Relaxed);
+    let latency = tally
+        .latency
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let ms = |q: f64| {
+        if latency.is_empty() {
+            0.0
+        } else {
+            latency.value_at_quantile(q) as f64 / 1000.0
+        }
+    };
+    let fleet_created = m.sum(
+        "palisade_idempotency_requests_total",
+        &[("result", "executed")],
+    ) - m.sum(
+        "palisade_idempotency_requests_total",
+        &[("name", "gateway"), ("result", "executed")],
+    );
+    let rows = [
+        (
+            "requests sent",
+            format!(
+                "{sent} in {} s ({:.0}/s)",
+                duration.as_secs(),
+                sent as f64 / duration.as_secs_f64()
+            ),
+        ),
+        (
+            "succeeded",
+            format!(
+                "{:.2} % ({created} new orders, {replayed} replays of a retried order)",
+                100.0 * (created + replayed) as f64 / sent.max(1) as f64
+            ),
+        ),
+        (
+            "refused, come back later",
+            format!(
+                "{refused} (503 from the shedder or the fleet being down; 409 while a duplicate ran)"
+            ),
+        ),
+        ("failed", format!("{failed}")),
+        (
+            "latency of successes",
+            format!(
+                "p50 {:.1} ms · p99 {:.1} ms · p99.9 {:.1} ms",
+                ms(0.5),
+                ms(0.99),
+                ms(0.999)
+            ),
+        ),
+        (
+            "balance: requests per backend",
+            m.by_label("palisade_balance_requests_total", "endpoint", |a| {
+                names.of(a)
+            }),
+        ),
+        (
+            "balance: ejections",
+            format!(
+                "{} (the flaky backend taken out while it failed, and probed back)",
+                m.sum("palisade_balance_ejections_total", &[])
+            ),
+        ),
+        (
+            "retry: retries made",
+            format!(
+                "{} (refused by the budget: {})",
+                m.sum("palisade_retry_attempts_total", &[("outcome", "retried")]),
+                m.sum("palisade_retry_budget_exhausted_total", &[])
+            ),
+        ),
+        (
+            "breaker: the fleet's breaker",
+            format!(
+                "{} now; opened {} times",
+                m.state("palisade_breaker_state", &[("name", "fleet")]),
+                m.sum(
+                    "palisade_breaker_transitions_total",
+                    &[("name", "fleet"), ("to", "open")]
+                )
+            ),
+        ),
+        (
+            "shed: refused",
+            format!(
+                "gateway {} · small backend {}",
+                m.sum("palisade_shed_rejected_total", &[("name", "gateway")]),
+                m.sum("palisade_shed_rejected_total", &[("name", "small")])
+            ),
+        ),
+        (
+            "idempotency: replays",
+            format!(
+                "gateway {} (client retries) · fleet {} (gateway retries)",
+                m.sum(
+                    "palisade_idempotency_requests_total",
+                    &[("name", "gateway"), ("result", "replayed")]
+                ),
+                m.sum_except(
+                    "palisade_idempotency_requests_total",
+                    ("name", "gateway"),
+                    &[("result", "replayed")]
+                )
+            ),
+        ),
+        (
+            "orders created by the fleet",
+            format!(
+                "{fleet_created} for {created} new orders asked: {}",
+                if fleet_created as u64 == created {
+                    "no duplicates"
+                } else {
+                    "see the replays and releases above"
+                }
+            ),
+        ),
+    ];
+    println!("\n## Summary\n");
+    println!("| | |\n|---|---|");
+    for (what, value) in rows {
+        println!("| {what} | {value} |");
+    }
+    println!(
+        "\nEvery figure above is also at the gateway's /metrics (run with --serve to browse it)."
+    );
+}

@@ -1,0 +1,72 @@
+//! An axum server with palisade's server stack: load shedding and idempotency keys for the
+//! whole app, a circuit breaker in front of a fragile route, and Prometheus metrics.
+//!
+//! ```text
+//! cargo run --example axum_server              # serves on 127.0.0.1:3000
+//! curl -X POST localhost:3000/orders -H 'idempotency-key: "o-1"' -d '{"qty":1}'
+//! curl localhost:3000/metrics
+//! ```
+#![allow(clippy::print_stdout)]
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use metrics_exporter_prometheus::PrometheusBuilder;
+use palisade::prelude::*;
+use tower::ServiceBuilder;
+
+/// The app: `POST /orders` (idempotent by key), `GET /report` (fragile, behind a breaker),
+/// `GET /metrics`.
+pub(crate) fn app(metrics: metrics_exporter_prometheus::PrometheusHandle) -> Router {
+    let breaker = BreakerConfig::builder()
+        .name("report")
+        .build()
+        .expect("a valid breaker configuration");
+    let idempotency = IdempotencyConfig::builder()
+        .name("orders")
+        // Scope keys by the caller; with no auth in this example, one global scope.
+        .scope(Scope::global())
+        .build()
+        .expect("a valid idempotency configuration");
+    let shed = ShedConfig::builder()
+        .name("server")
+        .build()
+        .expect("a valid shed configuration");
+
+    Router::new()
+        .route(
+            "/orders",
+            post(|body: String| async move { (StatusCode::CREATED, body) }),
+        )
+        // A route whose dependency fails now and then: the breaker answers 503 with
+        // Retry-After while it is open, instead of letting requests pile up.
+        .route(
+            "/report",
+            get(|| async {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                "report"
+            })
+            .layer(HttpCircuitBreakerLayer::new(breaker)),
+        )
+        .route("/metrics", get(move || async move { metrics.render() }))
+        // Outermost first: shed before doing any work, then idempotency.
+        .layer(
+            ServiceBuilder::new()
+                .layer(HttpShedLayer::new(shed))
+                .layer(IdempotencyLayer::new(MemoryStore::new(), idempotency)),
+        )
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let metrics = PrometheusBuilder::new().install_recorder()?;
+    let addr = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:3000".into());
+    let listener = tokio::net::TcpListener::bind(&addr).await?;
+    println!("listening on http://{}", listener.local_addr()?);
+    axum::serve(listener, app(metrics)).await?;
+    Ok(())
+}

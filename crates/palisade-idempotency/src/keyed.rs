@@ -211,7 +211,9 @@ async fn with_heartbeat<F: Future>(
     lease: Duration,
 ) -> F::Output {
     let heartbeat = async {
-        let mut ticks = tokio::time::interval_at(Instant::now() + lease / 3, lease / 3);
+        // A third of the lease, and never zero: `interval` refuses a zero period.
+        let beat = (lease / 3).max(Duration::from_millis(1));
+        let mut ticks = tokio::time::interval_at(Instant::now() + beat, beat);
         loop {
             ticks.tick().await;
             match store.extend(record, owner, lease).await {

@@ -624,3 +624,14 @@ async fn results_are_counted() {
     ];
     assert_eq!(counts, expected.map(|(r, n)| (r.to_owned(), n)).into());
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_tiny_lease_is_renewed_without_panicking() {
+    let harness = Harness::new(
+        config()
+            .lease(Duration::from_nanos(2))
+            .ttl(Duration::from_secs(1)),
+    );
+    let answer = harness.send(post("/slow", Some("k"), "")).await.unwrap();
+    assert_eq!(answer.status, StatusCode::CREATED);
+}

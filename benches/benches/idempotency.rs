@@ -67,6 +67,29 @@ where
     std::hint::black_box(response.into_body().collect().await.expect("a body"));
 }
 
+/// A POST with a new key each time, then replays of one key.
+fn bench_keyed<S, B>(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    runtime: &tokio::runtime::Runtime,
+    ours: &S,
+) where
+    S: Service<Request<Full<Bytes>>, Response = Response<B>, Error = Infallible> + Clone,
+    B: http_body::Body<Data = Bytes, Error: std::fmt::Debug>,
+{
+    let fresh = AtomicU64::new(0);
+    group.bench_function("post-new-key/palisade", |b| {
+        b.iter(|| {
+            let key = format!("key-{}", fresh.fetch_add(1, Relaxed));
+            runtime.block_on(send(ours, request(http::Method::POST, Some(key))))
+        })
+    });
+    let same = || request(http::Method::POST, Some("same".into()));
+    runtime.block_on(send(ours, same()));
+    group.bench_function("post-replay/palisade", |b| {
+        b.iter(|| runtime.block_on(send(ours, same())))
+    });
+}
+
 fn bench_memory(c: &mut Criterion) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -81,25 +104,7 @@ fn bench_memory(c: &mut Criterion) {
     group.bench_function("get/palisade", |b| {
         b.iter(|| runtime.block_on(send(&ours, request(http::Method::GET, None))))
     });
-    let fresh = AtomicU64::new(0);
-    group.bench_function("post-new-key/palisade", |b| {
-        b.iter(|| {
-            let key = format!("key-{}", fresh.fetch_add(1, Relaxed));
-            runtime.block_on(send(&ours, request(http::Method::POST, Some(key))))
-        })
-    });
-    runtime.block_on(send(
-        &ours,
-        request(http::Method::POST, Some("same".into())),
-    ));
-    group.bench_function("post-replay/palisade", |b| {
-        b.iter(|| {
-            runtime.block_on(send(
-                &ours,
-                request(http::Method::POST, Some("same".into())),
-            ))
-        })
-    });
+    bench_keyed(&mut group, &runtime, &ours);
     group.finish();
 }
 
@@ -140,25 +145,7 @@ fn bench_redis(c: &mut Criterion) {
             })
         })
     });
-    let fresh = AtomicU64::new(0);
-    group.bench_function("post-new-key/palisade", |b| {
-        b.iter(|| {
-            let key = format!("key-{}", fresh.fetch_add(1, Relaxed));
-            runtime.block_on(send(&ours, request(http::Method::POST, Some(key))))
-        })
-    });
-    runtime.block_on(send(
-        &ours,
-        request(http::Method::POST, Some("same".into())),
-    ));
-    group.bench_function("post-replay/palisade", |b| {
-        b.iter(|| {
-            runtime.block_on(send(
-                &ours,
-                request(http::Method::POST, Some("same".into())),
-            ))
-        })
-    });
+    bench_keyed(&mut group, &runtime, &ours);
     group.finish();
 }
 

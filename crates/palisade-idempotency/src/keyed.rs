@@ -9,7 +9,7 @@ use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, HeaderValue, Request, Response, header};
 use http_body::Body;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
-use palisade_core::{Problem, grpc::is_grpc, rejection_response};
+use palisade_core::{grpc::is_grpc, rejection_response};
 use tokio::time::Instant;
 use tower_service::Service;
 
@@ -45,11 +45,7 @@ where
     let config = &shared.config;
     let (parts, body) = request.into_parts();
     let grpc = is_grpc(&parts.headers);
-    let refuse = |refusal: Refusal| {
-        tracing::debug!(%refusal, "keyed request refused");
-        crate::metrics::request(&config.name, refusal.result());
-        Ok(refusal_response(grpc, &refusal))
-    };
+    let refuse = |refusal: Refusal| Ok(refused(&config.name, grpc, &refusal));
 
     let Some(scope) = config.scope.of(&parts) else {
         return refuse(Refusal::Unscoped);
@@ -291,14 +287,13 @@ fn replay<B>(stored: StoredResponse) -> Response<ResponseBody<B>> {
     response
 }
 
-/// The answer to a refused request, in its protocol: problem+json, or a gRPC status.
-pub(crate) fn refusal_response<B>(grpc: bool, refusal: &Refusal) -> Response<ResponseBody<B>> {
-    let (mut head, _) = rejection_response::<B>(refusal, grpc).into_parts();
-    let body = if grpc {
-        Bytes::new()
-    } else {
-        Bytes::from(Problem::from_rejection(refusal).to_json())
-    };
+/// The answer to a refused request, in its protocol (problem+json, or a gRPC status),
+/// logged and counted.
+pub(crate) fn refused<B>(name: &str, grpc: bool, refusal: &Refusal) -> Response<ResponseBody<B>> {
+    tracing::debug!(%refusal, "keyed request refused");
+    crate::metrics::request(name, refusal.result());
+    let (mut head, body) = rejection_response::<B>(refusal, grpc).into_parts();
+    let body = body.into_rejection().unwrap_or_default();
     if !grpc {
         head.headers
             .insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));

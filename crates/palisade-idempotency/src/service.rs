@@ -92,9 +92,7 @@ impl<S> Idempotency<S> {
         request: &Request<B>,
         refusal: Refusal,
     ) -> ResponseFuture<F, RB, E> {
-        tracing::debug!(%refusal, "keyed request refused");
-        crate::metrics::request(&self.shared.config.name, refusal.result());
         let grpc = palisade_core::grpc::is_grpc(request.headers());
-        ResponseFuture::ready(keyed::refusal_response(grpc, &refusal))
+        ResponseFuture::ready(keyed::refused(&self.shared.config.name, grpc, &refusal))
     }
 }

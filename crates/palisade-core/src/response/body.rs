@@ -44,6 +44,15 @@ impl<B> ResponseBody<B> {
     pub fn is_rejection(&self) -> bool {
         matches!(self.kind, Kind::Rejection { .. })
     }
+
+    /// A refusal's bytes (empty for a gRPC refusal), for a layer that answers with a body of
+    /// its own type; `None` for the inner service's body.
+    pub fn into_rejection(self) -> Option<Bytes> {
+        match self.kind {
+            Kind::Rejection { body } => Some(body.unwrap_or_default()),
+            Kind::Inner { .. } => None,
+        }
+    }
 }
 
 impl<B> Body for ResponseBody<B>

@@ -9,172 +9,14 @@
 
 use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::str::FromStr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering::SeqCst};
 use std::time::Duration;
 
-use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig};
-use hickory_resolver::net::runtime::{Time, TokioRuntimeProvider};
-use hickory_resolver::proto::op::{Header, HeaderCounts, Metadata, ResponseCode};
-use hickory_resolver::proto::rr::rdata::{A, SOA, SRV};
-use hickory_resolver::proto::rr::{LowerName, Name, RData, Record, RecordType, RrKey};
-use hickory_resolver::{Resolver, TokioResolver};
-use hickory_server::Server;
-use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
-use hickory_server::store::in_memory::InMemoryZoneHandler;
-use hickory_server::zone_handler::{AxfrPolicy, Catalog, MessageResponseBuilder, ZoneType};
 use palisade_balance::discover::{Change, DnsConfig, DnsDiscover, DnsEndpoint, DnsQuery};
-use tokio::sync::watch;
+use palisade_test::dns::{DnsBehaviour, DnsServer};
 use tokio_stream::StreamExt;
 
-const ZONE: &str = "svc.test.";
-const TTL: u32 = 1;
 /// Bounds every wait; reached only when something is broken.
 const PATIENCE: Duration = Duration::from_secs(20);
-
-/// How the server treats queries.
-const ANSWER: u8 = 0;
-const SERVFAIL: u8 = 1;
-const SILENT: u8 = 2;
-
-/// hickory's server with one in-memory zone, whose records the test edits while it runs.
-struct DnsServer {
-    zone: Arc<InMemoryZoneHandler<TokioRuntimeProvider>>,
-    behaviour: Arc<AtomicU8>,
-    queries: watch::Receiver<u64>,
-    addr: SocketAddr,
-    _server: Server<Switch>,
-}
-
-/// Answers from the catalog, or fails, or says nothing, as the test sets it.
-struct Switch {
-    catalog: Catalog,
-    behaviour: Arc<AtomicU8>,
-    queries: watch::Sender<u64>,
-}
-
-#[async_trait::async_trait]
-impl RequestHandler for Switch {
-    async fn handle_request<R: ResponseHandler, T: Time>(
-        &self,
-        request: &Request,
-        mut response: R,
-    ) -> ResponseInfo {
-        self.queries.send_modify(|n| *n += 1);
-        match self.behaviour.load(SeqCst) {
-            ANSWER => self.catalog.handle_request::<R, T>(request, response).await,
-            SERVFAIL => {
-                let failure = MessageResponseBuilder::from_message_request(request)
-                    .error_msg(&request.metadata, ResponseCode::ServFail);
-                response
-                    .send_response(failure)
-                    .await
-                    .expect("the test server can answer")
-            }
-            _ => ResponseInfo::from(Header {
-                metadata: Metadata::response_from_request(&request.metadata),
-                counts: HeaderCounts::default(),
-            }),
-        }
-    }
-}
-
-fn name(text: &str) -> Name {
-    Name::from_str(text).expect("a valid name")
-}
-
-impl DnsServer {
-    async fn start() -> Self {
-        let origin = name(ZONE);
-        let zone = Arc::new(InMemoryZoneHandler::<TokioRuntimeProvider>::empty(
-            origin.clone(),
-            ZoneType::Primary,
-            AxfrPolicy::Deny,
-        ));
-        let soa = SOA::new(
-            name("ns.svc.test."),
-            name("admin.svc.test."),
-            1,
-            60,
-            60,
-            60,
-            TTL,
-        );
-        zone.upsert(Record::from_rdata(origin.clone(), TTL, RData::SOA(soa)), 1)
-            .await;
-        let mut catalog = Catalog::new();
-        catalog.upsert(LowerName::new(&origin), vec![zone.clone()]);
-        let behaviour = Arc::new(AtomicU8::new(ANSWER));
-        let (count, queries) = watch::channel(0);
-        let socket = tokio::net::UdpSocket::bind("127.0.0.1:0")
-            .await
-            .expect("bind a loopback UDP port");
-        let addr = socket.local_addr().expect("a bound socket has an address");
-        let mut server = Server::new(Switch {
-            catalog,
-            behaviour: behaviour.clone(),
-            queries: count,
-        });
-        server.register_socket(socket);
-        Self {
-            zone,
-            behaviour,
-            queries,
-            addr,
-            _server: server,
-        }
-    }
-
-    /// A resolver that asks only this server, quickly gives up, and caches nothing, so
-    /// that every resolution the source makes reaches the server.
-    fn resolver(&self) -> TokioResolver {
-        let mut udp = ConnectionConfig::udp();
-        udp.port = self.addr.port();
-        let mut server = NameServerConfig::udp(self.addr.ip());
-        server.connections = vec![udp];
-        let mut builder = Resolver::builder_with_config(
-            ResolverConfig::from_name_servers(vec![server]),
-            TokioRuntimeProvider::default(),
-        );
-        let options = builder.options_mut();
-        options.timeout = Duration::from_millis(200);
-        options.attempts = 1;
-        options.cache_size = 0;
-        builder.build().expect("a resolver for the test server")
-    }
-
-    async fn set(&self, host: &str, record_type: RecordType, records: Vec<RData>) {
-        let host = name(host);
-        self.zone
-            .records_mut()
-            .await
-            .remove(&RrKey::new(LowerName::new(&host), record_type));
-        for data in records {
-            self.zone
-                .upsert(Record::from_rdata(host.clone(), TTL, data), 1)
-                .await;
-        }
-    }
-
-    async fn set_a(&self, host: &str, last_octets: &[u8]) {
-        let records = last_octets
-            .iter()
-            .map(|&octet| RData::A(A(Ipv4Addr::new(127, 0, 0, octet))))
-            .collect();
-        self.set(host, RecordType::A, records).await;
-    }
-
-    /// Waits until the server has seen `more` queries beyond those it has seen so far.
-    async fn queries_to_come(&self, more: u64) {
-        let mut queries = self.queries.clone();
-        let target = *queries.borrow_and_update() + more;
-        tokio::time::timeout(PATIENCE, queries.wait_for(|&n| n >= target))
-            .await
-            .expect("the source keeps asking")
-            .expect("the server is up");
-    }
-}
 
 fn endpoint(last_octet: u8, port: u16, weight: u32) -> DnsEndpoint {
     DnsEndpoint {
@@ -245,18 +87,14 @@ async fn a_records_added_and_removed_show_up_within_their_ttl() {
 #[tokio::test]
 async fn srv_records_give_ports_and_weights_of_the_preferred_priority() {
     let server = DnsServer::start().await;
-    let srv = |priority, weight, port, target: &str| {
-        RData::SRV(SRV::new(priority, weight, port, name(target)))
-    };
     server
-        .set(
+        .set_srv(
             "_http._tcp.svc.test.",
-            RecordType::SRV,
-            vec![
-                srv(10, 30, 9001, "a.svc.test."),
-                srv(10, 10, 9002, "b.svc.test."),
+            &[
+                (10, 30, 9001, "a.svc.test."),
+                (10, 10, 9002, "b.svc.test."),
                 // A backup: a less preferred priority is not used.
-                srv(20, 50, 9003, "c.svc.test."),
+                (20, 50, 9003, "c.svc.test."),
             ],
         )
         .await;
@@ -278,13 +116,9 @@ async fn srv_records_give_ports_and_weights_of_the_preferred_priority() {
 
     // A target moves to another port: that endpoint is replaced.
     server
-        .set(
+        .set_srv(
             "_http._tcp.svc.test.",
-            RecordType::SRV,
-            vec![
-                srv(10, 30, 9001, "a.svc.test."),
-                srv(10, 10, 9005, "b.svc.test."),
-            ],
+            &[(10, 30, 9001, "a.svc.test."), (10, 10, 9005, "b.svc.test.")],
         )
         .await;
     let (inserted, removed) = changes(&mut source, 4).await;
@@ -316,7 +150,7 @@ async fn keeps_the_last_good_set_while(server: &DnsServer, misbehave: impl Async
         &[endpoint(1, 80, 1), endpoint(2, 80, 1)].into()
     );
 
-    server.behaviour.store(ANSWER, SeqCst);
+    server.behave(DnsBehaviour::Answer);
     server.set_a("api.svc.test.", &[2]).await;
     let (_, removed) = changes(&mut source, 1).await;
     assert_eq!(removed, [endpoint(1, 80, 1)].into());
@@ -325,13 +159,13 @@ async fn keeps_the_last_good_set_while(server: &DnsServer, misbehave: impl Async
 #[tokio::test]
 async fn a_failing_server_keeps_the_last_good_set() {
     let server = DnsServer::start().await;
-    keeps_the_last_good_set_while(&server, async || server.behaviour.store(SERVFAIL, SeqCst)).await;
+    keeps_the_last_good_set_while(&server, async || server.behave(DnsBehaviour::ServFail)).await;
 }
 
 #[tokio::test]
 async fn a_silent_server_keeps_the_last_good_set() {
     let server = DnsServer::start().await;
-    keeps_the_last_good_set_while(&server, async || server.behaviour.store(SILENT, SeqCst)).await;
+    keeps_the_last_good_set_while(&server, async || server.behave(DnsBehaviour::Silent)).await;
 }
 
 #[tokio::test]

@@ -26,7 +26,7 @@ pub trait Replay<Req> {
     fn only(&self, request: Req) -> Self::Attempt;
 
     /// Another attempt, or `None` when the request turned out not to be replayable (its
-    /// body went over the limit, failed, or was not read to its end by the last attempt).
+    /// body went over the limit, or failed).
     fn again(&self, saved: &Self::Saved) -> Option<Self::Attempt>;
 }
 

@@ -1,8 +1,9 @@
 //! Request bodies that are streamed, not `Clone`: replayed byte for byte, or — over the
 //! limit, or failing — sent once and not retried.
 
-use std::convert::Infallible;
+use std::sync::atomic::Ordering::SeqCst;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderMap, Request, Response, StatusCode};
@@ -22,6 +23,9 @@ fn streamed(frames: Chunks) -> Request<Streamed> {
         .unwrap()
 }
 
+/// Bounds a replay that waits for a body; in paused time, reached only if it never comes.
+const PATIENCE: Duration = Duration::from_secs(60);
+
 fn data(s: &'static str) -> Result<Frame<Bytes>, BoxError> {
     Ok(Frame::data(Bytes::from_static(s.as_bytes())))
 }
@@ -35,12 +39,7 @@ type Delivered = Result<(Bytes, Option<HeaderMap>), String>;
 fn reader(
     failures: usize,
 ) -> (
-    impl Service<
-        Request<ReplayBody<Streamed>>,
-        Response = Response<()>,
-        Error = BoxError,
-        Future = impl Send,
-    > + Clone,
+    impl Service<Request<ReplayBody<Streamed>>, Response = Response<()>, Error = BoxError> + Clone,
     Arc<Mutex<Vec<Delivered>>>,
 ) {
     let log: Arc<Mutex<Vec<Delivered>>> = Arc::default();
@@ -135,17 +134,116 @@ async fn a_body_that_fails_is_not_retried_and_its_error_reaches_the_caller() {
     assert_eq!(log.lock().unwrap().len(), 1);
 }
 
-#[tokio::test(start_paused = true)]
-async fn a_body_the_server_did_not_read_to_its_end_is_not_replayed() {
-    // The dependency answers 503 without reading the body: nothing complete to replay.
-    let calls = Arc::new(Mutex::new(0));
-    let counter = calls.clone();
-    let dep = service_fn(move |_: Request<ReplayBody<Streamed>>| {
-        *counter.lock().unwrap() += 1;
-        async { Ok::<_, Infallible>(Response::builder().status(503).body(()).unwrap()) }
+/// A dependency that answers 503 after reading `read[n]` frames of attempt n's body (all of
+/// it once the list runs out, then 200), and records what the reading attempt delivered.
+#[allow(clippy::type_complexity)]
+fn partial_reader(
+    read: Vec<usize>,
+) -> (
+    impl Service<Request<ReplayBody<Streamed>>, Response = Response<()>, Error = BoxError> + Clone,
+    Arc<Mutex<Vec<Bytes>>>,
+) {
+    let log: Arc<Mutex<Vec<Bytes>>> = Arc::default();
+    let attempts = Arc::new(Mutex::new(read.into_iter()));
+    let seen = log.clone();
+    let svc = service_fn(move |req: Request<ReplayBody<Streamed>>| {
+        let (seen, frames) = (seen.clone(), attempts.lock().unwrap().next());
+        async move {
+            let mut body = req.into_body();
+            let Some(frames) = frames else {
+                let bytes = body.collect().await?.to_bytes();
+                seen.lock().unwrap().push(bytes);
+                return Ok(Response::new(()));
+            };
+            for _ in 0..frames {
+                body.frame().await.expect("a frame")?;
+            }
+            // The body is dropped here, half-read, as a server refusing at once drops it.
+            Ok(Response::builder().status(503).body(()).unwrap())
+        }
     });
-    let request = streamed(vec![data("never read")]);
-    let response = layer(1024).layer(dep).oneshot(request).await.unwrap();
+    (svc, log)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_body_the_server_did_not_read_to_its_end_is_replayed_whole() {
+    let mut trailers = HeaderMap::new();
+    trailers.insert("checksum", "abc123".parse().unwrap());
+    let request = || {
+        streamed(vec![
+            data("one "),
+            data("two "),
+            data("three"),
+            Ok(Frame::trailers(trailers.clone())),
+        ])
+    };
+    // Refused unread, then after one frame, then read whole: the third attempt gets the
+    // recording and, after it, the rest of the caller's body that no attempt had read.
+    for read in [vec![0], vec![1], vec![0, 2], vec![3]] {
+        let (dep, log) = partial_reader(read.clone());
+        let response = tokio::time::timeout(PATIENCE, layer(1024).layer(dep).oneshot(request()))
+            .await
+            .expect("the replay does not wait forever")
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "after reading {read:?}");
+        assert_eq!(
+            log.lock().unwrap().as_slice(),
+            [Bytes::from_static(b"one two three")],
+            "after reading {read:?}"
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_replay_waits_for_an_attempt_still_holding_the_body() {
+    // The first attempt's body outlives its response, as a connection still sending it
+    // would: the second attempt replays what was read, then waits until it is let go.
+    let held: Arc<Mutex<Option<ReplayBody<Streamed>>>> = Arc::default();
+    let released = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (holder, flag) = (held.clone(), released.clone());
+    let dep = service_fn(move |req: Request<ReplayBody<Streamed>>| {
+        let (holder, flag) = (holder.clone(), flag.clone());
+        async move {
+            let mut body = req.into_body();
+            if !flag.load(SeqCst) && holder.lock().unwrap().is_none() {
+                body.frame().await.expect("a frame")?;
+                *holder.lock().unwrap() = Some(body);
+                // Let go of the body a second after the refusal.
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    flag.store(true, SeqCst);
+                    holder.lock().unwrap().take();
+                });
+                return Ok::<_, BoxError>(Response::builder().status(503).body(()).unwrap());
+            }
+            let bytes = body.collect().await?.to_bytes();
+            assert!(flag.load(SeqCst), "the replay waited for the first attempt");
+            assert_eq!(&bytes[..], b"one two three");
+            Ok(Response::new(()))
+        }
+    });
+    let request = streamed(vec![data("one "), data("two "), data("three")]);
+    let response = tokio::time::timeout(PATIENCE, layer(1024).layer(dep).oneshot(request))
+        .await
+        .expect("the replay does not wait forever")
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(released.load(SeqCst));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_body_that_outgrows_the_limit_after_a_hand_over_is_sent_whole_and_not_retried_again() {
+    // The first attempt reads 10 bytes and refuses; the second gets them and reads the rest
+    // from the caller's body, going over the limit: it is sent whole, and is the last.
+    let (dep, log) = partial_reader(vec![1, 3, 3]);
+    let request = streamed(vec![data("0123456789"), data("0123456789"), data("01234")]);
+    let response = tokio::time::timeout(PATIENCE, layer(16).layer(dep).oneshot(request))
+        .await
+        .expect("the replay does not wait forever")
+        .unwrap();
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(*calls.lock().unwrap(), 1);
+    assert!(
+        log.lock().unwrap().is_empty(),
+        "no attempt read it a third time"
+    );
 }

@@ -10,7 +10,8 @@
 //! the same order of calls give the same latencies and failures.
 //!
 //! [`redis::RedisServer`] runs a real `redis-server` on a free port, for tests of what keeps
-//! state in Redis; a test can kill it and start it again.
+//! state in Redis; a test can kill it and start it again. With the feature `dns`,
+//! [`dns::DnsServer`] runs hickory's DNS server in-process, with records a test can edit.
 //!
 //! ```
 //! use std::time::Duration;
@@ -34,6 +35,8 @@
 
 mod backend;
 mod behaviour;
+#[cfg(feature = "dns")]
+pub mod dns;
 mod http;
 mod peers;
 pub mod redis;

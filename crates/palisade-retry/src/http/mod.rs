@@ -2,7 +2,7 @@
 //!
 //! [`ReplayBodies`] gives each attempt a [`ReplayBody`]: the first streams the caller's body
 //! through and records it, up to a limit; later attempts replay the recording, byte for byte,
-//! trailers included. A body that goes over the limit streams through untouched and its
+//! trailers included, and carry on with whatever of the body an earlier attempt left unread. A body that goes over the limit streams through untouched and its
 //! request is simply not retried; a body that fails is not retried either, and its error
 //! reaches the caller through the inner service.
 //!
@@ -41,10 +41,18 @@ impl ReplayBodies {
 }
 
 /// A request's head, and its body's recording.
-#[derive(Debug)]
-pub struct SavedRequest {
+pub struct SavedRequest<B> {
     head: Request<()>,
-    body: Option<Arc<Recording>>,
+    body: Option<Arc<Recording<B>>>,
+}
+
+impl<B> std::fmt::Debug for SavedRequest<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SavedRequest")
+            .field("head", &self.head)
+            .field("body", &self.body)
+            .finish()
+    }
 }
 
 /// The head of `request`, cloned (extensions included).
@@ -63,7 +71,7 @@ where
     B: http_body::Body,
 {
     type Attempt = Request<ReplayBody<B>>;
-    type Saved = SavedRequest;
+    type Saved = SavedRequest<B>;
 
     fn prepare(&self, request: &mut Request<B>) {
         if self.idempotency_keys
@@ -77,7 +85,7 @@ where
         }
     }
 
-    fn first(&self, request: Request<B>) -> (Self::Attempt, SavedRequest) {
+    fn first(&self, request: Request<B>) -> (Self::Attempt, SavedRequest<B>) {
         let head = clone_head(&request);
         let (parts, body) = request.into_parts();
         let (body, recording) = ReplayBody::recording(body, self.limit);
@@ -94,7 +102,7 @@ where
         request.map(ReplayBody::passthrough)
     }
 
-    fn again(&self, saved: &SavedRequest) -> Option<Self::Attempt> {
+    fn again(&self, saved: &SavedRequest<B>) -> Option<Self::Attempt> {
         let body = match &saved.body {
             None => ReplayBody::empty(),
             Some(recording) => ReplayBody::replaying(recording)?,

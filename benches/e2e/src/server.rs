@@ -1,0 +1,174 @@
+//! The two servers under test, each in its own process (so that the full stack's metrics
+//! recorder, which is global, stays out of the bare one), and their handles.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, ExitCode, Stdio};
+
+use axum::Router;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use palisade_breaker::{BreakerConfig, HttpCircuitBreakerLayer};
+use palisade_idempotency::store::MemoryStore;
+use palisade_idempotency::{IdempotencyConfig, IdempotencyLayer, Scope};
+use palisade_shed::{HttpShedLayer, ShedConfig};
+use tower::ServiceBuilder;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Variant {
+    /// axum alone.
+    Bare,
+    /// axum behind shed → idempotency → breaker, with a Prometheus recorder.
+    Full,
+}
+
+impl Variant {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Self::Bare => "bare",
+            Self::Full => "full",
+        }
+    }
+}
+
+/// The app both servers run: hello world, and an order echoed back as created.
+fn app() -> Router {
+    Router::new()
+        .route("/", get(|| async { "Hello, World!" }))
+        .route(
+            "/orders",
+            post(|body: String| async move { (StatusCode::CREATED, body) }),
+        )
+}
+
+/// The app behind palisade's server stack, each layer with its defaults.
+fn full_stack() -> Result<Router, palisade_core::ConfigError> {
+    let shed = ShedConfig::builder().name("e2e").build()?;
+    let idempotency = IdempotencyConfig::builder()
+        .name("e2e")
+        .scope(Scope::global())
+        .build()?;
+    let breaker = BreakerConfig::builder().name("e2e").build()?;
+    Ok(app().layer(
+        ServiceBuilder::new()
+            .layer(HttpShedLayer::new(shed))
+            .layer(IdempotencyLayer::new(MemoryStore::new(), idempotency))
+            .layer(HttpCircuitBreakerLayer::new(breaker)),
+    ))
+}
+
+/// `e2e serve bare|full`: serves on a free port of 127.0.0.1, printing the address.
+pub(crate) fn serve(variant: Option<&str>) -> ExitCode {
+    let app = match variant {
+        Some("bare") => app(),
+        Some("full") => {
+            if let Err(error) =
+                metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder()
+            {
+                eprintln!("error: the metrics recorder: {error}");
+                return ExitCode::FAILURE;
+            }
+            match full_stack() {
+                Ok(app) => app,
+                Err(error) => {
+                    eprintln!("error: {error}");
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+        _ => {
+            eprintln!("usage: e2e serve bare|full");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: a tokio runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let served = runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        println!("{}", listener.local_addr()?);
+        axum::serve(listener, app).await
+    });
+    match served {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: serving: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Whether `taskset` can pin the servers and wrk to a CPU each.
+pub(crate) fn pinned() -> bool {
+    std::thread::available_parallelism().is_ok_and(|n| n.get() >= 2)
+        && Command::new("taskset")
+            .arg("-V")
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|status| status.success())
+}
+
+/// A command, on `cpu` when the machine lets us pin it.
+pub(crate) fn on_cpu(cpu: usize, program: impl AsRef<std::ffi::OsStr>) -> Command {
+    if pinned() {
+        let mut command = Command::new("taskset");
+        command.arg("-c").arg(cpu.to_string()).arg(program);
+        command
+    } else {
+        Command::new(program)
+    }
+}
+
+/// A server process; killed when dropped.
+pub(crate) struct Server {
+    variant: Variant,
+    addr: SocketAddr,
+    child: Child,
+}
+
+impl Server {
+    /// Starts `variant` in a child process and waits for its address.
+    pub(crate) fn start(variant: Variant) -> Result<Self, String> {
+        let exe = std::env::current_exe().map_err(|e| format!("this binary's path: {e}"))?;
+        let mut child = on_cpu(0, exe)
+            .args(["serve", variant.name()])
+            .stdout(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("starting the {} server: {e}", variant.name()))?;
+        let mut line = String::new();
+        let stdout = child.stdout.take().ok_or("the server's stdout")?;
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .map_err(|e| format!("reading the {} server's address: {e}", variant.name()))?;
+        let addr = line.trim().parse().map_err(|_| {
+            format!(
+                "the {} server did not start (it said {line:?})",
+                variant.name()
+            )
+        })?;
+        Ok(Self {
+            variant,
+            addr,
+            child,
+        })
+    }
+
+    pub(crate) fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub(crate) fn variant(&self) -> Variant {
+        self.variant
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -16,6 +16,7 @@ use tower_service::Service;
 use crate::body::{RequestBody, ResponseBody};
 use crate::error::Refusal;
 use crate::layer::Shared;
+use crate::metrics::IdempotencyMetrics;
 use crate::record::{Owner, RecordKey, StoredResponse, is_replayable};
 use crate::store::{Claim, Record, Store, StoreError};
 
@@ -45,7 +46,7 @@ where
     let config = &shared.config;
     let (parts, body) = request.into_parts();
     let grpc = is_grpc(&parts.headers);
-    let refuse = |refusal: Refusal| Ok(refused(&config.name, grpc, &refusal));
+    let refuse = |refusal: Refusal| Ok(refused(&shared.metrics, grpc, &refusal));
 
     let Some(scope) = config.scope.of(&parts) else {
         return refuse(Refusal::Unscoped);
@@ -64,7 +65,7 @@ where
     let owner = Owner::random();
     let store = Timed {
         store: &*shared.store,
-        name: &config.name,
+        metrics: &shared.metrics,
     };
 
     let deadline = config.wait.map(|wait| Instant::now() + wait);
@@ -74,7 +75,7 @@ where
             Ok(claim) => claim,
             Err(error) if config.fail_open => {
                 tracing::warn!(%error, "idempotency store failed; running the request unprotected (fail-open)");
-                crate::metrics::request(&config.name, "unprotected");
+                shared.metrics.request("unprotected");
                 let request = Request::from_parts(parts, RequestBody::buffered(body));
                 return Ok(inner.call(request).await?.map(ResponseBody::pass));
             }
@@ -94,7 +95,7 @@ where
                 },
             ) if first != fingerprint => return refuse(Refusal::Mismatch),
             Claim::Existing(Record::Completed { response, .. }) => {
-                crate::metrics::request(&config.name, "replayed");
+                shared.metrics.request("replayed");
                 return Ok(replay(response));
             }
             Claim::Existing(Record::InFlight { .. }) => {
@@ -125,7 +126,7 @@ where
         Ok(response) => response,
         Err(error) => {
             guard.release(&store, "the service failed").await;
-            crate::metrics::request(&config.name, "released");
+            shared.metrics.request("released");
             return Err(error);
         }
     };
@@ -137,7 +138,7 @@ where
             guard
                 .release(&store, "the response is too large to store")
                 .await;
-            crate::metrics::request(&config.name, "released");
+            shared.metrics.request("released");
             return Ok(Response::from_parts(
                 head,
                 ResponseBody::then_rest(read, rest),
@@ -145,7 +146,7 @@ where
         }
         Whole::Failed(read, error) => {
             guard.release(&store, "the response body failed").await;
-            crate::metrics::request(&config.name, "released");
+            shared.metrics.request("released");
             return Ok(Response::from_parts(
                 head,
                 ResponseBody::failed(read, error),
@@ -158,7 +159,7 @@ where
         .should_store(head.status, &head.headers, trailers.as_ref())
     {
         guard.release(&store, "the response is not final").await;
-        crate::metrics::request(&config.name, "released");
+        shared.metrics.request("released");
         return Ok(Response::from_parts(
             head,
             ResponseBody::whole(data, trailers),
@@ -191,7 +192,7 @@ where
             "released"
         }
     };
-    crate::metrics::request(&config.name, result);
+    shared.metrics.request(result);
     Ok(Response::from_parts(
         head,
         ResponseBody::whole(data, trailers),
@@ -289,9 +290,13 @@ fn replay<B>(stored: StoredResponse) -> Response<ResponseBody<B>> {
 
 /// The answer to a refused request, in its protocol (problem+json, or a gRPC status),
 /// logged and counted.
-pub(crate) fn refused<B>(name: &str, grpc: bool, refusal: &Refusal) -> Response<ResponseBody<B>> {
+pub(crate) fn refused<B>(
+    metrics: &IdempotencyMetrics,
+    grpc: bool,
+    refusal: &Refusal,
+) -> Response<ResponseBody<B>> {
     tracing::debug!(%refusal, "keyed request refused");
-    crate::metrics::request(name, refusal.result());
+    metrics.request(refusal.result());
     let (mut head, body) = rejection_response::<B>(refusal, grpc).into_parts();
     let body = body.into_rejection().unwrap_or_default();
     if !grpc {
@@ -304,7 +309,7 @@ pub(crate) fn refused<B>(name: &str, grpc: bool, refusal: &Refusal) -> Response<
 /// The store, with each operation timed and its failures counted.
 struct Timed<'a> {
     store: &'a dyn Store,
-    name: &'a str,
+    metrics: &'a IdempotencyMetrics,
 }
 
 impl Timed<'_> {
@@ -315,7 +320,8 @@ impl Timed<'_> {
     ) -> Result<T, StoreError> {
         let started = Instant::now();
         let result = future.await;
-        crate::metrics::store_op(self.name, op, started.elapsed(), result.is_err());
+        self.metrics
+            .store_op(op, started.elapsed(), result.is_err());
         if let Err(error) = &result {
             tracing::warn!(op, %error, "idempotency store operation failed");
         }

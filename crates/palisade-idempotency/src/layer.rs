@@ -5,6 +5,7 @@ use std::sync::Arc;
 use tower_layer::Layer;
 
 use crate::config::IdempotencyConfig;
+use crate::metrics::IdempotencyMetrics;
 use crate::service::Idempotency;
 use crate::store::Store;
 
@@ -18,6 +19,7 @@ pub struct IdempotencyLayer {
 pub(crate) struct Shared {
     pub(crate) config: IdempotencyConfig,
     pub(crate) store: Arc<dyn Store>,
+    pub(crate) metrics: IdempotencyMetrics,
 }
 
 impl IdempotencyLayer {
@@ -30,7 +32,11 @@ impl IdempotencyLayer {
     /// A layer over a store chosen at run time, or shared with other layers.
     pub fn with_shared_store(store: Arc<dyn Store>, config: IdempotencyConfig) -> Self {
         Self {
-            shared: Arc::new(Shared { config, store }),
+            shared: Arc::new(Shared {
+                metrics: IdempotencyMetrics::new(&config.name),
+                config,
+                store,
+            }),
         }
     }
 

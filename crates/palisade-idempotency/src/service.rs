@@ -93,6 +93,6 @@ impl<S> Idempotency<S> {
         refusal: Refusal,
     ) -> ResponseFuture<F, RB, E> {
         let grpc = palisade_core::grpc::is_grpc(request.headers());
-        ResponseFuture::ready(keyed::refused(&self.shared.config.name, grpc, &refusal))
+        ResponseFuture::ready(keyed::refused(&self.shared.metrics, grpc, &refusal))
     }
 }

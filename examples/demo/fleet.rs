@@ -4,7 +4,7 @@
 //! |---|---|
 //! | `healthy` | answers in about 5 ms |
 //! | `slow` | answers in about 150 ms |
-//! | `flaky` | fails every request (503) from 5 s to 15 s after the start, then recovers |
+//! | `flaky` | fails every request (503) from 5 s to 15 s after the start, then recovers (in a soak, again every minute) |
 //! | `small` | has room for 4 requests at once; beyond that its own shedder refuses (503) |
 //!
 //! Every backend creates an order: it echoes the fields it was sent, with an id and its
@@ -52,14 +52,40 @@ impl Kind {
 pub(crate) const FLAKY_FROM: Duration = Duration::from_secs(5);
 pub(crate) const FLAKY_UNTIL: Duration = Duration::from_secs(15);
 
+/// How often the flaky backend fails.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Faults {
+    /// Once, from [`FLAKY_FROM`] to [`FLAKY_UNTIL`].
+    Once,
+    /// The same stretch in every period of this length, for as long as the fleet runs.
+    Every(Duration),
+}
+
+impl Faults {
+    /// Whether the flaky backend is down `elapsed` after the fleet's start.
+    fn flaky_down(self, elapsed: Duration) -> bool {
+        let into_period = match self {
+            Faults::Once => elapsed,
+            Faults::Every(period) => {
+                Duration::from_nanos((elapsed.as_nanos() % period.as_nanos().max(1)) as u64)
+            }
+        };
+        (FLAKY_FROM..FLAKY_UNTIL).contains(&into_period)
+    }
+}
+
 /// Starts the four backends; returns their addresses and names.
 pub(crate) async fn start(
     store: Arc<dyn Store>,
+    faults: Faults,
 ) -> std::io::Result<Vec<(SocketAddr, &'static str)>> {
     let started = Instant::now();
     let mut fleet = Vec::new();
     for kind in Kind::ALL {
-        fleet.push((backend(kind, started, store.clone()).await?, kind.name()));
+        fleet.push((
+            backend(kind, started, faults, store.clone()).await?,
+            kind.name(),
+        ));
     }
     Ok(fleet)
 }
@@ -67,6 +93,7 @@ pub(crate) async fn start(
 async fn backend(
     kind: Kind,
     started: Instant,
+    faults: Faults,
     store: Arc<dyn Store>,
 ) -> std::io::Result<SocketAddr> {
     let create = move |Json(order): Json<Value>| async move {
@@ -74,10 +101,7 @@ async fn backend(
         let (delay, fails) = match kind {
             Kind::Healthy => (Duration::from_millis(5), false),
             Kind::Slow => (Duration::from_millis(150), false),
-            Kind::Flaky => (
-                Duration::from_millis(5),
-                (FLAKY_FROM..FLAKY_UNTIL).contains(&elapsed),
-            ),
+            Kind::Flaky => (Duration::from_millis(5), faults.flaky_down(elapsed)),
             Kind::Small => (Duration::from_millis(20), false),
         };
         tokio::time::sleep(delay).await;

@@ -6,6 +6,7 @@
 //!           (server stack)                   (client stack: discovery → P2C, ejection)
 //! ```
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -35,7 +36,10 @@ type Fleet = BoxCloneSyncService<http::Request<Full<Bytes>>, http::Response<Byte
 #[derive(Clone)]
 struct Gateway {
     fleet: Fleet,
-    orders: Arc<Mutex<Vec<Value>>>,
+    orders: Arc<Mutex<VecDeque<Value>>>,
+    /// How many orders to keep: the most recent ones (a soak would otherwise measure the
+    /// orders piling up rather than palisade's memory).
+    keep_orders: usize,
     metrics: PrometheusHandle,
 }
 
@@ -86,16 +90,19 @@ where
     Ok(http::Response::from_parts(head, bytes))
 }
 
-/// Starts the gateway on `port` (0: any free port), with idempotency records in `store`.
+/// Starts the gateway on `port` (0: any free port), with idempotency records in `store`,
+/// keeping the last `keep_orders` orders.
 pub(crate) async fn start(
     fleet: &[SocketAddr],
     store: Arc<dyn Store>,
     metrics: PrometheusHandle,
     port: u16,
+    keep_orders: usize,
 ) -> std::io::Result<SocketAddr> {
     let gateway = Gateway {
         fleet: client_stack(fleet),
         orders: Arc::default(),
+        keep_orders,
         metrics,
     };
     let shed = ShedConfig::builder()
@@ -141,11 +148,15 @@ async fn create_order(State(gateway): State<Gateway>, Json(order): Json<Value>) 
             let Ok(created) = serde_json::from_slice::<Value>(response.body()) else {
                 return problem(StatusCode::BAD_GATEWAY, "the fleet answered with no order");
             };
-            gateway
+            let mut orders = gateway
                 .orders
                 .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .push(created.clone());
+                .unwrap_or_else(PoisonError::into_inner);
+            if orders.len() == gateway.keep_orders {
+                orders.pop_front();
+            }
+            orders.push_back(created.clone());
+            drop(orders);
             (StatusCode::CREATED, Json(created)).into_response()
         }
         Ok(response) => problem(
@@ -165,7 +176,9 @@ async fn list_orders(State(gateway): State<Gateway>) -> Json<Vec<Value>> {
             .orders
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .clone(),
+            .iter()
+            .cloned()
+            .collect(),
     )
 }
 

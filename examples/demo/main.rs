@@ -5,6 +5,7 @@
 //! cargo run --release --example demo                     # about 30 s of load, then a summary
 //! cargo run --release --example demo -- --serve --port 8080   # keep the gateway up
 //! cargo run --release --example demo -- --redis redis://127.0.0.1:6379/   # records on Redis
+//! cargo run --release --example demo -- --soak 600        # ten minutes, faults every minute
 //! ```
 //!
 //! In `--serve` mode the gateway offers `POST /orders` (JSON; needs an `Idempotency-Key`),
@@ -15,6 +16,7 @@ mod fleet;
 mod gateway;
 mod load;
 mod scrape;
+mod soak;
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -45,10 +47,14 @@ struct Args {
     redis: Option<String>,
     duration: Duration,
     clients: usize,
+    soak: bool,
 }
 
-const USAGE: &str =
-    "usage: demo [--duration SECONDS] [--clients N] [--redis URL] [--serve [--port P]]";
+const USAGE: &str = "usage: demo [--duration SECONDS | --soak SECONDS] [--clients N] [--redis URL] [--serve [--port P]]";
+
+/// How many orders the gateway keeps in a soak: the most recent, so that memory measures
+/// palisade rather than an order book that grows by design.
+const SOAK_KEEP_ORDERS: usize = 10_000;
 
 fn parse_args() -> Result<Args, String> {
     let mut args = Args {
@@ -57,6 +63,7 @@ fn parse_args() -> Result<Args, String> {
         redis: None,
         duration: Duration::from_secs(30),
         clients: 32,
+        soak: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -69,12 +76,15 @@ fn parse_args() -> Result<Args, String> {
                     .map_err(|_| "--port takes a port number")?
             }
             "--redis" => args.redis = Some(value("--redis")?),
-            "--duration" => {
-                let secs: f64 = value("--duration")?
+            "--duration" | "--soak" => {
+                let secs: f64 = value(&arg)?
                     .parse()
-                    .map_err(|_| "--duration takes seconds")?;
+                    .map_err(|_| format!("{arg} takes seconds"))?;
                 args.duration = Duration::try_from_secs_f64(secs)
-                    .map_err(|_| "--duration takes a positive number of seconds")?;
+                    .ok()
+                    .filter(|d| !d.is_zero())
+                    .ok_or(format!("{arg} takes a positive number of seconds"))?;
+                args.soak = arg == "--soak";
             }
             "--clients" => {
                 args.clients = value("--clients")?
@@ -119,10 +129,20 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         Some(url) => Arc::new(RedisStore::connect(url).await?),
         None => Arc::new(MemoryStore::new()),
     };
-    let fleet = fleet::start(fleet_store).await?;
+    let faults = if args.soak {
+        fleet::Faults::Every(Duration::from_secs(60))
+    } else {
+        fleet::Faults::Once
+    };
+    let fleet = fleet::start(fleet_store, faults).await?;
     let addrs: Vec<_> = fleet.iter().map(|(addr, _)| *addr).collect();
     let port = if args.serve { args.port } else { 0 };
-    let gateway = gateway::start(&addrs, gateway_store, metrics.clone(), port).await?;
+    let keep_orders = if args.soak {
+        SOAK_KEEP_ORDERS
+    } else {
+        usize::MAX
+    };
+    let gateway = gateway::start(&addrs, gateway_store, metrics.clone(), port, keep_orders).await?;
 
     println!("palisade demo");
     for (addr, name) in &fleet {
@@ -137,9 +157,10 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         }
     );
     println!(
-        "  the flaky backend fails from {} s to {} s\n",
+        "  the flaky backend fails from {} s to {} s{}\n",
         fleet::FLAKY_FROM.as_secs(),
-        fleet::FLAKY_UNTIL.as_secs()
+        fleet::FLAKY_UNTIL.as_secs(),
+        if args.soak { " of every minute" } else { "" }
     );
 
     if args.serve {
@@ -155,6 +176,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     }
 
     let names = Names(fleet.iter().map(|(a, n)| (a.to_string(), *n)).collect());
+    let soak = args.soak.then(|| soak::Soak::start(args.duration));
     let tally = load::run(
         gateway,
         &names,
@@ -168,11 +190,12 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         &Scrape::new(&metrics.render()),
         args.duration,
         &names,
+        soak,
     );
     Ok(())
 }
 
-fn summary(tally: &Tally, m: &Scrape, duration: Duration, names: &Names) {
+fn summary(tally: &Tally, m: &Scrape, duration: Duration, names: &Names, soak: Option<soak::Soak>) {
     let sent = tally.sent.load(Relaxed);
     let created = tally.created.load(Relaxed);
     let replayed = tally.replayed.load(Relaxed);
@@ -196,7 +219,7 @@ fn summary(tally: &Tally, m: &Scrape, duration: Duration, names: &Names) {
         "palisade_idempotency_requests_total",
         &[("name", "gateway"), ("result", "executed")],
     );
-    let rows = [
+    let mut rows = vec![
         (
             "requests sent",
             format!(
@@ -295,6 +318,9 @@ fn summary(tally: &Tally, m: &Scrape, duration: Duration, names: &Names) {
             ),
         ),
     ];
+    if let Some(soak) = soak {
+        rows.extend(soak.rows(sent, refused + failed));
+    }
     println!("\n## Summary\n");
     println!("| | |\n|---|---|");
     for (what, value) in rows {

@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! cargo run --release -p palisade-e2e -- [--duration SECS] [--rounds N]
-//!     [--connections N] [--json FILE]
+//!     [--connections N] [--workload get|post|both] [--json FILE]
 //! ```
 //!
 //! Two workloads: `GET /` (hello world; the idempotency layer lets reads through), and
@@ -32,6 +32,7 @@ struct Args {
     duration: Duration,
     rounds: usize,
     connections: usize,
+    workloads: Vec<Workload>,
     json: Option<PathBuf>,
 }
 
@@ -40,6 +41,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
         duration: Duration::from_secs(10),
         rounds: 3,
         connections: 64,
+        workloads: vec![Workload::Get, Workload::Post],
         json: None,
     };
     let number = |value: Option<String>, flag: &str| -> Result<u64, String> {
@@ -54,6 +56,14 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
             "--rounds" => parsed.rounds = number(args.next(), &arg)? as usize,
             "--connections" => parsed.connections = number(args.next(), &arg)? as usize,
             "--json" => parsed.json = Some(args.next().ok_or("--json needs a file")?.into()),
+            "--workload" => {
+                parsed.workloads = match args.next().as_deref() {
+                    Some("get") => vec![Workload::Get],
+                    Some("post") => vec![Workload::Post],
+                    Some("both") => vec![Workload::Get, Workload::Post],
+                    _ => return Err("--workload takes get, post or both".into()),
+                }
+            }
             other => return Err(format!("unexpected argument `{other}`")),
         }
     }
@@ -73,7 +83,9 @@ fn main() -> ExitCode {
         Ok(args) => args,
         Err(message) => {
             eprintln!("error: {message}");
-            eprintln!("usage: e2e [--duration SECS] [--rounds N] [--connections N] [--json FILE]");
+            eprintln!(
+                "usage: e2e [--duration SECS] [--rounds N] [--connections N] [--workload get|post|both] [--json FILE]"
+            );
             return ExitCode::from(2);
         }
     };
@@ -103,7 +115,7 @@ fn run(args: &Args) -> Result<(), String> {
     );
 
     let mut report = Vec::new();
-    for workload in [Workload::Get, Workload::Post] {
+    for &workload in &args.workloads {
         // Warm both up: connections, allocator, the shedder's limit.
         for server in [&bare, &full] {
             wrk::run(

@@ -28,9 +28,9 @@ pub struct MemoryStore {
 #[derive(Default)]
 struct Shard {
     entries: HashMap<RecordKey, Entry>,
-    /// Keys in the order they were written (a completion writes again), each with the
-    /// generation it was written at: eviction pops the oldest. An item whose key was
-    /// written since, or removed, is stale and skipped — cheaper than keeping an ordered
+    /// Keys in the order they were claimed (a completion keeps its claim's place), each with
+    /// the generation it was written at: eviction pops the oldest. An item whose key was
+    /// claimed again since, or removed, is stale and skipped — cheaper than keeping an ordered
     /// map in step on every write.
     order: VecDeque<(RecordKey, u64)>,
     generation: u64,
@@ -89,8 +89,10 @@ impl Entry {
 impl Shard {
     /// The live entry of `key`, dropping it if it expired.
     fn live(&mut self, key: &RecordKey, now: Instant) -> Option<&mut Entry> {
-        if self.entries.get(key).is_some_and(|e| e.expires <= now) {
+        // One lookup for the common case, a key not seen before.
+        if self.entries.get(key)?.expires <= now {
             self.remove(key);
+            return None;
         }
         self.entries.get_mut(key)
     }
@@ -281,13 +283,20 @@ impl MemoryStore {
             },
             _ => return false,
         };
-        // Written again, so at the back: eviction goes oldest-completed first.
-        let state = State::Completed {
+        // Completed in place: the record keeps its place in the eviction order (that of its
+        // claim), so a record costs one item in that order, not two.
+        let size = response.encoded_len();
+        let entry = shard
+            .entries
+            .get_mut(key)
+            .expect("the entry was just found live");
+        entry.state = State::Completed {
             fingerprint,
             response: response.clone(),
-            size: response.encoded_len(),
+            size,
         };
-        shard.insert(*key, state, now + ttl);
+        entry.expires = now + ttl;
+        shard.bytes += size;
         if shard.bytes > self.max_bytes_per_shard
             || shard.entries.len() > self.max_entries_per_shard
         {

@@ -29,6 +29,8 @@ struct Samples {
     after_warm_up: Option<u64>,
     peak: u64,
     last: Option<u64>,
+    /// A sample at the end of every minute, in KiB.
+    by_minute: Vec<u64>,
 }
 
 impl Soak {
@@ -56,6 +58,11 @@ impl Soak {
                     .unwrap_or_else(std::sync::PoisonError::into_inner);
                 samples.peak = samples.peak.max(now);
                 samples.last = Some(now);
+                if started.elapsed()
+                    >= Duration::from_secs(60) * (samples.by_minute.len() as u32 + 1)
+                {
+                    samples.by_minute.push(now);
+                }
                 if samples.after_warm_up.is_none() && started.elapsed() >= warm_up {
                     samples.after_warm_up = Some(now);
                 }
@@ -109,6 +116,20 @@ impl Soak {
                 ),
             ),
             ("soak: memory growth after warm-up", growth),
+            (
+                "soak: resident memory by minute",
+                if samples.by_minute.is_empty() {
+                    "(a run under a minute)".to_owned()
+                } else {
+                    samples
+                        .by_minute
+                        .iter()
+                        .map(|k| format!("{:.0}", *k as f64 / 1024.0))
+                        .collect::<Vec<_>>()
+                        .join(" · ")
+                        + " MiB"
+                },
+            ),
             (
                 "soak: panics",
                 if panics == 0 {

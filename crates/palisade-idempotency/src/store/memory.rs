@@ -7,6 +7,7 @@ use std::hash::BuildHasher;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+use bytes::Bytes;
 use palisade_core::ConfigError;
 use tokio::time::Instant;
 
@@ -16,8 +17,8 @@ use crate::record::{Fingerprint, Owner, RecordKey, StoredResponse};
 /// Records in this process's memory: for a service that runs as one instance, and for
 /// tests. Records expire (in-flight ones when their lease runs out, completed ones after
 /// their time to live); when a shard is over its share of the entry or byte bound, its
-/// oldest completed records are evicted first — an in-flight claim is never evicted, since
-/// that would let a duplicate run.
+/// oldest completed records (by when they were claimed) are evicted first — an in-flight
+/// claim is never evicted, since that would let a duplicate run.
 pub struct MemoryStore {
     shards: Box<[Mutex<Shard>]>,
     hasher: RandomState,
@@ -43,8 +44,6 @@ struct Entry {
     generation: u64,
 }
 
-// Completed entries are the common case; boxing them would add an allocation each.
-#[allow(clippy::large_enum_variant)]
 enum State {
     InFlight {
         fingerprint: Fingerprint,
@@ -52,32 +51,55 @@ enum State {
     },
     Completed {
         fingerprint: Fingerprint,
-        response: StoredResponse,
-        size: usize,
+        /// [`StoredResponse::encode`]'s bytes: one allocation per record, where the decoded
+        /// response holds a header map and its entries besides the body — a store full of
+        /// small responses takes about half the memory this way.
+        response: Bytes,
     },
+}
+
+/// What a live entry holds, copied out under the shard's lock (the response still encoded,
+/// so the copy is a reference count) and made a [`Record`] after it is released.
+enum Found {
+    InFlight(Fingerprint),
+    Completed(Fingerprint, Bytes),
+}
+
+impl Found {
+    fn into_record(self) -> Record {
+        match self {
+            Found::InFlight(fingerprint) => Record::InFlight { fingerprint },
+            Found::Completed(fingerprint, bytes) => match StoredResponse::decode(bytes) {
+                Some(response) => Record::Completed {
+                    fingerprint,
+                    response,
+                },
+                // Only a bug in the codec gets here. Saying the key is in use refuses the
+                // request (409) rather than letting it run a second time.
+                None => {
+                    tracing::error!("a stored response did not decode; answering as in flight");
+                    Record::InFlight { fingerprint }
+                }
+            },
+        }
+    }
 }
 
 impl Entry {
     fn size(&self) -> usize {
         match &self.state {
             State::InFlight { .. } => 0,
-            State::Completed { size, .. } => *size,
+            State::Completed { response, .. } => response.len(),
         }
     }
 
-    fn record(&self) -> Record {
+    fn found(&self) -> Found {
         match &self.state {
-            State::InFlight { fingerprint, .. } => Record::InFlight {
-                fingerprint: *fingerprint,
-            },
+            State::InFlight { fingerprint, .. } => Found::InFlight(*fingerprint),
             State::Completed {
                 fingerprint,
                 response,
-                ..
-            } => Record::Completed {
-                fingerprint: *fingerprint,
-                response: response.clone(),
-            },
+            } => Found::Completed(*fingerprint, response.clone()),
         }
     }
 
@@ -258,7 +280,9 @@ impl MemoryStore {
         let now = Instant::now();
         let mut shard = self.shard(key);
         if let Some(entry) = shard.live(key, now) {
-            return Claim::Existing(entry.record());
+            let found = entry.found();
+            drop(shard);
+            return Claim::Existing(found.into_record());
         }
         shard.insert(*key, State::InFlight { fingerprint, owner }, now + lease);
         if shard.entries.len() > self.max_entries_per_shard {
@@ -274,6 +298,9 @@ impl MemoryStore {
         response: &StoredResponse,
         ttl: Duration,
     ) -> bool {
+        // Encoded before the shard is locked: the lock is held for map operations only.
+        let encoded = response.encode();
+        let size = encoded.len();
         let now = Instant::now();
         let mut shard = self.shard(key);
         let fingerprint = match shard.live(key, now) {
@@ -285,15 +312,12 @@ impl MemoryStore {
         };
         // Completed in place: the record keeps its place in the eviction order (that of its
         // claim), so a record costs one item in that order, not two.
-        let size = response.encoded_len();
-        let entry = shard
-            .entries
-            .get_mut(key)
-            .expect("the entry was just found live");
+        let Some(entry) = shard.entries.get_mut(key) else {
+            return false;
+        };
         entry.state = State::Completed {
             fingerprint,
-            response: response.clone(),
-            size,
+            response: encoded,
         };
         entry.expires = now + ttl;
         shard.bytes += size;
@@ -330,9 +354,8 @@ impl MemoryStore {
     }
 
     fn lookup_now(&self, key: &RecordKey) -> Option<Record> {
-        self.shard(key)
-            .live(key, Instant::now())
-            .map(|e| e.record())
+        let found = self.shard(key).live(key, Instant::now()).map(|e| e.found());
+        found.map(Found::into_record)
     }
 }
 

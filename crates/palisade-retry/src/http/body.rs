@@ -87,8 +87,9 @@ struct Recorded<B> {
     status: Status,
     /// The caller's body, not read to its end, left by the attempt that dropped it.
     rest: Option<Pin<Box<B>>>,
-    /// A replay that has caught up with the recording, waiting for more of it.
-    waiting: Option<Waker>,
+    /// Replays that have caught up with the recording, waiting for more of it (one, but for
+    /// an abandoned attempt's body that its connection still polls).
+    waiting: Vec<Waker>,
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -124,7 +125,7 @@ impl<B> Recording<B> {
                 trailers: None,
                 status,
                 rest: None,
-                waiting: None,
+                waiting: Vec::new(),
             }),
         })
     }
@@ -139,9 +140,9 @@ impl<B> Recording<B> {
         let waiting = {
             let mut recorded = self.lock();
             change(&mut recorded);
-            recorded.waiting.take()
+            std::mem::take(&mut recorded.waiting)
         };
-        if let Some(waker) = waiting {
+        for waker in waiting {
             waker.wake();
         }
     }
@@ -175,11 +176,14 @@ impl<B> Recording<B> {
 
     /// Keeps the unread rest of the caller's body for the next attempt, if it can use it.
     fn hand_over(&self, body: Pin<Box<B>>) {
+        let mut body = Some(body);
         self.update(|recorded| {
             if recorded.status == Status::InProgress {
-                recorded.rest = Some(body);
+                recorded.rest = body.take();
             }
         });
+        // A body nobody can use is dropped here, outside the lock.
+        drop(body);
     }
 }
 
@@ -411,7 +415,9 @@ fn replay_step<B>(
             // Another attempt is still reading the caller's body: wait for its chunks, or
             // for it to hand the rest over.
             None => {
-                recorded.waiting = Some(cx.waker().clone());
+                if !recorded.waiting.iter().any(|w| w.will_wake(cx.waker())) {
+                    recorded.waiting.push(cx.waker().clone());
+                }
                 Step::Wait
             }
         },

@@ -16,6 +16,8 @@ use bytes::{Buf, Bytes};
 use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
+
+/// The body's error: the caller's body's own, or [`NotReplayable`].
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 pin_project! {
@@ -255,7 +257,7 @@ enum Step<B> {
     End,
     Fail,
     /// Carry on with the caller's body, which no attempt is reading now.
-    TakeOver(Pin<Box<B>>),
+    TakeOver(Pin<Box<B>>, Arc<Recording<B>>),
     Wait,
 }
 
@@ -297,11 +299,7 @@ where
                 Step::End => return Poll::Ready(None),
                 Step::Fail => return Poll::Ready(Some(Err(NotReplayable.into()))),
                 Step::Wait => return Poll::Pending,
-                Step::TakeOver(body) => {
-                    let recording = match &self.kind {
-                        Kind::Replaying { recording, .. } => recording.clone(),
-                        _ => unreachable!("only a replay takes over"),
-                    };
+                Step::TakeOver(body, recording) => {
                     self.as_mut().project().kind.set(Kind::Streaming {
                         body: Some(body),
                         recording,
@@ -389,7 +387,7 @@ where
 
 /// The next step of a replay at chunk `next` of `recording`.
 fn replay_step<B>(
-    recording: &Recording<B>,
+    recording: &Arc<Recording<B>>,
     next: &mut usize,
     trailers_sent: &mut bool,
     cx: &mut Context<'_>,
@@ -411,7 +409,7 @@ fn replay_step<B>(
             Step::End
         }
         Status::InProgress => match recorded.rest.take() {
-            Some(body) => Step::TakeOver(body),
+            Some(body) => Step::TakeOver(body, recording.clone()),
             // Another attempt is still reading the caller's body: wait for its chunks, or
             // for it to hand the rest over.
             None => {

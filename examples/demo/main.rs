@@ -124,10 +124,16 @@ async fn main() -> ExitCode {
 async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let metrics = PrometheusBuilder::new().install_recorder()?;
     // The fleet's instances share one store, as they would share a Redis.
-    let fleet_store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let fleet_memory = Arc::new(MemoryStore::new());
+    let mut in_memory = vec![fleet_memory.clone()];
+    let fleet_store: Arc<dyn Store> = fleet_memory;
     let gateway_store: Arc<dyn Store> = match &args.redis {
         Some(url) => Arc::new(RedisStore::connect(url).await?),
-        None => Arc::new(MemoryStore::new()),
+        None => {
+            let store = Arc::new(MemoryStore::new());
+            in_memory.push(store.clone());
+            store
+        }
     };
     let faults = if args.soak {
         fleet::Faults::Every(Duration::from_secs(60))
@@ -176,7 +182,9 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     }
 
     let names = Names(fleet.iter().map(|(a, n)| (a.to_string(), *n)).collect());
-    let soak = args.soak.then(|| soak::Soak::start(args.duration));
+    let soak = args
+        .soak
+        .then(|| soak::Soak::start(args.duration, in_memory));
     let tally = load::run(
         gateway,
         &names,

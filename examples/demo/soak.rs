@@ -3,22 +3,26 @@
 //! somewhere, an order created twice, failures while a backend was healthy.
 //!
 //! Resident memory is sampled every second from `/proc/self/status` (Linux; elsewhere it
-//! is reported as unavailable). The idempotency stores fill up to their bounds during the
-//! first minutes, so growth is measured from the end of a warm-up: a fifth of the run, at
-//! most two minutes.
+//! is reported as unavailable). The in-memory idempotency stores grow until they hold as
+//! many records as their bound allows, and time-windowed state (the metrics' summaries)
+//! fills over a minute, so growth is measured from the end of a warm-up: a minute after
+//! every store is full — or, if they never fill, from a fifth of the way through the run.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
+use palisade::idempotency::store::MemoryStore;
 use tokio::time::Instant;
 
 /// Panics anywhere in the process, counted by a hook that then does what the default does.
 static PANICS: AtomicU64 = AtomicU64::new(0);
 
+/// How long after the stores are full the warm-up lasts: time-windowed state fills.
+const SETTLING: Duration = Duration::from_secs(60);
+
 /// Resident memory over the run.
 pub(crate) struct Soak {
-    warm_up: Duration,
     samples: Arc<std::sync::Mutex<Samples>>,
     sampler: tokio::task::JoinHandle<()>,
 }
@@ -26,7 +30,10 @@ pub(crate) struct Soak {
 #[derive(Default)]
 struct Samples {
     start: Option<u64>,
-    after_warm_up: Option<u64>,
+    /// When the warm-up ended, and memory then.
+    after_warm_up: Option<(Duration, u64)>,
+    /// When every store first held as many records as it keeps.
+    stores_full: Option<Duration>,
     peak: u64,
     last: Option<u64>,
     /// A sample at the end of every minute, in KiB.
@@ -34,14 +41,14 @@ struct Samples {
 }
 
 impl Soak {
-    /// Counts panics from now on, and samples memory every second for a run of `duration`.
-    pub(crate) fn start(duration: Duration) -> Self {
+    /// Counts panics from now on, and samples memory every second for a run of `duration`
+    /// whose in-memory idempotency records are in `stores`.
+    pub(crate) fn start(duration: Duration, stores: Vec<Arc<MemoryStore>>) -> Self {
         let default_hook = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
             PANICS.fetch_add(1, Relaxed);
             default_hook(info);
         }));
-        let warm_up = (duration / 5).min(Duration::from_secs(120));
         let samples = Arc::new(std::sync::Mutex::new(Samples {
             start: resident_kib(),
             ..Samples::default()
@@ -63,16 +70,21 @@ impl Soak {
                 {
                     samples.by_minute.push(now);
                 }
-                if samples.after_warm_up.is_none() && started.elapsed() >= warm_up {
-                    samples.after_warm_up = Some(now);
+                let elapsed = started.elapsed();
+                if samples.stores_full.is_none()
+                    && stores.iter().all(|s| s.len() * 100 >= s.capacity() * 99)
+                {
+                    samples.stores_full = Some(elapsed);
+                }
+                let warm_up = samples
+                    .stores_full
+                    .map_or(duration / 5, |full| full + SETTLING);
+                if samples.after_warm_up.is_none() && elapsed >= warm_up {
+                    samples.after_warm_up = Some((elapsed, now));
                 }
             }
         });
-        Self {
-            warm_up,
-            samples,
-            sampler,
-        }
+        Self { samples, sampler }
     }
 
     /// The soak's rows for the summary.
@@ -89,7 +101,7 @@ impl Soak {
             )
         };
         let growth = match (samples.after_warm_up, samples.last) {
-            (Some(warm), Some(end)) if warm > 0 => {
+            (Some((_, warm)), Some(end)) if warm > 0 => {
                 let growth = 100.0 * (end as f64 / warm as f64 - 1.0);
                 format!(
                     "{growth:+.1} % ({})",
@@ -107,10 +119,10 @@ impl Soak {
             (
                 "soak: resident memory",
                 format!(
-                    "start {} · after {} s of warm-up {} · end {} · peak {}",
+                    "start {} · after the warm-up ({}) {} · end {} · peak {}",
                     mib(samples.start),
-                    self.warm_up.as_secs(),
-                    mib(samples.after_warm_up),
+                    warm_up(&samples),
+                    mib(samples.after_warm_up.map(|(_, kib)| kib)),
                     mib(samples.last),
                     mib(Some(samples.peak).filter(|&p| p > 0)),
                 ),
@@ -147,6 +159,19 @@ impl Soak {
                 ),
             ),
         ]
+    }
+}
+
+/// When the warm-up ended, and why then.
+fn warm_up(samples: &Samples) -> String {
+    match (samples.after_warm_up, samples.stores_full) {
+        (Some((at, _)), Some(full)) => format!(
+            "{} s: the stores were full at {} s, plus a minute",
+            at.as_secs(),
+            full.as_secs()
+        ),
+        (Some((at, _)), None) => format!("{} s: a fifth of the run", at.as_secs()),
+        (None, _) => "not reached".to_owned(),
     }
 }
 

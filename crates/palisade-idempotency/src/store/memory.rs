@@ -260,6 +260,11 @@ impl MemoryStore {
         self.shards.iter().map(|s| lock(s).entries.len()).sum()
     }
 
+    /// The most records kept: the entry bound, rounded up to a whole number per shard.
+    pub fn capacity(&self) -> usize {
+        self.max_entries_per_shard * self.shards.len()
+    }
+
     /// Whether no record is held.
     pub fn is_empty(&self) -> bool {
         self.len() == 0

@@ -6,7 +6,8 @@
 //! is reported as unavailable). The in-memory idempotency stores grow until they hold as
 //! many records as their bound allows, and time-windowed state (the metrics' summaries)
 //! fills over a minute, so growth is measured from the end of a warm-up: a minute after
-//! every store is full — or, if they never fill, from a fifth of the way through the run.
+//! every store is full — or a fifth of the way through the run, if they are not full by
+//! then (a short run, or a slow one).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};

@@ -54,7 +54,7 @@ pub(crate) struct Run {
 }
 
 impl Run {
-    /// The run with the median throughput, p99 taken as the median too.
+    /// Each figure's median over `runs` (each taken on its own), and their errors summed.
     pub(crate) fn median(runs: &[Run]) -> Run {
         let middle = |mut values: Vec<f64>| {
             values.sort_by(f64::total_cmp);

@@ -64,14 +64,12 @@ impl Soak {
                 let mut samples = shared
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner);
+                let elapsed = started.elapsed();
                 samples.peak = samples.peak.max(now);
                 samples.last = Some(now);
-                if started.elapsed()
-                    >= Duration::from_secs(60) * (samples.by_minute.len() as u32 + 1)
-                {
+                if elapsed >= Duration::from_secs(60) * (samples.by_minute.len() as u32 + 1) {
                     samples.by_minute.push(now);
                 }
-                let elapsed = started.elapsed();
                 if samples.stores_full.is_none()
                     && stores.iter().all(|s| s.len() * 100 >= s.capacity() * 99)
                 {

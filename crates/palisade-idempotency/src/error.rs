@@ -7,6 +7,7 @@ use http::StatusCode;
 use palisade_core::{GrpcCode, Rejection};
 
 use crate::key::KeyError;
+use crate::metrics::Outcome;
 
 /// Why a keyed request was refused. In HTTP it is answered with the status below and a
 /// problem+json body; in gRPC with the code below.
@@ -73,11 +74,11 @@ impl std::error::Error for Refusal {}
 
 impl Refusal {
     /// The name used in metrics' `result` label.
-    pub(crate) fn result(&self) -> &'static str {
+    pub(crate) fn result(&self) -> Outcome {
         match self {
-            Refusal::InFlight { .. } => "conflict",
-            Refusal::Mismatch => "mismatch",
-            _ => "rejected",
+            Refusal::InFlight { .. } => Outcome::Conflict,
+            Refusal::Mismatch => Outcome::Mismatch,
+            _ => Outcome::Rejected,
         }
     }
 }

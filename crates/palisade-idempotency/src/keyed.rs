@@ -16,7 +16,7 @@ use tower_service::Service;
 use crate::body::{RequestBody, ResponseBody};
 use crate::error::Refusal;
 use crate::layer::Shared;
-use crate::metrics::IdempotencyMetrics;
+use crate::metrics::{IdempotencyMetrics, Op, Outcome};
 use crate::record::{Owner, RecordKey, StoredResponse, is_replayable};
 use crate::store::{Claim, Record, Store, StoreError};
 
@@ -75,7 +75,7 @@ where
             Ok(claim) => claim,
             Err(error) if config.fail_open => {
                 tracing::warn!(%error, "idempotency store failed; running the request unprotected (fail-open)");
-                shared.metrics.request("unprotected");
+                shared.metrics.request(Outcome::Unprotected);
                 let request = Request::from_parts(parts, RequestBody::buffered(body));
                 return Ok(inner.call(request).await?.map(ResponseBody::pass));
             }
@@ -95,7 +95,7 @@ where
                 },
             ) if first != fingerprint => return refuse(Refusal::Mismatch),
             Claim::Existing(Record::Completed { response, .. }) => {
-                shared.metrics.request("replayed");
+                shared.metrics.request(Outcome::Replayed);
                 return Ok(replay(response));
             }
             Claim::Existing(Record::InFlight { .. }) => {
@@ -126,7 +126,7 @@ where
         Ok(response) => response,
         Err(error) => {
             guard.release(&store, "the service failed").await;
-            shared.metrics.request("released");
+            shared.metrics.request(Outcome::Released);
             return Err(error);
         }
     };
@@ -138,7 +138,7 @@ where
             guard
                 .release(&store, "the response is too large to store")
                 .await;
-            shared.metrics.request("released");
+            shared.metrics.request(Outcome::Released);
             return Ok(Response::from_parts(
                 head,
                 ResponseBody::then_rest(read, rest),
@@ -146,7 +146,7 @@ where
         }
         Whole::Failed(read, error) => {
             guard.release(&store, "the response body failed").await;
-            shared.metrics.request("released");
+            shared.metrics.request(Outcome::Released);
             return Ok(Response::from_parts(
                 head,
                 ResponseBody::failed(read, error),
@@ -159,7 +159,7 @@ where
         .should_store(head.status, &head.headers, trailers.as_ref())
     {
         guard.release(&store, "the response is not final").await;
-        shared.metrics.request("released");
+        shared.metrics.request(Outcome::Released);
         return Ok(Response::from_parts(
             head,
             ResponseBody::whole(data, trailers),
@@ -174,7 +174,7 @@ where
     let result = match store.complete(&record, owner, &stored, config.ttl).await {
         Ok(true) => {
             guard.armed = false;
-            "executed"
+            Outcome::Executed
         }
         Ok(false) => {
             // The lease ran out and someone else holds the key now: it is theirs to settle.
@@ -183,13 +183,13 @@ where
                 "the claim was lost before the response could be stored"
             );
             guard.armed = false;
-            "released"
+            Outcome::Released
         }
         Err(_) => {
             guard
                 .release(&store, "the response could not be stored")
                 .await;
-            "released"
+            Outcome::Released
         }
     };
     shared.metrics.request(result);
@@ -315,7 +315,7 @@ struct Timed<'a> {
 impl Timed<'_> {
     async fn op<T>(
         &self,
-        op: &'static str,
+        op: Op,
         future: impl Future<Output = Result<T, StoreError>>,
     ) -> Result<T, StoreError> {
         let started = Instant::now();
@@ -323,7 +323,7 @@ impl Timed<'_> {
         self.metrics
             .store_op(op, started.elapsed(), result.is_err());
         if let Err(error) = &result {
-            tracing::warn!(op, %error, "idempotency store operation failed");
+            tracing::warn!(op = op.label(), %error, "idempotency store operation failed");
         }
         result
     }
@@ -335,8 +335,11 @@ impl Timed<'_> {
         owner: Owner,
         lease: Duration,
     ) -> Result<Claim, StoreError> {
-        self.op("claim", self.store.claim(record, fingerprint, owner, lease))
-            .await
+        self.op(
+            Op::Claim,
+            self.store.claim(record, fingerprint, owner, lease),
+        )
+        .await
     }
 
     async fn complete(
@@ -347,7 +350,7 @@ impl Timed<'_> {
         ttl: Duration,
     ) -> Result<bool, StoreError> {
         self.op(
-            "complete",
+            Op::Complete,
             self.store.complete(record, owner, response, ttl),
         )
         .await
@@ -359,12 +362,13 @@ impl Timed<'_> {
         owner: Owner,
         lease: Duration,
     ) -> Result<bool, StoreError> {
-        self.op("extend", self.store.extend(record, owner, lease))
+        self.op(Op::Extend, self.store.extend(record, owner, lease))
             .await
     }
 
     async fn release(&self, record: &RecordKey, owner: Owner) -> Result<bool, StoreError> {
-        self.op("release", self.store.release(record, owner)).await
+        self.op(Op::Release, self.store.release(record, owner))
+            .await
     }
 }
 

@@ -14,22 +14,72 @@ use std::time::Duration;
 
 use metrics::{Counter, Histogram, counter, describe_counter, describe_histogram, histogram};
 
-const RESULTS: [&str; 7] = [
-    "executed",
-    "replayed",
-    "conflict",
-    "mismatch",
-    "rejected",
-    "released",
-    "unprotected",
-];
-const OPS: [&str; 5] = ["claim", "complete", "release", "extend", "lookup"];
+/// What became of a keyed request: the `result` label.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    Executed,
+    Replayed,
+    Conflict,
+    Mismatch,
+    Rejected,
+    Released,
+    Unprotected,
+}
+
+impl Outcome {
+    const ALL: [Outcome; 7] = [
+        Outcome::Executed,
+        Outcome::Replayed,
+        Outcome::Conflict,
+        Outcome::Mismatch,
+        Outcome::Rejected,
+        Outcome::Released,
+        Outcome::Unprotected,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            Outcome::Executed => "executed",
+            Outcome::Replayed => "replayed",
+            Outcome::Conflict => "conflict",
+            Outcome::Mismatch => "mismatch",
+            Outcome::Rejected => "rejected",
+            Outcome::Released => "released",
+            Outcome::Unprotected => "unprotected",
+        }
+    }
+}
+
+/// A store operation: the `op` label.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Op {
+    Claim,
+    Complete,
+    Release,
+    Extend,
+    Lookup,
+}
+
+impl Op {
+    const ALL: [Op; 5] = [Op::Claim, Op::Complete, Op::Release, Op::Extend, Op::Lookup];
+
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Op::Claim => "claim",
+            Op::Complete => "complete",
+            Op::Release => "release",
+            Op::Extend => "extend",
+            Op::Lookup => "lookup",
+        }
+    }
+}
 
 /// One layer's handles.
 pub(crate) struct IdempotencyMetrics {
-    requests: [Counter; RESULTS.len()],
-    store_seconds: [Histogram; OPS.len()],
-    store_errors: [Counter; OPS.len()],
+    // Indexed by the enums' discriminants: recording is an index, not a lookup.
+    requests: [Counter; Outcome::ALL.len()],
+    store_seconds: [Histogram; Op::ALL.len()],
+    store_errors: [Counter; Op::ALL.len()],
 }
 
 impl IdempotencyMetrics {
@@ -48,36 +98,28 @@ impl IdempotencyMetrics {
             "How long idempotency store operations took"
         );
         Self {
-            requests: RESULTS.map(|result| {
-                counter!("palisade_idempotency_requests_total", "name" => name.to_owned(), "result" => result)
+            requests: Outcome::ALL.map(|result| {
+                counter!("palisade_idempotency_requests_total", "name" => name.to_owned(), "result" => result.label())
             }),
-            store_seconds: OPS.map(|op| {
-                histogram!("palisade_idempotency_store_seconds", "name" => name.to_owned(), "op" => op)
+            store_seconds: Op::ALL.map(|op| {
+                histogram!("palisade_idempotency_store_seconds", "name" => name.to_owned(), "op" => op.label())
             }),
-            store_errors: OPS.map(|op| {
-                counter!("palisade_idempotency_store_errors_total", "name" => name.to_owned(), "op" => op)
+            store_errors: Op::ALL.map(|op| {
+                counter!("palisade_idempotency_store_errors_total", "name" => name.to_owned(), "op" => op.label())
             }),
         }
     }
 
-    /// Counts a keyed request under `result`, one of [`RESULTS`].
-    pub(crate) fn request(&self, result: &'static str) {
-        if let Some(i) = RESULTS.iter().position(|r| *r == result) {
-            self.requests[i].increment(1);
-        } else {
-            debug_assert!(false, "an unknown result: {result}");
-        }
+    /// Counts a keyed request under what became of it.
+    pub(crate) fn request(&self, result: Outcome) {
+        self.requests[result as usize].increment(1);
     }
 
-    /// Times a store operation `op`, one of [`OPS`], and counts it if it failed.
-    pub(crate) fn store_op(&self, op: &'static str, took: Duration, failed: bool) {
-        let Some(i) = OPS.iter().position(|o| *o == op) else {
-            debug_assert!(false, "an unknown store operation: {op}");
-            return;
-        };
-        self.store_seconds[i].record(took.as_secs_f64());
+    /// Times a store operation, and counts it if it failed.
+    pub(crate) fn store_op(&self, op: Op, took: Duration, failed: bool) {
+        self.store_seconds[op as usize].record(took.as_secs_f64());
         if failed {
-            self.store_errors[i].increment(1);
+            self.store_errors[op as usize].increment(1);
         }
     }
 }

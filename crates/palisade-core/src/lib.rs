@@ -18,7 +18,16 @@
 //!    `grpc-retry-pushback-ms`. That is what lets a layer drop into an axum `Router` without
 //!    `HandleErrorLayer`.
 //!
-//! Plus [`ConfigError`], the one error every builder returns.
+//! 3. **Was that palisade's own refusal?** A stack composes layers, and one layer's refusal
+//!    passes through the others: [`refusal`] marks every refusal (a response extension, an
+//!    error source) so that a breaker does not count it as the dependency failing and a
+//!    retry does not sleep on its `Retry-After` as if a server had asked.
+//!
+//! 4. **Why was a call dropped?** [`cancel`] tells the layers below a timeout that it cut
+//!    the call — the service was too slow — rather than that the caller went away.
+//!
+//! Plus [`ConfigError`], the one error every builder returns, and [`BoxError`], the one
+//! error type of every palisade service in generic mode.
 //!
 //! # Example
 //!
@@ -47,11 +56,13 @@
 //! as a failure, or a scan of missing pages would close an open breaker), and its classifiers
 //! are consumed per request, where ours are shared by reference on the hot path.
 
+pub mod cancel;
 mod classify;
 mod config_error;
 pub mod grpc;
 pub mod hint;
 pub mod random;
+pub mod refusal;
 pub mod response;
 
 pub use classify::{
@@ -61,3 +72,8 @@ pub use classify::{
 pub use config_error::ConfigError;
 pub use grpc::GrpcCode;
 pub use response::{Problem, Rejection, ResponseBody, rejection_response};
+
+/// The error of every palisade service in generic mode (the same type as `tower::BoxError`):
+/// the inner service's error as it was, or a layer's typed refusal, either found with
+/// `downcast_ref`.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

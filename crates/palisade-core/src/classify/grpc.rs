@@ -97,6 +97,10 @@ impl<B, E> Classify<Response<B>, E> for GrpcClassifier {
         Classification::AtEndOfStream
     }
 
+    fn is_refusal(&self, response: &Response<B>) -> bool {
+        crate::refusal::of_response(response).is_some()
+    }
+
     fn classify_error(&self, _: &E) -> Outcome {
         self.errors
     }

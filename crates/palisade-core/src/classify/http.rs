@@ -94,6 +94,10 @@ impl<B, E> Classify<Response<B>, E> for HttpClassifier {
         Classification::Complete(self.outcome_of(response.status()))
     }
 
+    fn is_refusal(&self, response: &Response<B>) -> bool {
+        crate::refusal::of_response(response).is_some()
+    }
+
     fn classify_error(&self, _: &E) -> Outcome {
         self.errors
     }

@@ -60,6 +60,15 @@ pub trait Classify<Res, E> {
         None
     }
 
+    /// Whether `response` is a palisade layer's refusal rather than the service's answer
+    /// ([`refusal`](crate::refusal)): a breaker counts it neither way. `false` unless the
+    /// classifier knows where the mark is (the HTTP and gRPC classifiers read it from the
+    /// response's extensions).
+    fn is_refusal(&self, response: &Res) -> bool {
+        let _ = response;
+        false
+    }
+
     /// The outcome of a call whose body is out of reach (a layer over a plain service): an
     /// outcome that waits on the trailers proves nothing either way, and is `Ignored`.
     fn classify_result(&self, result: &Result<Res, E>) -> Outcome {

@@ -10,6 +10,9 @@
 //! - gRPC (the request's `content-type` is `application/grpc...`): a "trailers-only"
 //!   response — HTTP `200` with `grpc-status`, `grpc-message` and, when the rejection knows
 //!   when to come back, `grpc-retry-pushback-ms` — which every gRPC client understands.
+//!
+//! Either carries a [`Refused`](crate::refusal::Refused) in its extensions, so that the
+//! palisade layers it passes on its way out know it for a refusal, not a service's answer.
 
 mod body;
 mod problem;
@@ -24,6 +27,11 @@ pub use self::problem::Problem;
 use crate::grpc::{GRPC_MESSAGE, GRPC_RETRY_PUSHBACK_MS, GRPC_STATUS, GrpcCode};
 
 /// A layer's refusal of a request, with what a response needs to describe it.
+///
+/// A refusal's [`source`](std::error::Error::source) is
+/// [`LOCAL_REFUSAL`](crate::refusal::LOCAL_REFUSAL), so that the layers above know it, as an
+/// error, for a refusal rather than a failure of the service; as a response it is marked by
+/// [`rejection_response`].
 pub trait Rejection: std::error::Error {
     /// The HTTP status of the refusal (`503 Service Unavailable` unless the layer says
     /// otherwise).
@@ -63,6 +71,7 @@ pub fn http_response<B>(rejection: &dyn Rejection) -> Response<ResponseBody<B>> 
     let body = Bytes::from(problem.to_json());
     let mut response = Response::new(ResponseBody::rejection(body));
     *response.status_mut() = rejection.http_status();
+    mark(&mut response, rejection);
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,
@@ -80,6 +89,7 @@ pub fn http_response<B>(rejection: &dyn Rejection) -> Response<ResponseBody<B>> 
 /// The gRPC answer to a refused request: a trailers-only response.
 pub fn grpc_response<B>(rejection: &dyn Rejection) -> Response<ResponseBody<B>> {
     let mut response = Response::new(ResponseBody::rejection(Bytes::new()));
+    mark(&mut response, rejection);
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,
@@ -95,6 +105,13 @@ pub fn grpc_response<B>(rejection: &dyn Rejection) -> Response<ResponseBody<B>> 
         headers.insert(GRPC_RETRY_PUSHBACK_MS, HeaderValue::from(millis));
     }
     response
+}
+
+/// Marks a response as a palisade refusal, for the layers it passes on its way out.
+fn mark<B>(response: &mut Response<B>, rejection: &dyn Rejection) {
+    response
+        .extensions_mut()
+        .insert(crate::refusal::Refused::new(rejection.kind()));
 }
 
 /// `Retry-After` in whole seconds, rounded up: a client told "0" would come straight back.
@@ -154,6 +171,11 @@ mod tests {
             response.headers()[header::CONTENT_TYPE],
             "application/problem+json"
         );
+        assert_eq!(
+            crate::refusal::of_response(&response).map(|r| r.kind()),
+            Some("closed"),
+            "marked as a palisade refusal"
+        );
         let body = response.into_body().collect().await.unwrap().to_bytes();
         let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(json["status"], 503);
@@ -175,6 +197,7 @@ mod tests {
         let response: Response<ResponseBody<http_body_util::Empty<Bytes>>> =
             rejection_response(&Closed(Some(Duration::from_millis(250))), true);
         assert_eq!(response.status(), StatusCode::OK);
+        assert!(crate::refusal::of_response(&response).is_some());
         assert_eq!(response.headers()[GRPC_STATUS], "14");
         assert_eq!(response.headers()[GRPC_RETRY_PUSHBACK_MS], "250");
         assert_eq!(

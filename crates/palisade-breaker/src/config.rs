@@ -126,6 +126,7 @@ pub struct BreakerConfig {
     pub(crate) half_open_probes: u32,
     pub(crate) successes_to_close: u32,
     pub(crate) jitter_seed: Option<u64>,
+    pub(crate) silent: bool,
 }
 
 impl Default for BreakerConfig {
@@ -145,6 +146,7 @@ impl Default for BreakerConfig {
             half_open_probes: 3,
             successes_to_close: 3,
             jitter_seed: None,
+            silent: false,
         }
     }
 }
@@ -167,6 +169,14 @@ impl BreakerConfig {
     pub fn renamed(&self, name: impl Into<Arc<str>>) -> BreakerConfig {
         BreakerConfig {
             name: name.into(),
+            ..self.clone()
+        }
+    }
+
+    /// The same configuration, [silent](BreakerConfigBuilder::silent).
+    pub fn silenced(&self) -> BreakerConfig {
+        BreakerConfig {
+            silent: true,
             ..self.clone()
         }
     }
@@ -281,6 +291,15 @@ impl BreakerConfigBuilder {
     /// sequences: the seed is mixed with each breaker's name.
     pub fn jitter_seed(mut self, seed: u64) -> Self {
         self.config.jitter_seed = Some(seed);
+        self
+    }
+
+    /// Records no metrics, and tells its changes of state at DEBUG rather than WARN/INFO:
+    /// for a breaker whose owner reports for it — the ejection breaker of each endpoint in
+    /// a palisade balancer, which counts ejections per balancer and would otherwise leave
+    /// a set of `palisade_breaker_*` series behind every endpoint it ever had.
+    pub fn silent(mut self) -> Self {
+        self.config.silent = true;
         self
     }
 

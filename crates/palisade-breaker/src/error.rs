@@ -62,7 +62,13 @@ impl fmt::Display for BreakerOpen {
     }
 }
 
-impl std::error::Error for BreakerOpen {}
+/// Its source marks it as a palisade refusal ([`palisade_core::refusal`]): the layers above
+/// it neither count it as a failure of the service nor take its hint for a server's.
+impl std::error::Error for BreakerOpen {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&palisade_core::refusal::LOCAL_REFUSAL)
+    }
+}
 
 impl Rejection for BreakerOpen {
     fn retry_after(&self) -> Option<Duration> {

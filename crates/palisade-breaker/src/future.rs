@@ -4,7 +4,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
-use palisade_core::Classify;
+use palisade_core::{Classify, Outcome, refusal};
 use pin_project_lite::pin_project;
 
 use crate::error::BreakerOpen;
@@ -45,10 +45,24 @@ impl<F, C> ResponseFuture<F, C> {
     }
 }
 
+/// The outcome a call counts as: a palisade refusal from a layer below counts neither way
+/// (the service never saw the request), anything else as the classifier says.
+pub(crate) fn judge<C, T, E>(classifier: &C, result: &Result<T, E>) -> Outcome
+where
+    C: Classify<T, E>,
+    E: 'static,
+{
+    match result {
+        Ok(response) if classifier.is_refusal(response) => Outcome::Ignored,
+        Err(error) if refusal::is_refusal_error(error) => Outcome::Ignored,
+        _ => classifier.classify_result(result),
+    }
+}
+
 impl<F, C, T, E> Future for ResponseFuture<F, C>
 where
     F: Future<Output = Result<T, E>>,
-    E: Into<tower::BoxError>,
+    E: Into<tower::BoxError> + 'static,
     C: Classify<T, E>,
 {
     type Output = Result<T, tower::BoxError>;
@@ -62,7 +76,7 @@ where
             } => {
                 let result = ready!(future.poll(cx));
                 if let Some(permit) = permit.take() {
-                    permit.record(classifier.classify_result(&result));
+                    permit.record(judge(classifier, &result));
                 }
                 Poll::Ready(result.map_err(Into::into))
             }

@@ -8,9 +8,15 @@
 //! | `palisade_breaker_rejected_total` | counter | `name` | calls refused |
 //! | `palisade_breaker_transitions_total` | counter | `name`, `from`, `to` | changes of state |
 //!
-//! Handles are registered once, when the breaker is made, so recording a call is an
-//! increment on a handle; install the recorder (e.g. `metrics-exporter-prometheus`) before
-//! building layers.
+//! Handles are registered once, when the breaker is made — every series above, the
+//! transitions between every pair of states included, so that an alert on
+//! `increase(palisade_breaker_transitions_total{to="open"}[5m]) > 0` sees the first opening
+//! of a process too — and recording a call is an increment on a handle. Install the
+//! recorder (e.g. `metrics-exporter-prometheus`) before building layers.
+//!
+//! A [`silent`](crate::BreakerConfigBuilder::silent) breaker records nothing: the ejection
+//! breaker of each endpoint inside a palisade balancer is one, and the balancer reports
+//! ejections itself (`palisade_balance_*`), with no series per endpoint to outlive it.
 
 use metrics::{Counter, Gauge, counter, describe_counter, describe_gauge, gauge};
 use palisade_core::Outcome;
@@ -18,7 +24,6 @@ use palisade_core::Outcome;
 use crate::state::{State, Transition};
 
 pub(crate) struct BreakerMetrics {
-    name: String,
     success: Counter,
     failure: Counter,
     ignored: Counter,
@@ -26,10 +31,24 @@ pub(crate) struct BreakerMetrics {
     slow: Counter,
     rejected: Counter,
     state: [Gauge; 5],
+    /// Indexed by `from × 5 + to`.
+    transitions: [Counter; 25],
 }
 
 impl BreakerMetrics {
-    pub(crate) fn new(name: &str) -> Self {
+    pub(crate) fn new(name: &str, silent: bool) -> Self {
+        if silent {
+            return Self {
+                success: Counter::noop(),
+                failure: Counter::noop(),
+                ignored: Counter::noop(),
+                cancelled: Counter::noop(),
+                slow: Counter::noop(),
+                rejected: Counter::noop(),
+                state: std::array::from_fn(|_| Gauge::noop()),
+                transitions: std::array::from_fn(|_| Counter::noop()),
+            };
+        }
         describe_gauge!(
             "palisade_breaker_state",
             "1 for the breaker's current state, 0 for the others"
@@ -52,7 +71,6 @@ impl BreakerMetrics {
         );
         let calls = |outcome: &'static str| counter!("palisade_breaker_calls_total", "name" => name.to_owned(), "outcome" => outcome);
         let metrics = Self {
-            name: name.to_owned(),
             success: calls("success"),
             failure: calls("failure"),
             ignored: calls("ignored"),
@@ -61,6 +79,19 @@ impl BreakerMetrics {
             rejected: counter!("palisade_breaker_rejected_total", "name" => name.to_owned()),
             state: State::ALL.map(|s| {
                 gauge!("palisade_breaker_state", "name" => name.to_owned(), "state" => s.as_str())
+            }),
+            transitions: std::array::from_fn(|i| {
+                let (from, to) = (State::ALL[i / 5], State::ALL[i % 5]);
+                if from == to {
+                    // Never a change of state: no series.
+                    return Counter::noop();
+                }
+                counter!(
+                    "palisade_breaker_transitions_total",
+                    "name" => name.to_owned(),
+                    "from" => from.as_str(),
+                    "to" => to.as_str()
+                )
             }),
         };
         metrics.set_state(State::Closed);
@@ -88,13 +119,7 @@ impl BreakerMetrics {
     }
 
     pub(crate) fn transition(&self, t: Transition) {
-        counter!(
-            "palisade_breaker_transitions_total",
-            "name" => self.name.clone(),
-            "from" => t.from.as_str(),
-            "to" => t.to.as_str()
-        )
-        .increment(1);
+        self.transitions[t.from.index() * 5 + t.to.index()].increment(1);
         self.set_state(t.to);
     }
 

@@ -125,7 +125,7 @@ impl Gate {
 impl<S, C, P, Req> Service<Req> for CircuitBreaker<S, C, P>
 where
     S: Service<Req>,
-    S::Error: Into<tower::BoxError>,
+    S::Error: Into<tower::BoxError> + 'static,
     C: Classify<S::Response, S::Error> + Clone,
     P: PickBreaker<Req>,
 {

@@ -6,6 +6,7 @@ use std::task::Waker;
 use std::time::Duration;
 
 use palisade_core::Outcome;
+use palisade_core::cancel::Cancellation;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -37,7 +38,7 @@ impl Shared {
     pub(crate) fn new(config: BreakerConfig) -> Arc<Self> {
         let needs_clock = config.keeps_window() && matches!(config.window, Window::Time { .. });
         Arc::new(Self {
-            metrics: BreakerMetrics::new(&config.name),
+            metrics: BreakerMetrics::new(&config.name, config.silent),
             machine: Machine::new(config),
             epoch: Instant::now(),
             needs_clock,
@@ -130,6 +131,9 @@ impl Shared {
 
     pub(crate) fn on_transition(&self, t: Transition) {
         match t.to {
+            _ if self.machine.config().silent => {
+                tracing::debug!(breaker = %self.name(), from = %t.from, to = %t.to, "circuit breaker state changed");
+            }
             State::Open | State::ForcedOpen => {
                 tracing::warn!(breaker = %self.name(), from = %t.from, to = %t.to, "circuit breaker opened");
             }
@@ -169,7 +173,8 @@ fn nanos(d: Duration) -> u64 {
 /// The right to make one call through the breaker, and the duty to report how it ended.
 ///
 /// Dropping a permit without recording (the call's future was dropped) gives back a probe
-/// slot and counts as `cancelled`: never as a success, never leaked.
+/// slot and counts as `cancelled`: never as a success, never leaked — unless a timeout cut
+/// the call ([`palisade_core::cancel`]), which is a failure: the service took too long.
 pub(crate) struct Permit {
     shared: Arc<Shared>,
     ticket: Ticket,
@@ -204,6 +209,10 @@ impl Permit {
 
     #[inline]
     pub(crate) fn record(mut self, outcome: Outcome) {
+        self.finish(outcome);
+    }
+
+    fn finish(&mut self, outcome: Outcome) {
         self.done = true;
         let elapsed = (self.started != UNTIMED)
             .then(|| Duration::from_nanos(self.shared.now().saturating_sub(self.started)));
@@ -214,8 +223,12 @@ impl Permit {
 impl Drop for Permit {
     #[inline]
     fn drop(&mut self) {
-        if !self.done {
-            self.shared.cancel(self.ticket);
+        if self.done {
+            return;
+        }
+        match palisade_core::cancel::current() {
+            Cancellation::TimedOut => self.finish(Outcome::Failure),
+            _ => self.shared.cancel(self.ticket),
         }
     }
 }

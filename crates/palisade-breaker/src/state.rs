@@ -28,6 +28,17 @@ impl State {
         State::Disabled,
     ];
 
+    /// The state's place in [`ALL`](Self::ALL).
+    pub(crate) fn index(self) -> usize {
+        match self {
+            State::Closed => 0,
+            State::Open => 1,
+            State::HalfOpen => 2,
+            State::ForcedOpen => 3,
+            State::Disabled => 4,
+        }
+    }
+
     /// The state's name as a metric label: `closed`, `open`, `half_open`, `forced_open`,
     /// `disabled`.
     pub fn as_str(self) -> &'static str {

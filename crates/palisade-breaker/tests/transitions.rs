@@ -376,3 +376,47 @@ async fn gate_mode_is_pending_while_open_and_wakes_when_a_probe_is_due() {
     assert_eq!(handle.state(), State::Closed);
     waiting.await.unwrap();
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_refusal_from_a_breaker_below_counts_neither_way() {
+    // Stacked breakers (a client's outer breaker over per-endpoint ones, a server's over a
+    // shedder's): the inner one's refusal says nothing about the dependency.
+    let inner = CircuitBreakerLayer::new(config().name("inner").build().unwrap());
+    let inner_handle = inner.handle();
+    let outer = CircuitBreakerLayer::new(config().name("outer").build().unwrap());
+    let outer_handle = outer.handle();
+    let (svc, _) = switchable();
+    let mut svc = outer.layer(inner.layer(svc));
+    inner_handle.force_open();
+    for _ in 0..10 {
+        let refused = call(&mut svc).await;
+        assert!(is_refusal(&refused), "the inner breaker's refusal, as is");
+    }
+    assert_eq!(outer_handle.state(), State::Closed);
+    assert_eq!(outer_handle.counts().consecutive_failures, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_call_cut_by_a_timeout_is_a_failure_and_a_dropped_one_is_not() {
+    use palisade_core::cancel::{self, Cancellation};
+    let layer = CircuitBreakerLayer::new(config().build().unwrap());
+    let handle = layer.handle();
+    let mut svc = layer.layer(service_fn(|()| std::future::pending::<Result<(), BoxError>>()));
+
+    let call = svc.ready().await.unwrap().call(());
+    drop(call);
+    assert_eq!(
+        handle.counts().consecutive_failures,
+        0,
+        "a caller that went away says nothing of the service"
+    );
+    for _ in 0..3 {
+        let call = svc.ready().await.unwrap().call(());
+        cancel::dropping(Cancellation::TimedOut, || drop(call));
+    }
+    assert_eq!(
+        handle.state(),
+        State::Open,
+        "three calls the timeout cut are three failures"
+    );
+}

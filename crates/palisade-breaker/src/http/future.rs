@@ -4,7 +4,7 @@ use std::task::{Context, Poll, ready};
 
 use http::Response;
 use palisade_core::response::rejection_response;
-use palisade_core::{Classification, Classify, ResponseBody};
+use palisade_core::{Classification, Classify, Outcome, ResponseBody, refusal};
 use pin_project_lite::pin_project;
 
 use super::{BreakerBody, ClassifyEos};
@@ -57,6 +57,7 @@ impl<F, C> HttpResponseFuture<F, C> {
 impl<F, C, B, E> Future for HttpResponseFuture<F, C>
 where
     F: Future<Output = Result<Response<B>, E>>,
+    E: 'static,
     C: Classify<Response<B>, E> + Clone,
 {
     type Output = Result<Response<ResponseBody<BreakerBody<B, C>>>, E>;
@@ -73,7 +74,13 @@ where
                 let permit = permit.take();
                 match result {
                     Ok(response) => {
-                        let deferred = match (classifier.classify_response(&response), permit) {
+                        let classification = if refusal::of_response(&response).is_some() {
+                            // A refusal from a layer below: the service never saw it.
+                            Classification::Complete(Outcome::Ignored)
+                        } else {
+                            classifier.classify_response(&response)
+                        };
+                        let deferred = match (classification, permit) {
                             (Classification::AtEndOfStream, Some(permit)) => {
                                 Some((permit, classifier.clone(), *eos))
                             }
@@ -89,7 +96,11 @@ where
                     }
                     Err(error) => {
                         if let Some(permit) = permit {
-                            permit.record(classifier.classify_error(&error));
+                            permit.record(if refusal::is_refusal_error(&error) {
+                                Outcome::Ignored
+                            } else {
+                                classifier.classify_error(&error)
+                            });
                         }
                         Poll::Ready(Err(error))
                     }

@@ -70,6 +70,7 @@ where
 impl<S, C, P, ReqB, ResB> Service<Request<ReqB>> for HttpCircuitBreaker<S, C, P>
 where
     S: Service<Request<ReqB>, Response = Response<ResB>>,
+    S::Error: 'static,
     C: Classify<Response<ResB>, S::Error> + Clone,
     P: PickBreaker<Request<ReqB>>,
 {

@@ -70,7 +70,13 @@ impl fmt::Display for Refusal {
     }
 }
 
-impl std::error::Error for Refusal {}
+/// Its source marks it as a palisade refusal ([`palisade_core::refusal`]): the layers above
+/// it neither count it as a failure of the service nor take its hint for a server's.
+impl std::error::Error for Refusal {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&palisade_core::refusal::LOCAL_REFUSAL)
+    }
+}
 
 impl Refusal {
     /// The name used in metrics' `result` label.

@@ -82,7 +82,13 @@ impl fmt::Display for Overloaded {
     }
 }
 
-impl std::error::Error for Overloaded {}
+/// Its source marks it as a palisade refusal ([`palisade_core::refusal`]): the layers above
+/// it neither count it as a failure of the service nor take its hint for a server's.
+impl std::error::Error for Overloaded {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&palisade_core::refusal::LOCAL_REFUSAL)
+    }
+}
 
 impl Rejection for Overloaded {
     fn grpc_code(&self) -> GrpcCode {

@@ -344,6 +344,15 @@ impl Permit {
     }
 }
 
+impl Permit {
+    /// Takes no latency sample for this request: a palisade layer below refused it, so its
+    /// time measures that layer, not the service's work ([`palisade_core::refusal`]).
+    #[inline]
+    pub(crate) fn skip_sample(&mut self) {
+        self.recorded = true;
+    }
+}
+
 impl Drop for Permit {
     #[inline]
     fn drop(&mut self) {

@@ -97,10 +97,13 @@ where
         let Some(inner) = this.inner.as_mut().as_pin_mut() else {
             unreachable!("an admitted call has an inner future");
         };
-        let result = ready!(inner.poll(cx));
+        let result = ready!(inner.poll(cx)).map_err(Into::into);
         if let Some(mut permit) = this.permit.take() {
-            permit.record();
+            match &result {
+                Err(error) if palisade_core::refusal::is_refusal(&**error) => permit.skip_sample(),
+                _ => permit.record(),
+            }
         }
-        Poll::Ready(result.map_err(Into::into))
+        Poll::Ready(result)
     }
 }

@@ -386,3 +386,80 @@ async fn a_critical_request_takes_the_place_of_a_default_one_in_a_full_queue() {
     assert!(poll(&mut critical).is_pending(), "running now");
     assert_eq!((handle.inflight(), handle.queued()), (1, 0));
 }
+
+/// A limit that counts the samples it is given, and never moves.
+#[derive(Clone, Default)]
+struct CountingLimit(Arc<AtomicU64>);
+
+impl palisade_shed::limit::Limit for CountingLimit {
+    fn initial(&self) -> usize {
+        10
+    }
+    fn update(&mut self, limit: usize, _: palisade_shed::limit::Sample) -> usize {
+        self.0.fetch_add(1, SeqCst);
+        limit
+    }
+    fn bounds(&self) -> (usize, usize) {
+        (10, 10)
+    }
+}
+
+/// A refusal by a palisade layer below the shedder (a breaker, in generic mode).
+#[derive(Debug)]
+struct RefusedBelow;
+
+impl std::fmt::Display for RefusedBelow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("refused below")
+    }
+}
+
+impl std::error::Error for RefusedBelow {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&palisade_core::refusal::LOCAL_REFUSAL)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_refusal_from_below_is_no_latency_sample() {
+    // A refusal below takes no time: sampled, it would read as the service being fast (or,
+    // behind a slow refusal, slow) and move the limit for work nobody did.
+    let limit = CountingLimit::default();
+    let config = ShedConfig::builder().limit(limit.clone()).build().unwrap();
+    let mut svc = ShedLayer::new(config).layer(service_fn(|refuse: bool| async move {
+        sleep(MS).await;
+        if refuse {
+            Err::<(), BoxError>(Box::new(RefusedBelow))
+        } else {
+            Err("a real failure".into())
+        }
+    }));
+    assert!(svc.ready().await.unwrap().call(true).await.is_err());
+    assert_eq!(limit.0.load(SeqCst), 0, "a refusal is not a sample");
+    assert!(svc.ready().await.unwrap().call(false).await.is_err());
+    assert_eq!(limit.0.load(SeqCst), 1, "a failure of the service is one");
+
+    // The same in HTTP mode, where a refusal is a marked response.
+    let config = ShedConfig::builder().limit(limit.clone()).build().unwrap();
+    let mut http = palisade_shed::HttpShedLayer::new(config).layer(service_fn(
+        |refuse: http::Request<()>| async move {
+            sleep(MS).await;
+            let mut response = http::Response::new(());
+            if refuse.uri().path() == "/refused" {
+                response
+                    .extensions_mut()
+                    .insert(palisade_core::refusal::Refused::new("breaker-open"));
+            }
+            Ok::<_, std::convert::Infallible>(response)
+        },
+    ));
+    for path in ["/refused", "/served"] {
+        let request = http::Request::get(path).body(()).unwrap();
+        http.ready().await.unwrap().call(request).await.unwrap();
+    }
+    assert_eq!(
+        limit.0.load(SeqCst),
+        2,
+        "only the served request is a sample"
+    );
+}

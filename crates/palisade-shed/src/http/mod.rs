@@ -113,7 +113,11 @@ where
         let response = ready!(inner.poll(cx))?;
         let mut permit = this.permit.take();
         if let Some(permit) = &mut permit {
-            permit.record();
+            if palisade_core::refusal::of_response(&response).is_some() {
+                permit.skip_sample();
+            } else {
+                permit.record();
+            }
         }
         Poll::Ready(Ok(
             response.map(|body| ResponseBody::inner(ShedBody::new(body, permit)))

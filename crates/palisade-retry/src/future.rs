@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
+use palisade_core::cancel::{self, Cancellation};
 use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep, sleep, sleep_until};
 use tower_service::Service;
@@ -118,6 +119,12 @@ where
     }
 }
 
+/// Drops an attempt that a timeout or the deadline cut, saying so to the layers below (a
+/// balancer charges its endpoint, a breaker counts a failure: [`palisade_core::cancel`]).
+fn cut<F>(mut attempt: Pin<&mut Option<F>>) {
+    cancel::dropping(Cancellation::TimedOut, || attempt.set(None));
+}
+
 impl<S, R, P, Req> Future for ResponseFuture<S, R, P, Req>
 where
     R: Replay<Req>,
@@ -144,13 +151,17 @@ where
                         unreachable!("an attempt is in flight while calling");
                     };
                     let result = match attempt.poll(cx) {
-                        Poll::Ready(result) => result.map_err(Into::into),
+                        Poll::Ready(result) => {
+                            this.attempt.set(None);
+                            result.map_err(Into::into)
+                        }
                         Poll::Pending => {
                             if this
                                 .deadline
                                 .as_mut()
                                 .is_some_and(|deadline| deadline.as_mut().poll(cx).is_ready())
                             {
+                                cut(this.attempt.as_mut());
                                 return Poll::Ready(Err(deadline_passed(*this.attempts + 1)));
                             }
                             let timed_out = this
@@ -160,12 +171,12 @@ where
                             if !timed_out {
                                 return Poll::Pending;
                             }
+                            cut(this.attempt.as_mut());
                             Err(Box::new(AttemptTimedOut {
                                 timeout: config.attempt_timeout.unwrap_or_default(),
                             }) as BoxError)
                         }
                     };
-                    this.attempt.set(None);
                     *this.timer = None;
                     *this.attempts += 1;
 

@@ -75,20 +75,22 @@ where
         self.replay.prepare(&mut request);
         let config = &self.shared.config;
         config.budget.deposit();
-        if config.max_attempts > 1 && self.policy.may_retry(&request) {
+        // The request's own copy: `may_retry` may note what the decisions need.
+        let mut policy = self.policy.clone();
+        if config.max_attempts > 1 && policy.may_retry(&request) {
             let (attempt, saved) = self.replay.first(request);
             let future = self.inner.call(attempt);
             ResponseFuture::retryable(
                 future,
                 self.shared.clone(),
-                self.policy.clone(),
+                policy,
                 self.replay.clone(),
                 self.inner.clone(),
                 saved,
             )
         } else {
             let future = self.inner.call(self.replay.only(request));
-            ResponseFuture::once(future, self.shared.clone(), self.policy.clone())
+            ResponseFuture::once(future, self.shared.clone(), policy)
         }
     }
 }

@@ -5,6 +5,7 @@ use std::time::SystemTime;
 use http::{HeaderName, Method, Request, Response, StatusCode};
 use palisade_core::GrpcCode;
 use palisade_core::grpc::{GRPC_RETRY_PUSHBACK_MS, GRPC_STATUS, is_grpc};
+use palisade_core::refusal;
 
 use super::{BoxError, Decision, Policy};
 use palisade_core::hint::{parse_grpc_pushback, parse_retry_after};
@@ -21,26 +22,40 @@ pub(crate) const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempote
 ///   502, 503, 504 and 429; for gRPC, the codes in a set (`UNAVAILABLE` by default), read
 ///   from the response head — a status in the trailers comes after the response has been
 ///   handed to the caller, when retrying is no longer possible (gRPC's own rule).
+///   A request that carries an `Idempotency-Key` is also retried on `409 Conflict`: that is
+///   how an idempotency server (palisade's among them) says "an attempt with this key is
+///   still running" — typically the attempt this layer's timeout just gave up on — and the
+///   retry gets its stored response once it finishes.
 /// - **Hints**: `Retry-After` on an HTTP response, `grpc-retry-pushback-ms` on a gRPC one,
-///   replace the backoff; a negative pushback means do not retry.
+///   replace the backoff; a negative pushback means do not retry. The hint of a refusal made
+///   by a palisade layer in this process (a breaker or shedder below,
+///   [`palisade_core::refusal`]) is not a server's and is ignored: an open breaker's
+///   "come back in 5 s" is about that breaker, while the balancer below may have a healthy
+///   endpoint for the retry now.
 #[derive(Debug, Clone)]
 pub struct HttpPolicy {
-    statuses: Vec<StatusCode>,
+    statuses: StatusSet,
     grpc_codes: u32,
     all_methods: bool,
+    /// Whether the request being decided carries an `Idempotency-Key` (the layer clones the
+    /// policy for each request; `may_retry` sets it).
+    keyed: bool,
 }
 
 impl Default for HttpPolicy {
     fn default() -> Self {
         Self {
-            statuses: vec![
+            statuses: [
                 StatusCode::BAD_GATEWAY,
                 StatusCode::SERVICE_UNAVAILABLE,
                 StatusCode::GATEWAY_TIMEOUT,
                 StatusCode::TOO_MANY_REQUESTS,
-            ],
+            ]
+            .into_iter()
+            .collect(),
             grpc_codes: 1 << GrpcCode::Unavailable as u32,
             all_methods: false,
+            keyed: false,
         }
     }
 }
@@ -75,11 +90,43 @@ pub(crate) fn is_idempotent(method: &Method) -> bool {
     )
 }
 
+/// A set of HTTP statuses, one bit each: the policy is cloned per request, so no heap.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct StatusSet([u64; 16]);
+
+impl StatusSet {
+    fn contains(&self, status: StatusCode) -> bool {
+        let code = usize::from(status.as_u16());
+        self.0[code / 64] & (1 << (code % 64)) != 0
+    }
+}
+
+impl FromIterator<StatusCode> for StatusSet {
+    fn from_iter<I: IntoIterator<Item = StatusCode>>(statuses: I) -> Self {
+        let mut set = [0u64; 16];
+        for status in statuses {
+            // A `StatusCode` is 100..=999, always inside the 1024 bits.
+            let code = usize::from(status.as_u16());
+            set[code / 64] |= 1 << (code % 64);
+        }
+        Self(set)
+    }
+}
+
+impl std::fmt::Debug for StatusSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set()
+            .entries(
+                (100..1000u16).filter(|&c| StatusCode::from_u16(c).is_ok_and(|s| self.contains(s))),
+            )
+            .finish()
+    }
+}
+
 impl<B, RB> Policy<Request<B>, Response<RB>> for HttpPolicy {
-    fn may_retry(&self, request: &Request<B>) -> bool {
-        self.all_methods
-            || is_idempotent(request.method())
-            || request.headers().contains_key(IDEMPOTENCY_KEY)
+    fn may_retry(&mut self, request: &Request<B>) -> bool {
+        self.keyed = request.headers().contains_key(IDEMPOTENCY_KEY);
+        self.all_methods || self.keyed || is_idempotent(request.method())
     }
 
     fn decide(&self, result: Result<&Response<RB>, &BoxError>) -> Decision {
@@ -103,6 +150,13 @@ impl<B, RB> Policy<Request<B>, Response<RB>> for HttpPolicy {
             if code >= 32 || self.grpc_codes & (1 << code) == 0 {
                 return Decision::Done;
             }
+            if refusal::of_response(response).is_some() {
+                // Its pushback is the refusing layer's, not the server's (see above).
+                return Decision::Retry {
+                    reason: grpc_reason(code),
+                    after: None,
+                };
+            }
             return match headers
                 .get(GRPC_RETRY_PUSHBACK_MS)
                 .and_then(parse_grpc_pushback)
@@ -115,14 +169,26 @@ impl<B, RB> Policy<Request<B>, Response<RB>> for HttpPolicy {
             };
         }
         let status = response.status();
-        if !self.statuses.contains(&status) {
+        let in_flight = self.keyed && status == StatusCode::CONFLICT;
+        if !in_flight && !self.statuses.contains(status) {
             return Decision::Done;
         }
-        Decision::Retry {
-            reason: status.canonical_reason().unwrap_or("retryable status"),
-            after: headers
+        // A refusal made in this process carries the hint of the layer that refused, which is
+        // not the service's: retry after the backoff.
+        let after = if refusal::of_response(response).is_some() {
+            None
+        } else {
+            headers
                 .get(http::header::RETRY_AFTER)
-                .and_then(|v| parse_retry_after(v, SystemTime::now())),
+                .and_then(|v| parse_retry_after(v, SystemTime::now()))
+        };
+        Decision::Retry {
+            reason: if in_flight {
+                "in flight (409 for an idempotency key)"
+            } else {
+                status.canonical_reason().unwrap_or("retryable status")
+            },
+            after,
         }
     }
 }
@@ -156,7 +222,7 @@ mod tests {
     }
 
     fn may_retry(policy: &HttpPolicy, r: &Request<()>) -> bool {
-        Policy::<Request<()>, Response<()>>::may_retry(policy, r)
+        Policy::<Request<()>, Response<()>>::may_retry(&mut policy.clone(), r)
     }
 
     fn decide(policy: &HttpPolicy, r: &Response<()>) -> Decision {
@@ -248,5 +314,78 @@ mod tests {
             ),
             Decision::Done
         );
+    }
+
+    #[test]
+    fn a_keyed_request_is_retried_on_409_in_flight() {
+        let mut keyed = HttpPolicy::default();
+        let mut post = request(Method::POST);
+        post.headers_mut()
+            .insert(IDEMPOTENCY_KEY, "\"k\"".parse().unwrap());
+        assert!(Policy::<Request<()>, Response<()>>::may_retry(
+            &mut keyed, &post
+        ));
+        assert_eq!(
+            decide(&keyed, &response(409, &[("retry-after", "1")])),
+            Decision::Retry {
+                reason: "in flight (409 for an idempotency key)",
+                after: Some(std::time::Duration::from_secs(1))
+            }
+        );
+        assert_eq!(decide(&keyed, &response(422, &[])), Decision::Done);
+        let mut plain = HttpPolicy::default();
+        assert!(Policy::<Request<()>, Response<()>>::may_retry(
+            &mut plain,
+            &request(Method::PUT)
+        ));
+        assert_eq!(
+            decide(&plain, &response(409, &[])),
+            Decision::Done,
+            "a 409 without a key is the server's answer"
+        );
+    }
+
+    #[test]
+    fn the_hint_of_a_refusal_made_in_this_process_is_ignored() {
+        let policy = HttpPolicy::default();
+        let mut refused = response(503, &[("retry-after", "5")]);
+        refused
+            .extensions_mut()
+            .insert(refusal::Refused::new("breaker-open"));
+        assert_eq!(
+            decide(&policy, &refused),
+            Decision::Retry {
+                reason: "Service Unavailable",
+                after: None
+            }
+        );
+        let mut grpc = response(
+            200,
+            &[
+                ("content-type", "application/grpc"),
+                ("grpc-status", "14"),
+                ("grpc-retry-pushback-ms", "5000"),
+            ],
+        );
+        grpc.extensions_mut()
+            .insert(refusal::Refused::new("breaker-open"));
+        assert_eq!(
+            decide(&policy, &grpc),
+            Decision::Retry {
+                reason: "UNAVAILABLE",
+                after: None
+            }
+        );
+    }
+
+    #[test]
+    fn status_sets_hold_every_code() {
+        let set: StatusSet = [StatusCode::CONTINUE, StatusCode::from_u16(999).unwrap()]
+            .into_iter()
+            .collect();
+        assert!(set.contains(StatusCode::CONTINUE));
+        assert!(set.contains(StatusCode::from_u16(999).unwrap()));
+        assert!(!set.contains(StatusCode::OK));
+        assert_eq!(format!("{set:?}"), "{100, 999}");
     }
 }

@@ -28,12 +28,17 @@ pub enum Decision {
 
 /// Decides which requests may be retried, and which results should be.
 ///
+/// The layer clones its policy for each request, so a policy may keep what it learns of the
+/// request in [`may_retry`](Self::may_retry) for its decisions on that request's attempts
+/// (the HTTP policy notes whether the request carries an `Idempotency-Key`); as tower's
+/// `Policy`, it takes `&mut self` there. Keep it cheap to clone.
+///
 /// `Req` is the request as the layer receives it; errors reach the policy as
 /// [`tower::BoxError`](https://docs.rs/tower/latest/tower/type.BoxError.html), so a policy can
 /// downcast them, including the layer's own [`AttemptTimedOut`](crate::AttemptTimedOut).
 pub trait Policy<Req, Res> {
     /// Whether `request` may be retried at all, decided before its first attempt.
-    fn may_retry(&self, request: &Req) -> bool;
+    fn may_retry(&mut self, request: &Req) -> bool;
 
     /// What to do with one attempt's result.
     fn decide(&self, result: Result<&Res, &BoxError>) -> Decision;
@@ -47,7 +52,7 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub struct RetryErrors;
 
 impl<Req, Res> Policy<Req, Res> for RetryErrors {
-    fn may_retry(&self, _: &Req) -> bool {
+    fn may_retry(&mut self, _: &Req) -> bool {
         true
     }
 
@@ -86,7 +91,7 @@ impl<F, Req, Res> Policy<Req, Res> for PolicyFn<F>
 where
     F: Fn(Result<&Res, &BoxError>) -> Decision,
 {
-    fn may_retry(&self, _: &Req) -> bool {
+    fn may_retry(&mut self, _: &Req) -> bool {
         true
     }
 

@@ -41,7 +41,7 @@ pub(crate) fn channel(
 ) -> Result<GrpcChannel, ConfigError> {
     // A lazily connecting Channel per address; it reconnects by itself.
     let balance = Balance::with_classifier(
-        WatchDiscover::new(addresses, grpc_endpoints()),
+        WatchDiscover::new("inventory", addresses, grpc_endpoints()),
         BalanceConfig::builder().name("health").build()?,
         // Reads grpc-status: UNAVAILABLE, DEADLINE_EXCEEDED and the like are failures.
         HttpClassifier::default(),

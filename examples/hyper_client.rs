@@ -42,6 +42,7 @@ pub(crate) fn client(
     // The retry layer hands it bodies it can replay.
     let hyper = Client::builder(TokioExecutor::new()).build_http::<ReplayBody<Full<Bytes>>>();
     let discover = DnsDiscover::new(
+        "orders",
         resolver,
         query,
         DnsConfig::default(),

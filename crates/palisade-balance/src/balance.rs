@@ -34,7 +34,7 @@ use crate::discover::Weighted;
 use crate::error::NoReadyEndpoints;
 use crate::future::ResponseFuture;
 use crate::load::Load;
-use crate::metrics::EndpointGauges;
+use crate::metrics::BalanceMetrics;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -73,7 +73,7 @@ where
 {
     discover: D,
     config: BalanceConfig,
-    gauges: EndpointGauges,
+    metrics: BalanceMetrics,
     classifier: C,
     ready: IndexMap<D::Key, Endpoint<Gated<D::Service, C>>>,
     pending: PendingSet<D::Key, D::Service, C, Req>,
@@ -114,7 +114,7 @@ where
     /// are failures), for its loads and its ejections.
     pub fn with_classifier(discover: D, config: BalanceConfig, classifier: C) -> Self {
         Self {
-            gauges: EndpointGauges::new(&config.name),
+            metrics: BalanceMetrics::new(&config.name, config.endpoint_metrics),
             discover,
             config,
             classifier,
@@ -204,7 +204,7 @@ where
     D::Key: Hash + Clone + std::fmt::Debug + Weighted,
     D::Error: Into<BoxError>,
     D::Service: Service<Req>,
-    <D::Service as Service<Req>>::Error: Into<BoxError>,
+    <D::Service as Service<Req>>::Error: Into<BoxError> + 'static,
     C: Classify<<D::Service as Service<Req>>::Response, <D::Service as Service<Req>>::Error>
         + Clone,
 {
@@ -241,11 +241,13 @@ where
     /// Puts a new endpoint behind its ejection breaker.
     fn gate(&mut self, key: &D::Key, service: D::Service) -> Gated<D::Service, C> {
         let name = format!("{}:{key:?}", self.config.name);
+        // Silent: the balancer counts ejections itself, with no series per endpoint.
         let (breaker, ejects) = match &self.config.ejection {
-            Some(config) => (config.renamed(name), true),
+            Some(config) => (config.renamed(name).silenced(), true),
             None => (
                 BreakerConfig::builder()
                     .name(name)
+                    .silent()
                     .build()
                     .expect("the default breaker is valid"),
                 false,
@@ -290,7 +292,7 @@ where
                             tracing::info!(balancer = %self.config.name, endpoint = ?key, "endpoint back in rotation for a probe");
                         }
                         let load = self.load_of(&key);
-                        let requests = crate::metrics::requests(&self.config.name, &key);
+                        let requests = self.metrics.requests(&key);
                         self.ready.insert(
                             key,
                             Endpoint {
@@ -351,7 +353,7 @@ where
     D::Key: Hash + Clone + std::fmt::Debug + Weighted,
     D::Error: Into<BoxError>,
     D::Service: Service<Req>,
-    <D::Service as Service<Req>>::Error: Into<BoxError>,
+    <D::Service as Service<Req>>::Error: Into<BoxError> + 'static,
     C: Classify<<D::Service as Service<Req>>::Response, <D::Service as Service<Req>>::Error>
         + Classify<<D::Service as Service<Req>>::Response, BoxError>
         + Clone,
@@ -366,7 +368,9 @@ where
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
         self.poll_discover(cx)?;
         self.poll_pending(cx);
-        self.gauges.set(self.ready.len(), self.cancels.len());
+        let ejected = self.ejected.len();
+        self.metrics
+            .set(self.ready.len(), self.cancels.len() - ejected, ejected);
         if let Some(Choice::Endpoint(key)) = &self.chosen {
             if self.ready.contains_key(key) {
                 return Poll::Ready(Ok(()));
@@ -383,7 +387,7 @@ where
                     return Poll::Pending;
                 }
                 self.no_ready_since = None;
-                crate::metrics::no_endpoints(&self.config.name);
+                self.metrics.no_endpoints();
                 self.chosen = Some(Choice::NoneReady(NoReadyEndpoints {
                     endpoints: self.cancels.len(),
                     waited: timeout,
@@ -407,12 +411,12 @@ where
                     if breaker.as_ref().is_some_and(|b| is_ejected(b.state())) {
                         if self.may_eject() {
                             tracing::warn!(balancer = %self.config.name, endpoint = ?key, "endpoint ejected");
-                            crate::metrics::ejected(&self.config.name);
+                            self.metrics.ejected();
                             self.ejected.insert(key.clone());
                         } else if let Some(breaker) = breaker {
                             // Past the cap: undo the ejection and keep using it (panic mode).
                             tracing::warn!(balancer = %self.config.name, endpoint = ?key, "ejection cap reached; endpoint kept");
-                            crate::metrics::panicked(&self.config.name);
+                            self.metrics.panicked();
                             breaker.reset();
                             self.ready.insert(key, endpoint);
                             continue;

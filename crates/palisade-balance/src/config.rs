@@ -20,6 +20,7 @@ pub struct BalanceConfig {
     pub(crate) max_hint: Duration,
     pub(crate) max_ejected_share: f64,
     pub(crate) load: LoadMetric,
+    pub(crate) endpoint_metrics: bool,
 }
 
 /// The default ejection: five failures in a row eject an endpoint for 5 s, doubling (with
@@ -52,6 +53,7 @@ impl BalanceConfig {
                 max_ejected_share: 0.5,
                 max_hint: Duration::from_secs(30),
                 load: LoadMetric::PeakEwma,
+                endpoint_metrics: false,
             },
         }
     }
@@ -69,6 +71,7 @@ impl BalanceConfig {
 /// | [`ejection`](Self::ejection) | 5 failures in a row; out 5 s doubling to 60 s, ±20 % | Envoy's `consecutive_5xx` 5; Linkerd's backoff |
 /// | [`max_ejected_share`](Self::max_ejected_share) | 50 % | Envoy's panic threshold |
 /// | [`max_hint`](Self::max_hint) | 30 s | as palisade-retry; Envoy caps `Retry-After` at 300 s |
+/// | [`endpoint_metrics`](Self::endpoint_metrics) | off | Envoy keeps per-host figures out of its stats by default |
 #[derive(Debug, Clone)]
 pub struct BalanceConfigBuilder {
     config: BalanceConfig,
@@ -139,6 +142,16 @@ impl BalanceConfigBuilder {
     /// peak-EWMA (the default) or the requests in flight.
     pub fn load(mut self, metric: LoadMetric) -> Self {
         self.config.load = metric;
+        self
+    }
+
+    /// Counts the requests sent to each endpoint in `palisade_balance_requests_total`, with
+    /// the endpoint as a label. Off by default: the `metrics` facade cannot delete a series,
+    /// so each endpoint's series outlives it, and a fleet whose endpoints come and go (pods
+    /// rescheduled, autoscaling) piles them up. Turn it on for a fixed fleet, or with an
+    /// exporter that drops idle series.
+    pub fn endpoint_metrics(mut self, on: bool) -> Self {
+        self.config.endpoint_metrics = on;
         self
     }
 

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
+use palisade_core::cancel::Cancellation;
 use palisade_core::{Classify, Outcome};
 use pin_project_lite::pin_project;
 use tokio::time::Instant;
@@ -31,7 +32,9 @@ pin_project! {
     }
 }
 
-/// A request in flight on an endpoint; dropped unfinished, it counts as cancelled.
+/// A request in flight on an endpoint. Dropped unfinished, its time counts against the
+/// endpoint: as a failure if a timeout cut it ([`palisade_core::cancel`]), as a latency of
+/// at least that long otherwise.
 struct Tracker {
     load: Arc<Load>,
     started: Instant,
@@ -41,7 +44,8 @@ struct Tracker {
 impl Drop for Tracker {
     fn drop(&mut self) {
         if !self.finished {
-            self.load.cancel();
+            let timed_out = palisade_core::cancel::current() == Cancellation::TimedOut;
+            self.load.cancel(self.started.elapsed(), timed_out);
         }
     }
 }

@@ -17,7 +17,7 @@
 //!     "10.0.0.2:50051".parse()?,
 //! ]));
 //! let balance = Balance::<_, http::Request<tonic::body::Body>, _>::with_classifier(
-//!     WatchDiscover::new(addresses, grpc_endpoints()),
+//!     WatchDiscover::new("inventory", addresses, grpc_endpoints()),
 //!     BalanceConfig::builder().name("orders").build()?,
 //!     // Reads grpc-status: UNAVAILABLE and the other failure codes count as failures.
 //!     HttpClassifier::default(),

@@ -20,7 +20,7 @@
 //! let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
 //!     .build_http::<http_body_util::Empty<bytes::Bytes>>();
 //! // Every address discovered gets the shared client, pointed at it.
-//! let discover = WatchDiscover::new(addresses, http_endpoints(client));
+//! let discover = WatchDiscover::new("orders", addresses, http_endpoints(client));
 //! type Body = http_body_util::Empty<bytes::Bytes>;
 //! let balance = Balance::<_, http::Request<Body>, _>::with_classifier(
 //!     discover,

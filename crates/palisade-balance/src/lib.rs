@@ -49,7 +49,7 @@
 //! # #[tokio::main(flavor = "current_thread")] async fn main() {
 //! let (publish, addresses) = watch::channel(BTreeSet::from(["10.0.0.1:80", "10.0.0.2:80"]));
 //! // Make the service for an address (a hyper client bound to it, a tonic Channel...).
-//! let mut discover = WatchDiscover::new(addresses, |addr: &&str| format!("client for {addr}"));
+//! let mut discover = WatchDiscover::new("orders", addresses, |addr: &&str| format!("client for {addr}"));
 //! assert!(matches!(discover.next().await, Some(Ok(Change::Insert("10.0.0.1:80", _)))));
 //! assert!(matches!(discover.next().await, Some(Ok(Change::Insert("10.0.0.2:80", _)))));
 //!

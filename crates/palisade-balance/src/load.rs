@@ -132,9 +132,26 @@ impl Load {
         ewma.updated = now;
     }
 
-    /// A request ended without an answer (its caller went away).
-    pub(crate) fn cancel(&self) {
+    /// A request ended without an answer after `elapsed`: a timeout cut it (`timed_out`:
+    /// a failure, charged the penalty), or its caller went away — then its latency was at
+    /// least `elapsed`, which counts as a peak (a worse estimate is believed at once, a
+    /// better one is not: the answer might have been slower still).
+    ///
+    /// Without this an endpoint that answers nothing within its callers' timeout would
+    /// never be charged for it: its estimate would decay towards zero while every request
+    /// sent to it was cut, and P2C would prefer it — the black hole of a slow endpoint.
+    pub(crate) fn cancel(&self, elapsed: Duration, timed_out: bool) {
+        if timed_out {
+            return self.finish(elapsed, true);
+        }
         self.pending.fetch_sub(1, Relaxed);
+        let sample = elapsed.as_nanos() as f64;
+        let now = Instant::now();
+        let mut ewma = self.ewma.lock().unwrap_or_else(PoisonError::into_inner);
+        if sample > ewma.at(now, self.decay_nanos) {
+            ewma.estimate_nanos = sample;
+            ewma.updated = now;
+        }
     }
 }
 
@@ -185,6 +202,35 @@ mod tests {
             2.0,
             "one in flight, plus this one"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_cancelled_request_is_charged_its_time_and_a_timeout_the_penalty() {
+        let fresh = || Load::new(30 * MS, Duration::from_secs(10), Duration::from_secs(1));
+        let dropped = fresh();
+        dropped.start();
+        dropped.cancel(500 * MS, false);
+        let cost = dropped.cost(Instant::now());
+        assert!(
+            (cost / 1e6 - 500.0).abs() < 1.0,
+            "its time as a peak: {cost}"
+        );
+        dropped.start();
+        dropped.cancel(MS, false);
+        assert_eq!(
+            dropped.cost(Instant::now()),
+            cost,
+            "a shorter wait says nothing: the answer might have been slower still"
+        );
+
+        let timed_out = fresh();
+        timed_out.start();
+        timed_out.cancel(500 * MS, true);
+        assert!(
+            timed_out.cost(Instant::now()) >= 1e9,
+            "a failure: the penalty"
+        );
+        assert_eq!(timed_out.pending.load(Relaxed), 0);
     }
 
     #[tokio::test(start_paused = true)]

@@ -2,63 +2,114 @@
 //!
 //! | name | type | labels | meaning |
 //! |---|---|---|---|
-//! | `palisade_balance_discovery_kept_total` | counter | `source` | sets a source produced empty, for which the last good set was kept |
-//! | `palisade_balance_no_endpoints_total` | counter | `name` | calls failed because no endpoint was ready in time |
-//! | `palisade_balance_endpoints` | gauge | `name`, `state` | endpoints `ready`, and `pending` (being readied) |
-//! | `palisade_balance_requests_total` | counter | `name`, `endpoint` | requests sent to each endpoint (its key, as `Debug` prints it) |
+//! | `palisade_balance_endpoints` | gauge | `name`, `state` | endpoints `ready`, `pending` (being readied) and `ejected` |
 //! | `palisade_balance_ejections_total` | counter | `name` | endpoints taken out of the rotation |
 //! | `palisade_balance_panic_total` | counter | `name` | ejections undone because the cap was reached |
+//! | `palisade_balance_no_endpoints_total` | counter | `name` | calls failed because no endpoint was ready in time |
+//! | `palisade_balance_discovery_kept_total` | counter | `name`, `source` | sets a discovery source produced empty, for which the last good set was kept |
+//! | `palisade_balance_requests_total` | counter | `name`, `endpoint` | requests sent to each endpoint (its key, as `Debug` prints it); only with [`endpoint_metrics`](crate::BalanceConfigBuilder::endpoint_metrics) |
+//!
+//! Every series but the per-endpoint ones is registered when the balancer (or the discovery
+//! source) is made, so an alert on `increase(palisade_balance_ejections_total[5m]) > 0` sees
+//! the first ejection of a process too.
+//!
+//! Endpoints have no series of their own unless asked: their ejection breakers are
+//! [silent](palisade_breaker::BreakerConfigBuilder::silent), and the per-endpoint request
+//! counter is opt-in. The `metrics` facade cannot delete a series, so a series per endpoint
+//! outlives the endpoint (it stops changing, until the process restarts or the exporter's
+//! idle timeout drops it): in a fleet whose endpoints come and go, such series pile up.
 
-use metrics::{Gauge, counter, gauge};
+use metrics::{Counter, Gauge, counter, describe_counter, describe_gauge, gauge};
 
-/// The gauges of one balancer's endpoints.
-pub(crate) struct EndpointGauges {
+/// The series of one balancer.
+pub(crate) struct BalanceMetrics {
+    name: String,
     ready: Gauge,
     pending: Gauge,
-    last: (usize, usize),
+    ejected: Gauge,
+    last: (usize, usize, usize),
+    no_endpoints: Counter,
+    ejections: Counter,
+    panics: Counter,
+    per_endpoint: bool,
 }
 
-impl EndpointGauges {
-    pub(crate) fn new(balancer: &str) -> Self {
-        let state = |s: &'static str| gauge!("palisade_balance_endpoints", "name" => balancer.to_owned(), "state" => s);
-        Self {
+impl BalanceMetrics {
+    pub(crate) fn new(balancer: &str, per_endpoint: bool) -> Self {
+        describe_gauge!(
+            "palisade_balance_endpoints",
+            "Endpoints by state: ready, pending (being readied), ejected"
+        );
+        describe_counter!(
+            "palisade_balance_ejections_total",
+            "Endpoints taken out of the rotation"
+        );
+        describe_counter!(
+            "palisade_balance_panic_total",
+            "Ejections undone because the cap on ejected endpoints was reached"
+        );
+        describe_counter!(
+            "palisade_balance_no_endpoints_total",
+            "Calls failed because no endpoint was ready in time"
+        );
+        let name = || balancer.to_owned();
+        let state =
+            |s: &'static str| gauge!("palisade_balance_endpoints", "name" => name(), "state" => s);
+        let mut metrics = Self {
             ready: state("ready"),
             pending: state("pending"),
-            last: (0, 0),
-        }
+            ejected: state("ejected"),
+            last: (usize::MAX, 0, 0),
+            no_endpoints: counter!("palisade_balance_no_endpoints_total", "name" => name()),
+            ejections: counter!("palisade_balance_ejections_total", "name" => name()),
+            panics: counter!("palisade_balance_panic_total", "name" => name()),
+            name: name(),
+            per_endpoint,
+        };
+        metrics.set(0, 0, 0);
+        metrics
     }
 
-    /// Records the counts, when they changed.
-    pub(crate) fn set(&mut self, ready: usize, pending: usize) {
-        if (ready, pending) != self.last {
-            self.last = (ready, pending);
+    /// Records the counts of endpoints, when they changed.
+    pub(crate) fn set(&mut self, ready: usize, pending: usize, ejected: usize) {
+        if (ready, pending, ejected) != self.last {
+            self.last = (ready, pending, ejected);
             self.ready.set(ready as f64);
             self.pending.set(pending as f64);
+            self.ejected.set(ejected as f64);
         }
+    }
+
+    pub(crate) fn no_endpoints(&self) {
+        self.no_endpoints.increment(1);
+    }
+
+    pub(crate) fn ejected(&self) {
+        self.ejections.increment(1);
+    }
+
+    pub(crate) fn panicked(&self) {
+        self.panics.increment(1);
+    }
+
+    /// The request counter of an endpoint that joins the rotation, if endpoints have series.
+    pub(crate) fn requests(&self, endpoint: &impl std::fmt::Debug) -> Counter {
+        if !self.per_endpoint {
+            return Counter::noop();
+        }
+        counter!(
+            "palisade_balance_requests_total",
+            "name" => self.name.clone(),
+            "endpoint" => format!("{endpoint:?}")
+        )
     }
 }
 
-pub(crate) fn kept_last_good_set(source: &'static str) {
-    counter!("palisade_balance_discovery_kept_total", "source" => source).increment(1);
-}
-
-pub(crate) fn no_endpoints(balancer: &str) {
-    counter!("palisade_balance_no_endpoints_total", "name" => balancer.to_owned()).increment(1);
-}
-
-pub(crate) fn ejected(balancer: &str) {
-    counter!("palisade_balance_ejections_total", "name" => balancer.to_owned()).increment(1);
-}
-
-pub(crate) fn panicked(balancer: &str) {
-    counter!("palisade_balance_panic_total", "name" => balancer.to_owned()).increment(1);
-}
-
-/// The request counter of one endpoint, registered when it joins the rotation.
-pub(crate) fn requests(balancer: &str, endpoint: &impl std::fmt::Debug) -> metrics::Counter {
-    counter!(
-        "palisade_balance_requests_total",
-        "name" => balancer.to_owned(),
-        "endpoint" => format!("{endpoint:?}")
-    )
+/// The counter of a discovery source's kept sets, registered when the source is made.
+pub(crate) fn discovery_kept(name: &str, source: &'static str) -> Counter {
+    describe_counter!(
+        "palisade_balance_discovery_kept_total",
+        "Sets a discovery source produced empty, for which the last good set was kept"
+    );
+    counter!("palisade_balance_discovery_kept_total", "name" => name.to_owned(), "source" => source)
 }

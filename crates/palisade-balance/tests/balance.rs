@@ -143,7 +143,7 @@ async fn an_endpoint_that_fails_at_once_is_not_a_black_hole() {
 async fn with_no_endpoint_a_call_fails_after_the_wait_instead_of_hanging() {
     let counts = Counts::default();
     let (_publish, sets) = watch::channel(BTreeSet::<&'static str>::new());
-    let discover = WatchDiscover::new(sets, move |name: &&'static str| {
+    let discover = WatchDiscover::new("test", sets, move |name: &&'static str| {
         endpoint(name, Answer::After(MS), counts.clone())
     });
     let config = BalanceConfig::builder()
@@ -168,7 +168,7 @@ async fn endpoints_follow_discovery_and_requests_in_flight_finish() {
     let counts = Counts::default();
     let (publish, sets) = watch::channel(BTreeSet::from(["a", "b"]));
     let made = counts.clone();
-    let discover = WatchDiscover::new(sets, move |name: &&'static str| {
+    let discover = WatchDiscover::new("test", sets, move |name: &&'static str| {
         endpoint(name, Answer::After(50 * MS), made.clone())
     });
     let mut balance = Balance::new(discover, config());
@@ -204,7 +204,7 @@ async fn the_chosen_endpoint_survives_a_discovery_change_before_the_call() {
     let counts = Counts::default();
     let (publish, sets) = watch::channel(BTreeSet::from(["a", "b", "c"]));
     let made = counts.clone();
-    let discover = WatchDiscover::new(sets, move |name: &&'static str| {
+    let discover = WatchDiscover::new("test", sets, move |name: &&'static str| {
         endpoint(name, Answer::After(MS), made.clone())
     });
     let mut balance = Balance::new(discover, config());
@@ -379,8 +379,8 @@ where
     svc.ready().await.unwrap().call(()).await.unwrap();
 }
 
-#[tokio::test(start_paused = true)]
-async fn requests_are_counted_per_endpoint() {
+/// The requests each endpoint took, from `palisade_balance_requests_total`, after ten sent.
+async fn counted_per_endpoint(config: BalanceConfig) -> (BTreeMap<String, u64>, Counts) {
     use metrics_util::debugging::{DebugValue, DebuggingRecorder};
     let recorder = DebuggingRecorder::new();
     let snapshotter = recorder.snapshotter();
@@ -389,7 +389,6 @@ async fn requests_are_counted_per_endpoint() {
     let counts = Counts::default();
     let endpoints =
         ["a", "b"].map(|name| (name, endpoint(name, Answer::After(MS), counts.clone())));
-    let config = BalanceConfig::builder().name("counted").build().unwrap();
     let mut balance = Balance::new(static_list(endpoints), config);
     for _ in 0..10 {
         send(&mut balance).await.unwrap();
@@ -408,10 +407,31 @@ async fn requests_are_counted_per_endpoint() {
             }
         }
     }
+    (per_endpoint, counts)
+}
+
+#[tokio::test(start_paused = true)]
+async fn requests_are_counted_per_endpoint_when_asked() {
+    let config = BalanceConfig::builder()
+        .name("counted")
+        .endpoint_metrics(true)
+        .build()
+        .unwrap();
+    let (per_endpoint, counts) = counted_per_endpoint(config).await;
     assert_eq!(per_endpoint.values().sum::<u64>(), 10, "{per_endpoint:?}");
     let counts = counts.lock().unwrap();
     assert_eq!(
         per_endpoint.get("\"a\"").copied(),
         counts.get("a").map(|n| *n as u64)
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn no_series_per_endpoint_by_default() {
+    // A fleet's endpoints come and go; the metrics facade cannot delete a series, so one per
+    // endpoint would grow without bound. Opt in where the endpoints are few and fixed.
+    let config = BalanceConfig::builder().name("counted").build().unwrap();
+    let (per_endpoint, counts) = counted_per_endpoint(config).await;
+    assert!(per_endpoint.is_empty(), "{per_endpoint:?}");
+    assert_eq!(counts.lock().unwrap().values().sum::<usize>(), 10);
 }

@@ -50,7 +50,7 @@ async fn a_static_list_inserts_each_endpoint_once_and_never_ends() {
 #[tokio::test]
 async fn a_watch_source_yields_the_differences_between_sets() {
     let (publish, sets) = watch::channel(BTreeSet::from(["a", "b"]));
-    let mut source = WatchDiscover::new(sets, |k: &&str| k.to_uppercase());
+    let mut source = WatchDiscover::new("test", sets, |k: &&str| k.to_uppercase());
     let first = ready_now(&mut source).await;
     assert_eq!(keys(&first), [('+', "a"), ('+', "b")]);
     assert!(matches!(&first[0], Change::Insert("a", s) if s == "A"));
@@ -71,7 +71,7 @@ async fn a_watch_source_yields_the_differences_between_sets() {
 #[tokio::test]
 async fn an_empty_set_keeps_the_last_good_one_and_a_dropped_sender_ends_the_source() {
     let (publish, sets) = watch::channel(BTreeSet::from([1, 2]));
-    let mut source = WatchDiscover::new(sets, |k: &u32| *k);
+    let mut source = WatchDiscover::new("test", sets, |k: &u32| *k);
     assert_eq!(ready_now(&mut source).await.len(), 2);
 
     publish.send(BTreeSet::new()).unwrap();
@@ -87,6 +87,6 @@ async fn an_empty_set_keeps_the_last_good_one_and_a_dropped_sender_ends_the_sour
 async fn both_sources_are_tower_discovers() {
     fn is_discover<D: tower::discover::Discover>(_: &D) {}
     let (_publish, sets) = watch::channel(BTreeSet::from(["a"]));
-    is_discover(&WatchDiscover::new(sets, |_: &&str| ()));
+    is_discover(&WatchDiscover::new("test", sets, |_: &&str| ()));
     is_discover(&static_list([("a", ())]));
 }

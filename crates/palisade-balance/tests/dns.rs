@@ -36,7 +36,13 @@ fn config() -> DnsConfig {
 type Source = DnsDiscover<fn(&DnsEndpoint) -> SocketAddr, SocketAddr>;
 
 fn source(server: &DnsServer, query: DnsQuery) -> Source {
-    DnsDiscover::new(server.resolver(), query, config(), |e: &DnsEndpoint| e.addr)
+    DnsDiscover::new(
+        "test",
+        server.resolver(),
+        query,
+        config(),
+        |e: &DnsEndpoint| e.addr,
+    )
 }
 
 /// The next `n` changes, as (inserted, removed).
@@ -201,6 +207,7 @@ async fn a_balancer_follows_dns() {
     let server = DnsServer::start().await;
     server.set_a("api.svc.test.", &[1]).await;
     let discover = DnsDiscover::new(
+        "test",
         server.resolver(),
         DnsQuery::host("api.svc.test.", 80).unwrap(),
         config(),

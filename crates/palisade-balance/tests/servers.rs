@@ -55,7 +55,7 @@ async fn a_killed_backend_is_ejected_and_nothing_else_fails() {
         tokio::sync::watch::channel(names.keys().copied().collect::<BTreeSet<_>>());
     let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
     let mut balance = Balance::with_classifier(
-        WatchDiscover::new(addresses, http_endpoints(client)),
+        WatchDiscover::new("test", addresses, http_endpoints(client)),
         BalanceConfig::builder().name("backends").build().unwrap(),
         HttpClassifier::default(),
     );

@@ -15,6 +15,7 @@ use std::fmt;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -191,6 +192,7 @@ enum Next {
 /// // With the `system-config` feature, the resolver /etc/resolv.conf describes.
 /// let resolver = TokioResolver::builder_tokio()?.build()?;
 /// let discover = DnsDiscover::new(
+///     "orders",
 ///     resolver,
 ///     DnsQuery::srv("_http._tcp.orders.internal")?,
 ///     DnsConfig::default(),
@@ -199,6 +201,8 @@ enum Next {
 /// # let _ = discover; Ok(()) }
 /// ```
 pub struct DnsDiscover<M, S> {
+    name: Arc<str>,
+    kept: metrics::Counter,
     resolver: TokioResolver,
     query: DnsQuery,
     config: DnsConfig,
@@ -212,11 +216,21 @@ impl<M, S> DnsDiscover<M, S>
 where
     M: FnMut(&DnsEndpoint) -> S,
 {
-    /// Resolves `query` with `resolver`, making each new endpoint's service with `make`.
-    pub fn new(resolver: TokioResolver, query: DnsQuery, config: DnsConfig, make: M) -> Self {
+    /// Resolves `query` with `resolver`, making each new endpoint's service with `make`;
+    /// `name` (the balancer's, usually) labels its metrics and events.
+    pub fn new(
+        name: impl Into<Arc<str>>,
+        resolver: TokioResolver,
+        query: DnsQuery,
+        config: DnsConfig,
+        make: M,
+    ) -> Self {
         // The future does nothing until the stream is first polled.
         let first = Next::Resolving(Box::pin(resolve(resolver.clone(), query.0.clone())));
+        let name = name.into();
         Self {
+            kept: crate::metrics::discovery_kept(&name, "dns"),
+            name,
             resolver,
             query,
             config,
@@ -241,7 +255,7 @@ where
                 return self.keep("the name has no records");
             }
             Err(error) => {
-                tracing::warn!(query = ?self.query.0, %error, "DNS resolution failed");
+                tracing::warn!(discovery = %self.name, query = ?self.query.0, %error, "DNS resolution failed");
                 return self.keep("resolution failed");
             }
         };
@@ -260,12 +274,13 @@ where
 
     fn keep(&self, why: &'static str) -> Duration {
         tracing::warn!(
+            discovery = %self.name,
             query = ?self.query.0,
             endpoints = self.current.len(),
             why,
             "DNS gave no endpoints; keeping the last good set"
         );
-        crate::metrics::kept_last_good_set("dns");
+        self.kept.increment(1);
         self.config.min_interval
     }
 

@@ -1,6 +1,7 @@
 use std::collections::{BTreeSet, VecDeque};
 use std::convert::Infallible;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use futures_core::Stream;
@@ -26,6 +27,8 @@ pin_project! {
         make: M,
         current: BTreeSet<K>,
         changes: VecDeque<Change<K, S>>,
+        name: Arc<str>,
+        kept: metrics::Counter,
     }
 }
 
@@ -34,9 +37,13 @@ where
     K: Ord + Clone + Send + Sync + 'static,
     M: FnMut(&K) -> S,
 {
-    /// Follows `sets`, making the service of each new endpoint with `make`.
-    pub fn new(sets: watch::Receiver<BTreeSet<K>>, make: M) -> Self {
+    /// Follows `sets`, making the service of each new endpoint with `make`; `name` (the
+    /// balancer's, usually) labels its metrics and events.
+    pub fn new(name: impl Into<Arc<str>>, sets: watch::Receiver<BTreeSet<K>>, make: M) -> Self {
+        let name = name.into();
         Self {
+            kept: crate::metrics::discovery_kept(&name, "watch"),
+            name,
             sets: WatchStream::new(sets),
             make,
             current: BTreeSet::new(),
@@ -63,10 +70,11 @@ where
             };
             if set.is_empty() && !this.current.is_empty() {
                 tracing::warn!(
+                    discovery = %this.name,
                     endpoints = this.current.len(),
                     "discovery produced an empty set; keeping the last good one"
                 );
-                crate::metrics::kept_last_good_set("watch");
+                this.kept.increment(1);
                 continue;
             }
             for gone in this.current.difference(&set) {

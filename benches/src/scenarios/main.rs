@@ -7,7 +7,8 @@
 //!
 //! Scenarios: `balance-slow`, `balance-blackhole`, `breaker-outage`,
 //! `idempotency-duplicates`, `retry-outage`,
-//! `retry-transient`, `shed-overload`, `shed-capacity-drop`, `shed-priority`.
+//! `retry-transient`, `shed-overload`, `shed-capacity-drop`, `shed-priority`,
+//! `shed-noisy-healthy`.
 #![allow(clippy::print_stdout)]
 
 mod balance;
@@ -32,6 +33,7 @@ const SCENARIOS: &[&str] = &[
     "shed-overload",
     "shed-capacity-drop",
     "shed-priority",
+    "shed-noisy-healthy",
 ];
 
 struct Args {
@@ -95,6 +97,7 @@ fn main() -> ExitCode {
         "shed-overload" => runtime.block_on(shed::overload()),
         "shed-capacity-drop" => runtime.block_on(shed::capacity_drop()),
         "shed-priority" => runtime.block_on(shed::priority()),
+        "shed-noisy-healthy" => runtime.block_on(shed::noisy_healthy()),
         _ => unreachable!("checked in parse_args"),
     };
     println!("{}", report.table());

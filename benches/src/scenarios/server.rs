@@ -74,6 +74,8 @@ struct Inner {
     busy: AtomicUsize,
     waiting: AtomicUsize,
     service: ServiceTime,
+    /// Requests in the server at which service times double ([`Server::contended`]).
+    contention: Option<usize>,
 }
 
 impl Server {
@@ -86,7 +88,22 @@ impl Server {
                 busy: AtomicUsize::new(0),
                 waiting: AtomicUsize::new(0),
                 service,
+                contention: None,
             }),
+        }
+    }
+
+    /// A server whose requests slow each other down, as on a host whose cores they share:
+    /// a request's service time is multiplied by `1 + n / contention`, `n` the requests in
+    /// the server when it starts (itself excluded). Throughput still grows with
+    /// concurrency (to `contention` ÷ the mean service time), so its latency rises long
+    /// before it is out of capacity.
+    pub(crate) fn contended(workers: usize, service: ServiceTime, contention: usize) -> Self {
+        let server = Self::new(workers, service);
+        let mut inner = Arc::into_inner(server.inner).expect("just made");
+        inner.contention = Some(contention);
+        Self {
+            inner: Arc::new(inner),
         }
     }
 
@@ -98,11 +115,15 @@ impl Server {
 
     /// Requests being served or waiting for a worker.
     pub(crate) fn in_server(&self) -> usize {
-        self.inner.busy.load(SeqCst) + self.inner.waiting.load(SeqCst)
+        self.inner.in_server()
     }
 }
 
 impl Inner {
+    fn in_server(&self) -> usize {
+        self.busy.load(SeqCst) + self.waiting.load(SeqCst)
+    }
+
     fn release(&self, permit: OwnedSemaphorePermit) {
         self.busy.fetch_sub(1, SeqCst);
         let retired = self
@@ -147,7 +168,14 @@ impl<R> Service<R> for Server {
             let permit = Arc::clone(&inner.workers).acquire_owned().await?;
             drop(waiting);
             inner.busy.fetch_add(1, SeqCst);
-            let service = inner.service.sample(inner.started.fetch_add(1, SeqCst));
+            let mut service = inner.service.sample(inner.started.fetch_add(1, SeqCst));
+            if let Some(contention) = inner.contention {
+                let others = inner.in_server() - 1;
+                let slowdown = 1.0 + others as f64 / contention as f64;
+                // Whole milliseconds, as the service times (the module documentation).
+                let ms = (service.as_secs_f64() * 1000.0 * slowdown).round();
+                service = Duration::from_millis(ms as u64);
+            }
             let (done, finished) = oneshot::channel();
             // The work runs on its own: a caller that leaves does not free the worker.
             tokio::spawn(async move {

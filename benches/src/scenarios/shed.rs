@@ -90,6 +90,9 @@ struct Load {
     sheddable: f64,
     /// When the server loses workers, and how many.
     capacity_drop: Option<(Duration, usize)>,
+    /// The noisy server of `shed-noisy-healthy` instead of the 16 workers, the phases'
+    /// loads in requests a second rather than multiples of the capacity.
+    noisy: bool,
 }
 
 impl Load {
@@ -321,9 +324,13 @@ fn is_refusal(e: &BoxError) -> bool {
 }
 
 async fn simulate((name, system): (&'static str, System), load: &Load) -> Run {
-    let server = Server::new(WORKERS, service_time());
+    let (server, rate_unit) = if load.noisy {
+        (noisy_server(), 1.0)
+    } else {
+        (Server::new(WORKERS, service_time()), capacity_rps(WORKERS))
+    };
     let (svc, handle) = build(system, &server);
-    let arrivals = load.arrivals(capacity_rps(WORKERS));
+    let arrivals = load.arrivals(rate_unit);
     let start = Instant::now();
     let records = Arc::new(Mutex::new(Vec::with_capacity(arrivals.len())));
     let unfinished = Arc::new(AtomicU64::new(0));
@@ -473,6 +480,7 @@ pub(crate) async fn overload() -> Report {
         critical: 0.0,
         sheddable: 0.0,
         capacity_drop: None,
+        noisy: false,
     };
     let runs = simulate_all(&SYSTEMS, &load).await;
     let unloaded_p99 = unloaded_p99_ms();
@@ -576,6 +584,7 @@ pub(crate) async fn capacity_drop() -> Report {
         critical: 0.0,
         sheddable: 0.0,
         capacity_drop: Some((at, WORKERS / 2)),
+        noisy: false,
     };
     let runs = simulate_all(&SYSTEMS, &load).await;
     let end = load.end();
@@ -663,6 +672,7 @@ pub(crate) async fn priority() -> Report {
         critical: 0.25,
         sheddable: 0.5,
         capacity_drop: None,
+        noisy: false,
     };
     let runs = simulate_all(&SYSTEMS, &load).await;
     let end = load.end();
@@ -729,5 +739,76 @@ pub(crate) async fn priority() -> Report {
         scenario: "shed-priority",
         results,
         charts,
+    }
+}
+
+/// The noisy server of `shed-noisy-healthy`: I/O-bound handlers (lognormal, mean 5 ms, σ 0.5)
+/// on a host whose cores they share, so that service times double with 32 requests in the
+/// server ([`Server::contended`]); 1024 workers, so never out of them.
+fn noisy_server() -> Server {
+    Server::contended(
+        1024,
+        ServiceTime::lognormal(NOISY_SERVICE, SIGMA, SERVICE_SEED),
+        NOISY_CONTENTION,
+    )
+}
+
+const NOISY_SERVICE: Duration = Duration::from_millis(5);
+const NOISY_CONTENTION: usize = 32;
+/// The warm-up's load, and the load after it (requests a second).
+const NOISY_WARM_UP: (Duration, f64) = (Duration::from_secs(10), 50.0);
+const NOISY_LOAD: (Duration, f64) = (Duration::from_secs(30), 3200.0);
+
+/// `shed-noisy-healthy`: light traffic that teaches the limit the unloaded latency, then a
+/// load the server carries with its latency doubled and jittering.
+pub(crate) async fn noisy_healthy() -> Report {
+    let load = Load {
+        phases: vec![NOISY_WARM_UP, NOISY_LOAD],
+        critical: 0.0,
+        sheddable: 0.0,
+        capacity_drop: None,
+        noisy: true,
+    };
+    let systems = [("palisade", System::Palisade), ("none", System::None)];
+    let runs = simulate_all(&systems, &load).await;
+    let loaded = load.phase_bounds(1);
+    let none_p99 = runs
+        .iter()
+        .find(|r| r.system == "none")
+        .map(|r| r.stats(loaded, |_| true).latency_ms(0.99))
+        .unwrap_or_default();
+    let results = runs
+        .iter()
+        .map(|r| {
+            let stats = r.stats(loaded, |_| true);
+            let mut row = Map::new();
+            row.insert("system".into(), json!(r.system));
+            row.insert("offered_rps".into(), json!(NOISY_LOAD.1));
+            row.insert("goodput_rps".into(), json!(round1(stats.goodput())));
+            row.insert("refused_share".into(), json!(stats.share(stats.refused)));
+            row.insert("p50_ms".into(), json!(stats.latency_ms(0.5)));
+            row.insert("p99_ms".into(), json!(stats.latency_ms(0.99)));
+            row.insert(
+                "p99_ratio".into(),
+                json!((stats.latency_ms(0.99) / none_p99 * 100.0).round() / 100.0),
+            );
+            row.insert("median_limit".into(), json!(r.median_limit(loaded)));
+            row
+        })
+        .collect();
+    Report {
+        scenario: "shed-noisy-healthy",
+        results,
+        charts: charts(
+            "shed-noisy-healthy (10 s at 50/s, then 30 s at 3200/s, latency ×2 under load)",
+            [
+                "shed-noisy-healthy-limit.svg",
+                "shed-noisy-healthy-latency.svg",
+                "shed-noisy-healthy-goodput.svg",
+            ],
+            &runs,
+            load.end(),
+            flat("offered", NOISY_LOAD.1, load.end()),
+        ),
     }
 }

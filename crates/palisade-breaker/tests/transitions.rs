@@ -401,7 +401,9 @@ async fn a_call_cut_by_a_timeout_is_a_failure_and_a_dropped_one_is_not() {
     use palisade_core::cancel::{self, Cancellation};
     let layer = CircuitBreakerLayer::new(config().build().unwrap());
     let handle = layer.handle();
-    let mut svc = layer.layer(service_fn(|()| std::future::pending::<Result<(), BoxError>>()));
+    let mut svc = layer.layer(service_fn(|()| {
+        std::future::pending::<Result<(), BoxError>>()
+    }));
 
     let call = svc.ready().await.unwrap().call(());
     drop(call);

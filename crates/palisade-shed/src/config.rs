@@ -81,7 +81,7 @@ impl ShedConfig {
 ///
 /// | setting | default | from |
 /// |---|---|---|
-/// | [`limit`](Self::limit) | [`Gradient`]: 20 to start, within 4..=1000 | Envoy's adaptive concurrency, Netflix's Gradient2 |
+/// | [`limit`](Self::limit) | [`Gradient`]: 40 to start, within 4..=1000, latency up to 2.5× the unloaded | Envoy's adaptive concurrency, Netflix's Gradient2 (its tolerance, 1.5) |
 /// | [`queue`](Self::queue) | 128 waiters, 5 ms / 100 ms CoDel, LIFO under backlog | Facebook's "Fail at Scale" |
 /// | [`shares`](Self::shares) | default 90 %, sheddable 50 % of the limit | Netflix's partitioned limits |
 /// | [`retry_after`](Self::retry_after) | 1 s | |

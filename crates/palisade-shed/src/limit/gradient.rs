@@ -16,8 +16,8 @@ use super::{Limit, Sample};
 /// new limit = gradient × limit + √limit
 /// ```
 ///
-/// Latency at the minimum (plus `tolerance`, 25 %) keeps the limit growing by its square
-/// root; latency that rises — requests queueing inside the server — shrinks it, by half at
+/// Latency up to `1 + tolerance` times the minimum (2.5×: `tolerance` 1.5, Netflix
+/// `Gradient2`'s default) keeps the limit growing by its square root; latency that rises — requests queueing inside the server — shrinks it, by half at
 /// most per window. A limit less than half used does not grow: its latency says nothing
 /// about concurrency it never reached. `min_rtt` is measured again every
 /// `min_rtt_interval` (30 s, ±10 % jitter, seeded per instance): the limit is pinned to its
@@ -76,9 +76,9 @@ impl Default for Gradient {
         Self {
             min: 4,
             max: 1000,
-            initial: 20,
+            initial: 40,
             window: Duration::from_millis(100),
-            tolerance: 0.25,
+            tolerance: 1.5,
             min_rtt_interval: Duration::from_secs(30),
             seed: rand_seed(),
             state: State::default(),
@@ -87,7 +87,7 @@ impl Default for Gradient {
 }
 
 impl Gradient {
-    /// From `initial`, between `min` and `max` (defaults 20, 4 and 1000).
+    /// From `initial`, between `min` and `max` (defaults 40, 4 and 1000).
     pub fn new(min: usize, initial: usize, max: usize) -> Result<Self, ConfigError> {
         super::check_bounds(min, initial, max)?;
         Ok(Self {
@@ -98,7 +98,7 @@ impl Gradient {
         })
     }
 
-    /// How much latency above `min_rtt` counts as "not queueing" (a share; 0.25 by
+    /// How much latency above `min_rtt` counts as "not queueing" (a share; 1.5 by
     /// default, within 0..=2).
     pub fn tolerance(mut self, tolerance: f64) -> Result<Self, ConfigError> {
         if !(0.0..=2.0).contains(&tolerance) {
@@ -293,14 +293,15 @@ mod tests {
             .min_rtt_interval(Duration::from_secs(5))
             .unwrap();
         let (mut limit, mut at) = (20, Instant::now());
-        // Unloaded at 10 ms, then queueing at 20 ms until a probe starts.
+        // Unloaded at 10 ms, then queueing at 30 ms (past the 2.5× target) until a probe
+        // starts.
         feed(&mut g, &mut limit, &mut at, 200, 10, 20);
         while g.state.probing.is_none() {
-            feed(&mut g, &mut limit, &mut at, 1, 20, 30);
+            feed(&mut g, &mut limit, &mut at, 1, 30, 30);
         }
         assert_eq!(limit, 4, "pinned to the minimum while measuring");
         // Requests from before the probe, still slow, do not count...
-        assert_eq!(feed(&mut g, &mut limit, &mut at, 50, 20, 30), 4);
+        assert_eq!(feed(&mut g, &mut limit, &mut at, 50, 30, 30), 4);
         // ...those admitted at the minimum do, and they find the server fast again.
         let restored = feed(&mut g, &mut limit, &mut at, 20, 10, 4);
         assert!(restored > 4, "back to the limit before the probe");
@@ -327,10 +328,32 @@ mod tests {
         let mut measured = false;
         for _ in 0..60_000 {
             let inflight = limit;
-            feed(&mut g, &mut limit, &mut at, 1, 20, inflight);
+            feed(&mut g, &mut limit, &mut at, 1, 30, inflight);
             measured |= g.state.probing.is_some();
         }
         assert!(measured, "a slower server is measured again");
+    }
+
+    #[test]
+    fn latency_doubled_by_contention_is_not_queueing() {
+        // A healthy server whose latency doubles under load (its requests share the cores),
+        // after a light warm-up taught it the unloaded latency: the limit holds.
+        let mut g = Gradient::default().jitter_seed(1);
+        let (mut limit, mut at) = (g.initial(), Instant::now());
+        feed(&mut g, &mut limit, &mut at, 500, 5, 1);
+        for _ in 0..100 {
+            feed(&mut g, &mut limit, &mut at, 100, 10, 32);
+        }
+        assert!(limit >= 32, "32 in flight need a limit of 32: {limit}");
+        assert!(g.state.probing.is_none());
+        // Latency three times the unloaded is queueing, and the limit comes down (to where
+        // its √limit of headroom balances the gradient: 36 here).
+        let before = limit;
+        for _ in 0..100 {
+            let inflight = limit;
+            feed(&mut g, &mut limit, &mut at, 100, 15, inflight);
+        }
+        assert!(limit < before / 2 && limit <= 40, "{before} → {limit}");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! `breaker-outage`: a dependency healthy for 10 s, failing every call for 30 s, then
 //! healthy again; 1000 requests a second offered; the default palisade breaker beside no
-//! breaker at all.
+//! breaker at all, and `palisade-stack`: the documented client stack (breaker → retry →
+//! buffer → balance, defaults), whose retries must not undo what the breaker saves.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -11,7 +12,10 @@ use palisade_test::{Backend, Behaviour, Script};
 use serde_json::{Map, json};
 use tokio::time::{Instant, MissedTickBehavior};
 use tower::util::BoxCloneService;
-use tower::{BoxError, Layer, ServiceExt};
+use palisade_balance::discover::static_list;
+use palisade_balance::{Balance, BalanceConfig};
+use palisade_retry::{RetryConfig, RetryLayer};
+use tower::{BoxError, Layer, ServiceBuilder, ServiceExt};
 
 use crate::plot::Series;
 use crate::report::{Chart, Report};
@@ -37,7 +41,11 @@ struct Run {
 }
 
 pub(crate) async fn run() -> Report {
-    let runs = [simulate("palisade").await, simulate("none").await];
+    let runs = [
+        simulate("palisade").await,
+        simulate("palisade-stack").await,
+        simulate("none").await,
+    ];
     let results = runs
         .iter()
         .map(|r| {
@@ -85,10 +93,13 @@ pub(crate) async fn run() -> Report {
                 title: "breaker-outage: palisade breaker state (0 closed, 1 half-open, 2 open)"
                     .into(),
                 y_label: "state",
-                series: vec![Series {
-                    name: "palisade".into(),
-                    points: runs[0].state.clone(),
-                }],
+                series: runs[..2]
+                    .iter()
+                    .map(|r| Series {
+                        name: r.system.into(),
+                        points: r.state.clone(),
+                    })
+                    .collect(),
             },
         ],
     }
@@ -101,20 +112,42 @@ async fn simulate(system: &'static str) -> Run {
             .then(OUTAGE, Behaviour::healthy(LATENCY).error_rate(1.0))
             .forever(Behaviour::healthy(LATENCY)),
     );
+    let config = BreakerConfig::builder()
+        .name("dependency")
+        // A fixed seed makes the jitter, and so the figures, the same on every run.
+        .jitter_seed(SEED)
+        .build()
+        .expect("the default configuration is valid");
     let (svc, handle): (BoxCloneService<(), _, BoxError>, Option<BreakerHandle>) = match system {
         "palisade" => {
-            let config = BreakerConfig::builder()
-                .name("dependency")
-                // A fixed seed makes the jitter, and so the figures, the same on every run.
-                .jitter_seed(SEED)
-                .build()
-                .expect("the default configuration is valid");
             let layer = CircuitBreakerLayer::new(config);
             let handle = layer.handle();
             (
                 BoxCloneService::new(layer.layer(backend.clone())),
                 Some(handle),
             )
+        }
+        "palisade-stack" => {
+            let layer = CircuitBreakerLayer::new(config);
+            let handle = layer.handle();
+            let retry = RetryConfig::builder()
+                .name("dependency")
+                .jitter_seed(SEED)
+                .build()
+                .expect("the default configuration is valid");
+            let balance = Balance::new(
+                static_list([("dependency", backend.clone())]),
+                BalanceConfig::builder()
+                    .name("dependency")
+                    .build()
+                    .expect("the default configuration is valid"),
+            );
+            let stack = ServiceBuilder::new()
+                .layer(layer)
+                .layer(RetryLayer::new(retry))
+                .buffer(1024)
+                .service(balance);
+            (BoxCloneService::new(stack), Some(handle))
         }
         _ => (
             BoxCloneService::new(ServiceExt::<()>::map_err(backend.clone(), BoxError::from)),

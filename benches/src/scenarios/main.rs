@@ -5,10 +5,10 @@
 //! cargo run --release -p palisade-benches --bin scenarios -- <scenario> [--json FILE] [--plot DIR]
 //! ```
 //!
-//! Scenarios: `balance-slow`, `balance-blackhole`, `breaker-outage`,
+//! Scenarios: `balance-slow`, `balance-blackhole`, `balance-slow-timeout`, `breaker-outage`,
 //! `idempotency-duplicates`, `retry-outage`,
 //! `retry-transient`, `shed-overload`, `shed-capacity-drop`, `shed-priority`,
-//! `shed-noisy-healthy`.
+//! `shed-noisy-healthy`, `stack-fast-failing-replica`.
 #![allow(clippy::print_stdout)]
 
 mod balance;
@@ -19,6 +19,7 @@ mod report;
 mod retry;
 mod server;
 mod shed;
+mod stack;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -34,6 +35,8 @@ const SCENARIOS: &[&str] = &[
     "shed-capacity-drop",
     "shed-priority",
     "shed-noisy-healthy",
+    "stack-fast-failing-replica",
+    "balance-slow-timeout",
 ];
 
 struct Args {
@@ -98,6 +101,8 @@ fn main() -> ExitCode {
         "shed-capacity-drop" => runtime.block_on(shed::capacity_drop()),
         "shed-priority" => runtime.block_on(shed::priority()),
         "shed-noisy-healthy" => runtime.block_on(shed::noisy_healthy()),
+        "stack-fast-failing-replica" => runtime.block_on(stack::fast_failing_replica()),
+        "balance-slow-timeout" => runtime.block_on(stack::slow_timeout()),
         _ => unreachable!("checked in parse_args"),
     };
     println!("{}", report.table());

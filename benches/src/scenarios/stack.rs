@@ -283,7 +283,7 @@ pub(crate) async fn slow_timeout() -> Report {
         let backends = [
             Backend::new(
                 Script::new()
-                    .then(SLOW_FROM, fast.clone())
+                    .then(SLOW_FROM, fast)
                     .forever(Behaviour::healthy(Duration::from_secs(2))),
             ),
             Backend::new(Script::always(fast)),

@@ -18,7 +18,7 @@ use palisade::prelude::*;
 use tower::ServiceBuilder;
 
 /// The app: `POST /orders` (idempotent by key), `GET /report` (fragile, behind a breaker),
-/// `GET /metrics`.
+/// and, outside the shedder, `GET /metrics` and `GET /healthz`.
 pub(crate) fn app(metrics: metrics_exporter_prometheus::PrometheusHandle) -> Router {
     let breaker = BreakerConfig::builder()
         .name("report")
@@ -50,13 +50,16 @@ pub(crate) fn app(metrics: metrics_exporter_prometheus::PrometheusHandle) -> Rou
             })
             .layer(HttpCircuitBreakerLayer::new(breaker)),
         )
-        .route("/metrics", get(move || async move { metrics.render() }))
         // Outermost first: shed before doing any work, then idempotency.
         .layer(
             ServiceBuilder::new()
                 .layer(HttpShedLayer::new(shed))
                 .layer(IdempotencyLayer::new(MemoryStore::new(), idempotency)),
         )
+        // Added after the layers, so outside them: the scrape and the liveness probe must
+        // answer exactly when the shedder refuses.
+        .route("/metrics", get(move || async move { metrics.render() }))
+        .route("/healthz", get(|| async { "ok" }))
 }
 
 #[tokio::main]

@@ -4,7 +4,7 @@
 //! retries under a budget.
 //!
 //! ```text
-//! request ─▶ retry (budget) ─▶ breaker ─▶ balance (P2C, ejection) ─▶ hyper-util client
+//! request ─▶ breaker ─▶ retry (budget) ─▶ balance (P2C, ejection) ─▶ hyper-util client
 //!                                             ▲
 //!                                    DNS discovery (hickory)
 //! ```
@@ -60,8 +60,10 @@ pub(crate) fn client(
     // Retries go to another endpoint, at most 20 % more requests than recent traffic.
     let retry = RetryConfig::builder().name("orders").build()?;
     let stack = ServiceBuilder::new()
-        .http_retry(retry)
+        // Outermost, the breaker judges each request after its retries: one replica that
+        // fails fast cannot open it while the balancer routes the retries to a healthy one.
         .http_circuit_breaker(breaker)
+        .http_retry(retry)
         // The balancer is one shared state; a buffer lets every clone of the client reach it.
         .buffer(1024)
         .service(balance)

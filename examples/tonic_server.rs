@@ -1,7 +1,7 @@
-//! A tonic server with palisade's server stack: load shedding and a circuit breaker, whose
-//! refusals are gRPC statuses every client understands (`RESOURCE_EXHAUSTED` from the
-//! shedder, `UNAVAILABLE` from an open breaker, with `grpc-retry-pushback-ms` when they
-//! know when to come back).
+//! A tonic server with palisade's server stack: load shedding, idempotency keys and a
+//! circuit breaker, whose refusals are gRPC statuses every client understands
+//! (`RESOURCE_EXHAUSTED` from the shedder, `UNAVAILABLE` from an open breaker or for a key
+//! still in flight, with `grpc-retry-pushback-ms` when they know when to come back).
 //! tonic-health's service stands in for yours.
 //!
 //! ```text
@@ -9,10 +9,12 @@
 //! ```
 #![allow(clippy::print_stdout)]
 
+use palisade::idempotency::RequestBody;
 use palisade::prelude::*;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::Server;
+use tower::ServiceBuilder;
 
 /// Serves tonic-health's service on `listener` behind shed and `breaker` (whose handle lets
 /// an operator, or a test, open and close it by hand).
@@ -28,10 +30,25 @@ pub(crate) async fn serve(
         .name("grpc")
         .build()
         .expect("a valid shed configuration");
-    Server::builder()
-        // Outermost first: shed before anything else runs.
+    let idempotency = IdempotencyConfig::builder()
+        .name("grpc")
+        // Scope keys by the caller (`Scope::from_fn` over what auth put in the extensions).
+        .scope(Scope::global())
+        .build()
+        .expect("a valid idempotency configuration");
+    // Outermost first: shed before anything runs; idempotency next, so that a replay or a
+    // key in flight is answered before the breaker (which has nothing to learn from them);
+    // the breaker over the handlers.
+    let stack = ServiceBuilder::new()
         .layer(HttpShedLayer::new(shed))
+        .layer(IdempotencyLayer::new(MemoryStore::new(), idempotency))
         .layer(breaker)
+        // tonic's router takes its own body type; idempotency hands on a buffered one.
+        .map_request(|r: http::Request<RequestBody<tonic::body::Body>>| {
+            r.map(tonic::body::Body::new)
+        });
+    Server::builder()
+        .layer(stack)
         .add_service(health)
         .serve_with_incoming(TcpListenerStream::new(listener))
         .await

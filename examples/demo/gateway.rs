@@ -2,7 +2,7 @@
 //! fleet through palisade's client stack.
 //!
 //! ```text
-//! client ─▶ shed ─▶ idempotency ─▶ routes ─▶ retry (budget, keys) ─▶ breaker ─▶ balance ─▶ fleet
+//! client ─▶ shed ─▶ idempotency ─▶ routes ─▶ breaker ─▶ retry (budget, keys) ─▶ balance ─▶ fleet
 //!           (server stack)                   (client stack: discovery → P2C, ejection)
 //! ```
 
@@ -55,6 +55,9 @@ fn client_stack(fleet: &[SocketAddr]) -> Fleet {
         static_list(endpoints),
         BalanceConfig::builder()
             .name("fleet")
+            // A fixed fleet of three: a series per backend is affordable, and the summary
+            // reads it (a churning fleet would grow series forever; off by default).
+            .endpoint_metrics(true)
             .build()
             .expect("a valid balance configuration"),
         HttpClassifier::default(),
@@ -70,8 +73,10 @@ fn client_stack(fleet: &[SocketAddr]) -> Fleet {
         .build()
         .expect("a valid retry configuration");
     let stack = ServiceBuilder::new()
-        .http_retry(retry)
+        // Outermost, the breaker judges each request after its retries: one replica that
+        // fails fast cannot open it while the balancer routes the retries to a healthy one.
         .http_circuit_breaker(breaker)
+        .http_retry(retry)
         // The balancer is one shared state; a buffer lets every handler reach it.
         .buffer(1024)
         .service(balance)
@@ -117,17 +122,22 @@ pub(crate) async fn start(
         .required(true)
         .build()
         .expect("a valid idempotency configuration");
+    // The scrape and the liveness probe stay outside the shedder: they must answer exactly
+    // when it sheds.
+    let ops = Router::new()
+        .route("/metrics", get(render_metrics))
+        .route("/healthz", get(|| async { "ok" }))
+        .with_state(gateway.clone());
     let app = Router::new()
         .route("/orders", get(list_orders).post(create_order))
         .route("/orders/{id}", get(one_order))
-        .route("/metrics", get(render_metrics))
-        .route("/healthz", get(|| async { "ok" }))
         .with_state(gateway)
         .layer(
             ServiceBuilder::new()
                 .layer(HttpShedLayer::new(shed))
                 .layer(IdempotencyLayer::with_shared_store(store, idempotency)),
-        );
+        )
+        .merge(ops);
     let listener = TcpListener::bind(("127.0.0.1", port)).await?;
     let addr = listener.local_addr()?;
     tokio::spawn(async move {

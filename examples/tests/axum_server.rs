@@ -48,4 +48,28 @@ async fn the_axum_server_example_serves_its_stack() {
         "{text}"
     );
     assert!(text.contains("palisade_breaker_calls_total"), "{text}");
+
+    // The scrape and the probe are outside the shedder: they take no slot and no sample.
+    let healthz = client
+        .get(format!("http://{addr}/healthz").parse().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(healthz.status(), http::StatusCode::OK);
+    let again = client
+        .get(format!("http://{addr}/metrics").parse().unwrap())
+        .await
+        .unwrap();
+    let again = again.into_body().collect().await.unwrap().to_bytes();
+    let shed_samples = |scrape: &str| {
+        scrape
+            .lines()
+            .find(|l| l.starts_with("palisade_shed_latency_seconds_count{name=\"server\"}"))
+            .map(str::to_owned)
+    };
+    assert!(shed_samples(&text).is_some(), "{text}");
+    assert_eq!(
+        shed_samples(&String::from_utf8_lossy(&again)),
+        shed_samples(&text),
+        "neither the scrape nor the probe went through the shedder"
+    );
 }

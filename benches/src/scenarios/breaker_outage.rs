@@ -7,14 +7,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
+use palisade_balance::discover::static_list;
+use palisade_balance::{Balance, BalanceConfig};
 use palisade_breaker::{BreakerConfig, BreakerHandle, CircuitBreakerLayer, State};
+use palisade_retry::{RetryConfig, RetryLayer};
 use palisade_test::{Backend, Behaviour, Script};
 use serde_json::{Map, json};
 use tokio::time::{Instant, MissedTickBehavior};
 use tower::util::BoxCloneService;
-use palisade_balance::discover::static_list;
-use palisade_balance::{Balance, BalanceConfig};
-use palisade_retry::{RetryConfig, RetryLayer};
 use tower::{BoxError, Layer, ServiceBuilder, ServiceExt};
 
 use crate::plot::Series;

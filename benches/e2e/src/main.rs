@@ -5,15 +5,19 @@
 //!
 //! ```text
 //! cargo run --release -p palisade-e2e -- [--duration SECS] [--rounds N]
-//!     [--connections N] [--workload get|post|both] [--json FILE]
+//!     [--connections N] [--workload get|post|post-io|all] [--json FILE]
 //! ```
 //!
-//! Two workloads: `GET /` (hello world; the idempotency layer lets reads through), and
+//! Three workloads: `GET /` (hello world; the idempotency layer lets reads through),
 //! `POST /orders` with a fresh `Idempotency-Key` on every request, which the full stack
-//! claims, stores and completes in its in-memory store. Each round runs both servers once
-//! per workload, in alternating order; the figures are the rounds' medians. With `taskset`
-//! on the machine the servers run on CPU 0 and wrk on CPU 1, so neither steals from the
-//! other.
+//! claims, stores and completes in its in-memory store, and `POST-io`: the same POST to a
+//! handler that awaits 5 ms of I/O, warmed by light traffic (one connection for 2 s), then
+//! 32 connections with the servers and wrk sharing the cores — the shape in which the
+//! shedder's old defaults refused a healthy server's traffic; its `refused_share` is the
+//! full stack's answers that were not 2xx. Each round runs both servers once per workload,
+//! in alternating order; the figures are the rounds' medians. With `taskset` on the machine
+//! the servers of `GET` and `POST` run on CPU 0 and wrk on CPU 1, so neither steals from
+//! the other.
 #![allow(clippy::print_stdout)]
 
 mod server;
@@ -41,7 +45,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
         duration: Duration::from_secs(10),
         rounds: 3,
         connections: 64,
-        workloads: vec![Workload::Get, Workload::Post],
+        workloads: vec![Workload::Get, Workload::Post, Workload::PostIo],
         json: None,
     };
     let number = |value: Option<String>, flag: &str| -> Result<u64, String> {
@@ -60,8 +64,9 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
                 parsed.workloads = match args.next().as_deref() {
                     Some("get") => vec![Workload::Get],
                     Some("post") => vec![Workload::Post],
-                    Some("both") => vec![Workload::Get, Workload::Post],
-                    _ => return Err("--workload takes get, post or both".into()),
+                    Some("post-io") => vec![Workload::PostIo],
+                    Some("all") => vec![Workload::Get, Workload::Post, Workload::PostIo],
+                    _ => return Err("--workload takes get, post, post-io or all".into()),
                 }
             }
             other => return Err(format!("unexpected argument `{other}`")),
@@ -84,7 +89,7 @@ fn main() -> ExitCode {
         Err(message) => {
             eprintln!("error: {message}");
             eprintln!(
-                "usage: e2e [--duration SECS] [--rounds N] [--connections N] [--workload get|post|both] [--json FILE]"
+                "usage: e2e [--duration SECS] [--rounds N] [--connections N] [--workload get|post|post-io|all] [--json FILE]"
             );
             return ExitCode::from(2);
         }
@@ -100,28 +105,34 @@ fn main() -> ExitCode {
 
 fn run(args: &Args) -> Result<(), String> {
     wrk::check_installed()?;
-    let bare = Server::start(Variant::Bare)?;
-    let full = Server::start(Variant::Full)?;
     println!(
-        "wrk, 1 thread, {} connections, {} s per run, {} rounds{}",
-        args.connections,
+        "wrk, 1 thread, {} s per run, {} rounds",
         args.duration.as_secs(),
-        args.rounds,
-        if server::pinned() {
-            "; servers on CPU 0, wrk on CPU 1"
-        } else {
-            ""
-        }
+        args.rounds
     );
 
     let mut report = Vec::new();
     for &workload in &args.workloads {
+        // Fresh servers for each workload: one's warm-up does not teach the next.
+        let pin = workload.pinned() && server::pinned();
+        let bare = Server::start(Variant::Bare, pin)?;
+        let full = Server::start(Variant::Full, pin)?;
+        let connections = workload.connections(args.connections);
+        println!(
+            "{}: {connections} connections{}",
+            workload.name(),
+            if pin {
+                "; servers on CPU 0, wrk on CPU 1"
+            } else {
+                "; servers and wrk share the cores"
+            }
+        );
         // Warm both up: connections, allocator, the shedder's limit.
         for server in [&bare, &full] {
             wrk::run(
                 server.addr(),
                 workload,
-                args.connections,
+                workload.warm_up_connections(connections),
                 Duration::from_secs(2),
             )?;
         }
@@ -134,7 +145,7 @@ fn run(args: &Args) -> Result<(), String> {
                 [&full, &bare]
             };
             for server in order {
-                let result = wrk::run(server.addr(), workload, args.connections, args.duration)?;
+                let result = wrk::run(server.addr(), workload, connections, args.duration)?;
                 println!(
                     "  {:<5} {:<4} {}",
                     workload.name(),
@@ -150,14 +161,19 @@ fn run(args: &Args) -> Result<(), String> {
         let (bare_median, full_median) = (Run::median(&bare_runs), Run::median(&full_runs));
         let throughput = full_median.requests_per_second / bare_median.requests_per_second;
         let p99 = full_median.p99.as_secs_f64() / bare_median.p99.as_secs_f64();
+        let refused = full_median.refused_share();
         println!(
-            "{}: bare {} · full stack {} → throughput {throughput:.2}×, p99 {p99:.2}×\n",
+            "{}: bare {} · full stack {} → throughput {throughput:.2}×, p99 {p99:.2}×, refused {:.3} %\n",
             workload.name(),
             bare_median,
-            full_median
+            full_median,
+            refused * 100.0
         );
         report.push(json!({
             "workload": workload.name(),
+            "connections": connections,
+            "pinned": pin,
+            "refused_share": refused,
             "bare": bare_median.to_json(),
             "full": full_median.to_json(),
             "throughput_ratio": throughput,

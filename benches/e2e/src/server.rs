@@ -31,13 +31,21 @@ impl Variant {
     }
 }
 
-/// The app both servers run: hello world, and an order echoed back as created.
+/// The app both servers run: hello world, an order echoed back as created, and the same
+/// after 5 ms of I/O (a call to another service).
 fn app() -> Router {
     Router::new()
         .route("/", get(|| async { "Hello, World!" }))
         .route(
             "/orders",
             post(|body: String| async move { (StatusCode::CREATED, body) }),
+        )
+        .route(
+            "/orders-io",
+            post(|body: String| async move {
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                (StatusCode::CREATED, body)
+            }),
         )
 }
 
@@ -131,10 +139,15 @@ pub(crate) struct Server {
 }
 
 impl Server {
-    /// Starts `variant` in a child process and waits for its address.
-    pub(crate) fn start(variant: Variant) -> Result<Self, String> {
+    /// Starts `variant` in a child process (on CPU 0 if `pin`) and waits for its address.
+    pub(crate) fn start(variant: Variant, pin: bool) -> Result<Self, String> {
         let exe = std::env::current_exe().map_err(|e| format!("this binary's path: {e}"))?;
-        let mut child = on_cpu(0, exe)
+        let mut command = if pin {
+            on_cpu(0, exe)
+        } else {
+            Command::new(exe)
+        };
+        let mut child = command
             .args(["serve", variant.name()])
             .stdout(Stdio::piped())
             .spawn()

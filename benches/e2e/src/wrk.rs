@@ -16,6 +16,9 @@ pub(crate) enum Workload {
     Get,
     /// `POST /orders` with a JSON body and a fresh `Idempotency-Key` each time.
     Post,
+    /// The same POST to `/orders-io`, whose handler awaits 5 ms of I/O (a call to another
+    /// service), after a light warm-up, with the servers and wrk sharing the cores.
+    PostIo,
 }
 
 /// wrk's script for [`Workload::Post`]: a key no request has used, per request.
@@ -28,7 +31,7 @@ wrk.body = '{"item":"book","qty":1}'
 wrk.headers["Content-Type"] = "application/json"
 request = function()
   n = n + 1
-  return wrk.format(nil, "/orders", { ["Idempotency-Key"] = '"' .. run .. "-" .. n .. '"' })
+  return wrk.format(nil, PATH, { ["Idempotency-Key"] = '"' .. run .. "-" .. n .. '"' })
 end
 "#;
 
@@ -37,6 +40,38 @@ impl Workload {
         match self {
             Self::Get => "GET",
             Self::Post => "POST",
+            Self::PostIo => "POST-io",
+        }
+    }
+
+    fn path(self) -> &'static str {
+        match self {
+            Self::Get => "/",
+            Self::Post => "/orders",
+            Self::PostIo => "/orders-io",
+        }
+    }
+
+    /// Whether the servers and wrk run on a CPU each. `POST-io` shares them, as a user's
+    /// test on a small machine does: the contention is part of what it measures.
+    pub(crate) fn pinned(self) -> bool {
+        !matches!(self, Self::PostIo)
+    }
+
+    /// The warm-up before the measured rounds: `POST-io` warms with light traffic (one
+    /// connection), so that the shedder learns the unloaded latency first.
+    pub(crate) fn warm_up_connections(self, connections: usize) -> usize {
+        match self {
+            Self::PostIo => 1,
+            _ => connections,
+        }
+    }
+
+    /// The connections of the measured runs: `POST-io` always uses 32.
+    pub(crate) fn connections(self, asked: usize) -> usize {
+        match self {
+            Self::PostIo => 32,
+            _ => asked,
         }
     }
 }
@@ -44,6 +79,8 @@ impl Workload {
 /// One wrk run's figures.
 #[derive(Clone, Debug)]
 pub(crate) struct Run {
+    /// Requests answered in the run.
+    pub(crate) requests: u64,
     pub(crate) requests_per_second: f64,
     pub(crate) p50: Duration,
     pub(crate) p99: Duration,
@@ -61,6 +98,7 @@ impl Run {
             values[values.len() / 2]
         };
         Run {
+            requests: runs.iter().map(|r| r.requests).sum(),
             requests_per_second: middle(runs.iter().map(|r| r.requests_per_second).collect()),
             p50: Duration::from_secs_f64(middle(
                 runs.iter().map(|r| r.p50.as_secs_f64()).collect(),
@@ -73,8 +111,14 @@ impl Run {
         }
     }
 
+    /// The share of answers that were not 2xx or 3xx (a shedder's refusals).
+    pub(crate) fn refused_share(&self) -> f64 {
+        self.non_success as f64 / self.requests.max(1) as f64
+    }
+
     pub(crate) fn to_json(&self) -> Value {
         json!({
+            "requests": self.requests,
             "requests_per_second": self.requests_per_second.round(),
             "p50_ms": self.p50.as_secs_f64() * 1e3,
             "p99_ms": self.p99.as_secs_f64() * 1e3,
@@ -121,7 +165,11 @@ pub(crate) fn run(
     connections: usize,
     duration: Duration,
 ) -> Result<Run, String> {
-    let mut command = on_cpu(1, "wrk");
+    let mut command = if workload.pinned() {
+        on_cpu(1, "wrk")
+    } else {
+        std::process::Command::new("wrk")
+    };
     command
         .args(["-t1", "--latency"])
         .arg(format!("-c{connections}"))
@@ -129,15 +177,13 @@ pub(crate) fn run(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let script;
-    if let Workload::Post = workload {
+    if !matches!(workload, Workload::Get) {
         script = std::env::temp_dir().join(format!("palisade-e2e-{}.lua", std::process::id()));
-        std::fs::write(&script, POST_SCRIPT).map_err(|e| format!("the wrk script: {e}"))?;
+        let text = format!("PATH = {:?}\n{POST_SCRIPT}", workload.path());
+        std::fs::write(&script, text).map_err(|e| format!("the wrk script: {e}"))?;
         command.arg("-s").arg(&script);
     }
-    let url = match workload {
-        Workload::Get => format!("http://{addr}/"),
-        Workload::Post => format!("http://{addr}/orders"),
-    };
+    let url = format!("http://{addr}{}", workload.path());
     let output = command
         .arg(url)
         .output()
@@ -156,6 +202,7 @@ pub(crate) fn run(
 /// Reads requests per second, p50 and p99, and errors from wrk's `--latency` output.
 fn parse(text: &str) -> Option<Run> {
     let mut run = Run {
+        requests: 0,
         requests_per_second: f64::NAN,
         p50: Duration::ZERO,
         p99: Duration::ZERO,
@@ -170,6 +217,8 @@ fn parse(text: &str) -> Option<Run> {
             Some("50%") => p50 = Some(duration(words.next()?)?),
             Some("99%") => p99 = Some(duration(words.next()?)?),
             Some("Non-2xx") => run.non_success = line.rsplit(' ').next()?.parse().ok()?,
+            // "778123 requests in 10.00s, 96.48MB read"
+            Some(n) if line.contains(" requests in ") => run.requests = n.parse().ok()?,
             Some("Socket") => {
                 // "Socket errors: connect 0, read 0, write 0, timeout 0"
                 run.socket_errors = line
@@ -225,6 +274,7 @@ Transfer/sec:      9.65MB
     #[test]
     fn reads_wrk_output() {
         let run = parse(OUTPUT).unwrap();
+        assert_eq!(run.requests, 778123);
         assert_eq!(run.requests_per_second, 77812.30);
         assert_eq!(run.p50, Duration::from_micros(758));
         assert_eq!(run.p99, Duration::from_micros(2010));

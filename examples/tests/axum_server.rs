@@ -31,18 +31,17 @@ async fn the_axum_server_example_serves_its_stack() {
     let second = client.request(post()).await.unwrap();
     assert_eq!(second.headers()["idempotent-replayed"], "true");
 
-    let report = client
-        .get(format!("http://{addr}/report").parse().unwrap())
-        .await
-        .unwrap();
-    assert_eq!(report.status(), http::StatusCode::OK);
+    // GET `path`: its status and its body as text.
+    let get = async |path: &str| {
+        let uri = format!("http://{addr}{path}").parse().unwrap();
+        let response = client.get(uri).await.unwrap();
+        let status = response.status();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        (status, String::from_utf8_lossy(&body).into_owned())
+    };
+    assert_eq!(get("/report").await.0, http::StatusCode::OK);
 
-    let metrics = client
-        .get(format!("http://{addr}/metrics").parse().unwrap())
-        .await
-        .unwrap();
-    let text = metrics.into_body().collect().await.unwrap().to_bytes();
-    let text = String::from_utf8_lossy(&text);
+    let (_, text) = get("/metrics").await;
     assert!(
         text.contains("palisade_idempotency_requests_total"),
         "{text}"
@@ -50,16 +49,8 @@ async fn the_axum_server_example_serves_its_stack() {
     assert!(text.contains("palisade_breaker_calls_total"), "{text}");
 
     // The scrape and the probe are outside the shedder: they take no slot and no sample.
-    let healthz = client
-        .get(format!("http://{addr}/healthz").parse().unwrap())
-        .await
-        .unwrap();
-    assert_eq!(healthz.status(), http::StatusCode::OK);
-    let again = client
-        .get(format!("http://{addr}/metrics").parse().unwrap())
-        .await
-        .unwrap();
-    let again = again.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(get("/healthz").await.0, http::StatusCode::OK);
+    let (_, again) = get("/metrics").await;
     let shed_samples = |scrape: &str| {
         scrape
             .lines()
@@ -68,7 +59,7 @@ async fn the_axum_server_example_serves_its_stack() {
     };
     assert!(shed_samples(&text).is_some(), "{text}");
     assert_eq!(
-        shed_samples(&String::from_utf8_lossy(&again)),
+        shed_samples(&again),
         shed_samples(&text),
         "neither the scrape nor the probe went through the shedder"
     );

@@ -57,6 +57,7 @@
 //! assert!(matches!(discover.next().await, Some(Ok(Change::Remove("10.0.0.1:80")))));
 //! # }
 //! ```
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod balance;
 mod config;

@@ -75,8 +75,7 @@
 //!
 //! See `docs/breaker.md` in the repository for the behaviour in depth, the defaults beside
 //! resilience4j, Polly, Envoy and Linkerd, and measured results.
-
-#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod config;
 mod error;

@@ -55,6 +55,7 @@
 //! has two answers where a breaker needs three (a `404` must count neither as a success nor
 //! as a failure, or a scan of missing pages would close an open breaker), and its classifiers
 //! are consumed per request, where ours are shared by reference on the hot path.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod cancel;
 mod classify;

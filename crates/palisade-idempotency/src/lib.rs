@@ -60,6 +60,7 @@
 //! buffered one of a keyed request. axum's router takes any body; tonic's takes its own, so
 //! map it: `.map_request(|r: http::Request<RequestBody<_>>| r.map(tonic::body::Body::new))`
 //! under the layer.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 
 mod body;

@@ -59,6 +59,7 @@
 //! assert_eq!(calls.load(Ordering::SeqCst), 3, "one call and two retries");
 //! # }
 //! ```
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod config;
 mod error;

@@ -45,6 +45,7 @@
 //!     .layer(shed); // refusals are 503 + Retry-After + problem+json
 //! assert_eq!(handle.limit(), 20);
 //! ```
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod admission;
 mod config;

@@ -28,6 +28,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use palisade::balance::discover::static_list;
 use palisade::balance::http::HttpEndpoint;
+use palisade::breaker::State;
 use palisade::prelude::*;
 use palisade::retry::http::ReplayBody;
 use tokio::sync::{Notify, watch};

@@ -1,10 +1,22 @@
 //! `ServiceBuilder` methods for palisade's layers.
 
 use tower::ServiceBuilder;
+#[cfg(any(
+    feature = "breaker",
+    feature = "retry",
+    feature = "shed",
+    feature = "idempotency"
+))]
 use tower_layer::Stack;
 
 /// Adds palisade's layers to a `tower::ServiceBuilder` by name.
-pub trait ServiceBuilderExt<L>: sealed::Sealed {
+///
+/// No method shares a name with one of `ServiceBuilder`'s own (an inherent method would win
+/// and the call would fail far from its cause: tower's `retry` takes a policy, so palisade's
+/// generic retry is [`retry_on_error`](Self::retry_on_error)), nor with tower-http's
+/// `ServiceBuilderExt`, which can be in scope beside this trait. The
+/// [`prelude`](crate::prelude) brings it in as `_`, so that its name cannot collide either.
+pub trait PalisadeBuilderExt<L>: sealed::Sealed {
     /// A circuit breaker in fail-fast mode, over any service (errors become `BoxError`s).
     #[cfg(feature = "breaker")]
     fn circuit_breaker(
@@ -21,7 +33,7 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed {
 
     /// Retries under a budget, for requests that are `Clone`; every error is retried.
     #[cfg(feature = "retry")]
-    fn retry(
+    fn retry_on_error(
         self,
         config: palisade_retry::RetryConfig,
     ) -> ServiceBuilder<Stack<palisade_retry::RetryLayer, L>>;
@@ -58,7 +70,7 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed {
     ) -> ServiceBuilder<Stack<palisade_idempotency::IdempotencyLayer, L>>;
 }
 
-impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
+impl<L> PalisadeBuilderExt<L> for ServiceBuilder<L> {
     #[cfg(feature = "breaker")]
     fn circuit_breaker(
         self,
@@ -76,7 +88,7 @@ impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
     }
 
     #[cfg(feature = "retry")]
-    fn retry(
+    fn retry_on_error(
         self,
         config: palisade_retry::RetryConfig,
     ) -> ServiceBuilder<Stack<palisade_retry::RetryLayer, L>> {

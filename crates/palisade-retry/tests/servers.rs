@@ -1,6 +1,7 @@
 //! The retry layer around real clients talking to real servers on loopback: a hyper-util
 //! client and an axum server that fails by script, and a tonic `Channel` and a tonic server
-//! that answers UNAVAILABLE before it answers OK.
+//! that answers UNAVAILABLE before it answers OK. Real time: the paused clock would jump
+//! while frames are in flight; the backoffs here are a few tens of milliseconds.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
@@ -34,7 +35,7 @@ fn config() -> RetryConfig {
         .unwrap()
 }
 
-#[tokio::test(start_paused = true)]
+#[tokio::test]
 async fn a_hyper_client_retries_a_post_through_a_failing_axum_server() {
     // The server fails its first two requests with 503, then creates the order; it records
     // every body and Idempotency-Key it receives.
@@ -128,7 +129,7 @@ mod grpc {
         }
     }
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn a_tonic_channel_retries_unavailable_until_ok() {
         let (reporter, health) = tonic_health::server::health_reporter();
         reporter

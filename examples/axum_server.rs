@@ -20,21 +20,6 @@ use tower::ServiceBuilder;
 /// The app: `POST /orders` (idempotent by key), `GET /report` (fragile, behind a breaker),
 /// and, outside the shedder, `GET /metrics` and `GET /healthz`.
 pub(crate) fn app(metrics: metrics_exporter_prometheus::PrometheusHandle) -> Router {
-    let breaker = BreakerConfig::builder()
-        .name("report")
-        .build()
-        .expect("a valid breaker configuration");
-    let idempotency = IdempotencyConfig::builder()
-        .name("orders")
-        // Scope keys by the caller; with no auth in this example, one global scope.
-        .scope(Scope::global())
-        .build()
-        .expect("a valid idempotency configuration");
-    let shed = ShedConfig::builder()
-        .name("server")
-        .build()
-        .expect("a valid shed configuration");
-
     Router::new()
         .route(
             "/orders",
@@ -48,13 +33,18 @@ pub(crate) fn app(metrics: metrics_exporter_prometheus::PrometheusHandle) -> Rou
                 tokio::time::sleep(Duration::from_millis(20)).await;
                 "report"
             })
-            .layer(HttpCircuitBreakerLayer::new(breaker)),
+            .layer(HttpCircuitBreakerLayer::new("report")),
         )
-        // Outermost first: shed before doing any work, then idempotency.
+        // Outermost first: shed before doing any work, then idempotency — its keys scoped
+        // by the caller (`Scope::from_fn`); with no auth in this example, one global scope.
         .layer(
             ServiceBuilder::new()
-                .layer(HttpShedLayer::new(shed))
-                .layer(IdempotencyLayer::new(MemoryStore::new(), idempotency)),
+                .layer(HttpShedLayer::new("server"))
+                .layer(IdempotencyLayer::new(
+                    "orders",
+                    MemoryStore::new(),
+                    Scope::global(),
+                )),
         )
         // Added after the layers, so outside them: the scrape and the liveness probe must
         // answer exactly when the shedder refuses.

@@ -42,14 +42,13 @@ pub(crate) fn channel(
     // A lazily connecting Channel per address; it reconnects by itself.
     let balance = Balance::with_classifier(
         WatchDiscover::new("inventory", addresses, grpc_endpoints()),
-        BalanceConfig::builder().name("health").build()?,
+        BalanceConfig::from("health"),
         // Reads grpc-status: UNAVAILABLE, DEADLINE_EXCEEDED and the like are failures.
         HttpClassifier::default(),
     );
     // UNAVAILABLE is retried on another endpoint, within 20 % of recent traffic;
     // grpc-retry-pushback-ms from the server sets the wait, or stops the retry.
-    let retry = RetryConfig::builder()
-        .name("health")
+    let retry = RetryConfig::builder("health")
         // Every gRPC call is a POST, which is retried only when it carries an
         // `idempotency-key`: a server behind palisade's IdempotencyLayer then runs it once
         // however often it arrives. (A service whose methods are all safe to repeat can use

@@ -52,18 +52,16 @@ pub(crate) fn client(
     // is ejected for a while, never more than half of them at once.
     let balance = Balance::with_classifier(
         discover,
-        BalanceConfig::builder().name("orders").build()?,
+        BalanceConfig::from("orders"),
         // 5xx and connection errors are failures; 4xx are the caller's and are not.
         HttpClassifier::default(),
     );
-    let breaker = BreakerConfig::builder().name("orders").build()?;
-    // Retries go to another endpoint, at most 20 % more requests than recent traffic.
-    let retry = RetryConfig::builder().name("orders").build()?;
     let stack = ServiceBuilder::new()
         // Outermost, the breaker judges each request after its retries: one replica that
         // fails fast cannot open it while the balancer routes the retries to a healthy one.
-        .http_circuit_breaker(breaker)
-        .http_retry(retry)
+        .http_circuit_breaker("orders")
+        // Retries go to another endpoint, at most 20 % more requests than recent traffic.
+        .http_retry("orders")
         // The balancer is one shared state; a buffer lets every clone of the client reach it.
         .buffer(1024)
         .service(balance)

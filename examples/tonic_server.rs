@@ -26,22 +26,17 @@ pub(crate) async fn serve(
     reporter
         .set_service_status("orders", tonic_health::ServingStatus::Serving)
         .await;
-    let shed = ShedConfig::builder()
-        .name("grpc")
-        .build()
-        .expect("a valid shed configuration");
-    let idempotency = IdempotencyConfig::builder()
-        .name("grpc")
-        // Scope keys by the caller (`Scope::from_fn` over what auth put in the extensions).
-        .scope(Scope::global())
-        .build()
-        .expect("a valid idempotency configuration");
-    // Outermost first: shed before anything runs; idempotency next, so that a replay or a
-    // key in flight is answered before the breaker (which has nothing to learn from them);
-    // the breaker over the handlers.
+    // Outermost first: shed before anything runs; idempotency next (keys scoped by the
+    // caller with `Scope::from_fn` over what auth put in the extensions), so that a replay
+    // or a key in flight is answered before the breaker, which has nothing to learn from
+    // them; the breaker over the handlers.
     let stack = ServiceBuilder::new()
-        .layer(HttpShedLayer::new(shed))
-        .layer(IdempotencyLayer::new(MemoryStore::new(), idempotency))
+        .layer(HttpShedLayer::new("grpc"))
+        .layer(IdempotencyLayer::new(
+            "grpc",
+            MemoryStore::new(),
+            Scope::global(),
+        ))
         .layer(breaker)
         // tonic's router takes its own body type; idempotency hands on a buffered one.
         .map_request(|r: http::Request<RequestBody<tonic::body::Body>>| {
@@ -55,8 +50,7 @@ pub(crate) async fn serve(
 }
 
 pub(crate) fn breaker_config() -> BreakerConfig {
-    BreakerConfig::builder()
-        .name("grpc")
+    BreakerConfig::builder("grpc")
         .build()
         .expect("a valid breaker configuration")
 }
@@ -65,6 +59,10 @@ pub(crate) fn breaker_config() -> BreakerConfig {
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let listener = TcpListener::bind("127.0.0.1:50051").await?;
     println!("serving gRPC on {}", listener.local_addr()?);
-    serve(listener, HttpCircuitBreakerLayer::new(breaker_config())).await?;
+    serve(
+        listener,
+        HttpCircuitBreakerLayer::with_config(breaker_config()),
+    )
+    .await?;
     Ok(())
 }

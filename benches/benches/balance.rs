@@ -27,13 +27,12 @@ fn endpoints(n: usize) -> impl Iterator<Item = (usize, Bare)> {
 }
 
 fn palisade(n: usize) -> impl Service<u64> {
-    let config = BalanceConfig::builder()
-        .name("bench")
+    let config = BalanceConfig::builder("bench")
         .default_rtt(DEFAULT_RTT)
         .decay(DECAY)
         .build()
         .unwrap();
-    Balance::new(static_list(endpoints(n)), config)
+    Balance::with_config(static_list(endpoints(n)), config)
 }
 
 fn tower_p2c(n: usize) -> impl Service<u64> {

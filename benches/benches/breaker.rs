@@ -16,18 +16,18 @@ use crate::support::{Bare, per_call};
 
 /// palisade's breaker with `config`'s policy.
 fn palisade(config: palisade_breaker::BreakerConfigBuilder) -> impl Service<u64> + Clone + Send {
-    CircuitBreakerLayer::new(config.name("bench").build().unwrap()).layer(Bare)
+    CircuitBreakerLayer::with_config(config.build().unwrap()).layer(Bare)
 }
 
 /// The defaults: five failures in a row, or half the calls of the last 10 s.
 fn palisade_default() -> impl Service<u64> + Clone + Send {
-    palisade(BreakerConfig::builder())
+    palisade(BreakerConfig::builder("bench"))
 }
 
 /// tower-resilience's policy below: a failure rate over the last 100 calls.
 fn palisade_count_window() -> impl Service<u64> + Clone + Send {
     palisade(
-        BreakerConfig::builder()
+        BreakerConfig::builder("bench")
             .no_consecutive_failures()
             .failure_rate(0.5)
             .window(Window::count(100)),
@@ -37,7 +37,7 @@ fn palisade_count_window() -> impl Service<u64> + Clone + Send {
 /// failsafe's policy below: five failures in a row.
 fn palisade_consecutive() -> impl Service<u64> + Clone + Send {
     palisade(
-        BreakerConfig::builder()
+        BreakerConfig::builder("bench")
             .consecutive_failures(5)
             .no_failure_rate(),
     )

@@ -40,11 +40,10 @@ fn layered(
     Response = Response<impl http_body::Body<Data = Bytes, Error: std::fmt::Debug>>,
     Error = Infallible,
 > + Clone {
-    let config = IdempotencyConfig::builder()
-        .scope(Scope::global())
+    let config = IdempotencyConfig::builder("test", Scope::global())
         .build()
         .expect("a valid configuration");
-    IdempotencyLayer::new(store, config).layer(handler())
+    IdempotencyLayer::with_config(store, config).layer(handler())
 }
 
 fn request(method: http::Method, key: Option<String>) -> Request<Full<Bytes>> {

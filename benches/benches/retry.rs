@@ -29,8 +29,8 @@ fn per_call<S: Service<u64>>(mut svc: S, iters: u64) -> Duration {
 
 /// palisade's defaults: 3 attempts, every error retried, 20 % + 10/s budget.
 fn palisade_default() -> impl Service<u64> + Clone {
-    let config = RetryConfig::builder().name("bench").build().unwrap();
-    RetryLayer::new(config).layer(Bare)
+    let config = RetryConfig::builder("bench").build().unwrap();
+    RetryLayer::with_config(config).layer(Bare)
 }
 
 /// A budget that allows every retry and counts nothing: what the layer costs without the
@@ -46,12 +46,11 @@ impl Budget for Unlimited {
 }
 
 fn palisade_unlimited() -> impl Service<u64> + Clone {
-    let config = RetryConfig::builder()
-        .name("bench")
+    let config = RetryConfig::builder("bench")
         .budget(Unlimited)
         .build()
         .unwrap();
-    RetryLayer::new(config).layer(Bare)
+    RetryLayer::with_config(config).layer(Bare)
 }
 
 /// tower's `Retry` as its documentation sets it up: every error retried, 3 attempts; and

@@ -21,18 +21,18 @@ use crate::support::{Bare, per_call};
 const LIMIT: usize = 1000;
 
 fn palisade(config: ShedConfigBuilder) -> impl Service<u64> + Clone + Send {
-    ShedLayer::new(config.name("bench").build().unwrap()).layer(Bare)
+    ShedLayer::with_config(config.build().unwrap()).layer(Bare)
 }
 
 /// The defaults: the `Gradient` limit (fed a latency sample by every call) and the queue.
 fn palisade_default() -> impl Service<u64> + Clone + Send {
-    palisade(ShedConfig::builder())
+    palisade(ShedConfig::builder("bench"))
 }
 
 /// A fixed limit, as tower's below: admission and release without the limit algorithm's
 /// work.
 fn palisade_fixed() -> impl Service<u64> + Clone + Send {
-    palisade(ShedConfig::builder().limit(Fixed(LIMIT)))
+    palisade(ShedConfig::builder("bench").limit(Fixed(LIMIT)))
 }
 
 fn tower_limit() -> impl Service<u64> + Clone + Send {

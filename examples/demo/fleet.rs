@@ -119,10 +119,8 @@ async fn backend(
 
     let idempotency = IdempotencyLayer::with_shared_store(
         store,
-        IdempotencyConfig::builder()
-            .name(kind.name())
+        IdempotencyConfig::builder(kind.name(), Scope::global())
             // The gateway is the fleet's only caller.
-            .scope(Scope::global())
             .build()
             .expect("a valid idempotency configuration"),
     );
@@ -130,13 +128,12 @@ async fn backend(
         .route("/orders", post(create))
         .layer(idempotency);
     if kind == Kind::Small {
-        let shed = ShedConfig::builder()
-            .name("small")
+        let shed = ShedConfig::builder("small")
             .limit(Fixed(4))
             .no_queue()
             .build()
             .expect("a valid shed configuration");
-        app = app.layer(HttpShedLayer::new(shed));
+        app = app.layer(HttpShedLayer::with_config(shed));
     }
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;

@@ -53,8 +53,7 @@ fn client_stack(fleet: &[SocketAddr]) -> Fleet {
         .map(|addr| (*addr, HttpEndpoint::new(client.clone(), *addr)));
     let balance = Balance::with_classifier(
         static_list(endpoints),
-        BalanceConfig::builder()
-            .name("fleet")
+        BalanceConfig::builder("fleet")
             // A fixed fleet of three: a series per backend is affordable, and the summary
             // reads it (a churning fleet would grow series forever; off by default).
             .endpoint_metrics(true)
@@ -62,12 +61,10 @@ fn client_stack(fleet: &[SocketAddr]) -> Fleet {
             .expect("a valid balance configuration"),
         HttpClassifier::default(),
     );
-    let breaker = BreakerConfig::builder()
-        .name("fleet")
+    let breaker = BreakerConfig::builder("fleet")
         .build()
         .expect("a valid breaker configuration");
-    let retry = RetryConfig::builder()
-        .name("fleet")
+    let retry = RetryConfig::builder("fleet")
         // Retried POSTs carry an Idempotency-Key, so the fleet runs each once.
         .idempotency_keys(true)
         .build()
@@ -110,15 +107,12 @@ pub(crate) async fn start(
         keep_orders,
         metrics,
     };
-    let shed = ShedConfig::builder()
-        .name("gateway")
+    let shed = ShedConfig::builder("gateway")
         .build()
         .expect("a valid shed configuration");
-    let idempotency = IdempotencyConfig::builder()
-        .name("gateway")
+    let idempotency = IdempotencyConfig::builder("gateway", Scope::global())
         // A real service scopes keys by the authenticated caller (`Scope::from_fn` reading
         // what the auth layer put into the extensions); the demo has one kind of caller.
-        .scope(Scope::global())
         .required(true)
         .build()
         .expect("a valid idempotency configuration");
@@ -134,7 +128,7 @@ pub(crate) async fn start(
         .with_state(gateway)
         .layer(
             ServiceBuilder::new()
-                .layer(HttpShedLayer::new(shed))
+                .layer(HttpShedLayer::with_config(shed))
                 .layer(IdempotencyLayer::with_shared_store(store, idempotency)),
         )
         .merge(ops);

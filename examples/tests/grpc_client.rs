@@ -27,7 +27,7 @@ async fn health_server(unavailable: bool) -> (SocketAddr, Arc<AtomicUsize>) {
     reporter
         .set_service_status("orders", tonic_health::ServingStatus::Serving)
         .await;
-    let breaker = HttpCircuitBreakerLayer::new(BreakerConfig::builder().build().unwrap());
+    let breaker = HttpCircuitBreakerLayer::new("test");
     if unavailable {
         breaker.handle().force_open();
     }

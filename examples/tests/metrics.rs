@@ -44,11 +44,11 @@ async fn alerting_metrics_exist_from_construction_and_no_series_per_endpoint() {
     let (_publish, addresses) = tokio::sync::watch::channel([addr].into_iter().collect());
     let balance = Balance::with_classifier(
         WatchDiscover::new("inventory-watch", addresses, http_endpoints(hyper)),
-        BalanceConfig::builder().name("inventory").build().unwrap(),
+        BalanceConfig::builder("inventory").build().unwrap(),
         HttpClassifier::default(),
     );
-    let breaker = BreakerConfig::builder().name("inventory").build().unwrap();
-    let retry = RetryConfig::builder().name("inventory").build().unwrap();
+    let breaker = BreakerConfig::builder("inventory").build().unwrap();
+    let retry = RetryConfig::builder("inventory").build().unwrap();
     let client = ServiceBuilder::new()
         .http_circuit_breaker(breaker)
         .http_retry(retry)

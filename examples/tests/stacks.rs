@@ -68,10 +68,10 @@ fn documented_client(addrs: &[SocketAddr], retry: RetryConfig) -> HttpClient {
         .map(|&addr| (addr, HttpEndpoint::new(hyper.clone(), addr)));
     let balance = Balance::with_classifier(
         static_list(endpoints),
-        BalanceConfig::builder().name("inventory").build().unwrap(),
+        BalanceConfig::builder("inventory").build().unwrap(),
         HttpClassifier::default(),
     );
-    let breaker = BreakerConfig::builder().name("inventory").build().unwrap();
+    let breaker = BreakerConfig::builder("inventory").build().unwrap();
     let stack = ServiceBuilder::new()
         .http_circuit_breaker(breaker)
         .http_retry(retry)
@@ -102,8 +102,7 @@ async fn a_slow_endpoint_under_an_attempt_timeout_is_charged_for_the_attempts_it
     // The slow endpoint answers long after any attempt gives up on it.
     let (slow, slow_hits) = backend(StatusCode::OK, Duration::from_secs(30)).await;
     let (fast, fast_hits) = backend(StatusCode::OK, Duration::ZERO).await;
-    let retry = RetryConfig::builder()
-        .name("inventory")
+    let retry = RetryConfig::builder("inventory")
         .attempt_timeout(Duration::from_millis(200))
         .build()
         .unwrap();
@@ -130,7 +129,7 @@ async fn one_fast_failing_replica_fails_no_request_through_the_documented_stack(
     let (good, good_hits) = backend(StatusCode::OK, Duration::from_millis(5)).await;
     let client = documented_client(
         &[bad, good],
-        RetryConfig::builder().name("inventory").build().unwrap(),
+        RetryConfig::builder("inventory").build().unwrap(),
     );
     // 32 callers at once, as a pool of workers starts: the first requests meet the bad
     // replica before any answer has taught the balancer to avoid it.
@@ -207,12 +206,9 @@ async fn a_tonic_breaker_above_idempotency_does_not_count_its_in_flight_refusals
     reporter
         .set_service_status("orders", tonic_health::ServingStatus::Serving)
         .await;
-    let breaker =
-        HttpCircuitBreakerLayer::new(BreakerConfig::builder().name("grpc").build().unwrap());
+    let breaker = HttpCircuitBreakerLayer::new("grpc");
     let breaker_handle = breaker.handle();
-    let idempotency = IdempotencyConfig::builder()
-        .name("grpc")
-        .scope(Scope::global())
+    let idempotency = IdempotencyConfig::builder("grpc", Scope::global())
         .build()
         .unwrap();
     let (gate, open) = watch::channel(false);
@@ -220,11 +216,12 @@ async fn a_tonic_breaker_above_idempotency_does_not_count_its_in_flight_refusals
     let gate_waiting = waiting.clone();
     // The order a reader of an older recipe took: the breaker above idempotency.
     let stack = ServiceBuilder::new()
-        .layer(HttpShedLayer::new(
-            ShedConfig::builder().name("grpc").build().unwrap(),
-        ))
+        .layer(HttpShedLayer::new("grpc"))
         .layer(breaker)
-        .layer(IdempotencyLayer::new(MemoryStore::new(), idempotency))
+        .layer(IdempotencyLayer::with_config(
+            MemoryStore::new(),
+            idempotency,
+        ))
         .map_request(|r: http::Request<RequestBody<tonic::body::Body>>| {
             r.map(tonic::body::Body::new)
         })
@@ -295,15 +292,16 @@ async fn retry_retries_the_409_of_a_key_in_flight_and_gets_the_stored_response()
             (StatusCode::CREATED, format!("order {body}"))
         }
     };
-    let idempotency = IdempotencyConfig::builder()
-        .name("orders")
-        .scope(Scope::global())
+    let idempotency = IdempotencyConfig::builder("orders", Scope::global())
         .retry_after(Duration::from_millis(300))
         .build()
         .unwrap();
     let app = axum::Router::new()
         .route("/orders", axum::routing::post(handler))
-        .layer(IdempotencyLayer::new(MemoryStore::new(), idempotency));
+        .layer(IdempotencyLayer::with_config(
+            MemoryStore::new(),
+            idempotency,
+        ));
     let addr = serve(app).await;
     let post = || {
         http::Request::post("/orders")
@@ -321,10 +319,7 @@ async fn retry_retries_the_409_of_a_key_in_flight_and_gets_the_stored_response()
 
     // ...when a palisade client retries the same operation: 409, retried after the
     // server's Retry-After, until the first has finished and its response is stored.
-    let client = documented_client(
-        &[addr],
-        RetryConfig::builder().name("orders").build().unwrap(),
-    );
+    let client = documented_client(&[addr], RetryConfig::builder("orders").build().unwrap());
     let retried = tokio::spawn({
         let client = client.clone();
         async move { client.oneshot(post()).await }

@@ -14,7 +14,7 @@ use tonic_health::pb::health_client::HealthClient;
 async fn the_tonic_server_example_serves_and_refuses_in_grpc_terms() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let breaker = HttpCircuitBreakerLayer::new(tonic_server::breaker_config());
+    let breaker = HttpCircuitBreakerLayer::with_config(tonic_server::breaker_config());
     let handle = breaker.handle();
     tokio::spawn(tonic_server::serve(listener, breaker));
 

@@ -51,17 +51,17 @@ fn app() -> Router {
 
 /// The app behind palisade's server stack, each layer with its defaults.
 fn full_stack() -> Result<Router, palisade_core::ConfigError> {
-    let shed = ShedConfig::builder().name("e2e").build()?;
-    let idempotency = IdempotencyConfig::builder()
-        .name("e2e")
-        .scope(Scope::global())
-        .build()?;
-    let breaker = BreakerConfig::builder().name("e2e").build()?;
+    let shed = ShedConfig::builder("e2e").build()?;
+    let idempotency = IdempotencyConfig::builder("e2e", Scope::global()).build()?;
+    let breaker = BreakerConfig::builder("e2e").build()?;
     Ok(app().layer(
         ServiceBuilder::new()
-            .layer(HttpShedLayer::new(shed))
-            .layer(IdempotencyLayer::new(MemoryStore::new(), idempotency))
-            .layer(HttpCircuitBreakerLayer::new(breaker)),
+            .layer(HttpShedLayer::with_config(shed))
+            .layer(IdempotencyLayer::with_config(
+                MemoryStore::new(),
+                idempotency,
+            ))
+            .layer(HttpCircuitBreakerLayer::with_config(breaker)),
     ))
 }
 

@@ -232,13 +232,13 @@ async fn simulate(system: &'static str, fault: Fault, arrivals: &[Duration]) -> 
             drive(system, balance, arrivals).await
         }
         "palisade" | "palisade-all-healthy" => {
-            let config = BalanceConfig::builder()
-                .name("scenario")
+            let config = BalanceConfig::builder("scenario")
                 .default_rtt(DEFAULT_RTT)
                 .decay(DECAY)
                 .build()
                 .expect("a valid configuration");
-            let balance = Balance::new(static_list(keyed(endpoints)), config).seed(BALANCER_SEED);
+            let balance =
+                Balance::with_config(static_list(keyed(endpoints)), config).seed(BALANCER_SEED);
             drive(system, balance, arrivals).await
         }
         _ => unreachable!("every system is listed"),

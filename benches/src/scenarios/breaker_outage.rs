@@ -112,15 +112,14 @@ async fn simulate(system: &'static str) -> Run {
             .then(OUTAGE, Behaviour::healthy(LATENCY).error_rate(1.0))
             .forever(Behaviour::healthy(LATENCY)),
     );
-    let config = BreakerConfig::builder()
-        .name("dependency")
+    let config = BreakerConfig::builder("dependency")
         // A fixed seed makes the jitter, and so the figures, the same on every run.
         .jitter_seed(SEED)
         .build()
         .expect("the default configuration is valid");
     let (svc, handle): (BoxCloneService<(), _, BoxError>, Option<BreakerHandle>) = match system {
         "palisade" => {
-            let layer = CircuitBreakerLayer::new(config);
+            let layer = CircuitBreakerLayer::with_config(config);
             let handle = layer.handle();
             (
                 BoxCloneService::new(layer.layer(backend.clone())),
@@ -128,23 +127,21 @@ async fn simulate(system: &'static str) -> Run {
             )
         }
         "palisade-stack" => {
-            let layer = CircuitBreakerLayer::new(config);
+            let layer = CircuitBreakerLayer::with_config(config);
             let handle = layer.handle();
-            let retry = RetryConfig::builder()
-                .name("dependency")
+            let retry = RetryConfig::builder("dependency")
                 .jitter_seed(SEED)
                 .build()
                 .expect("the default configuration is valid");
-            let balance = Balance::new(
+            let balance = Balance::with_config(
                 static_list([("dependency", backend.clone())]),
-                BalanceConfig::builder()
-                    .name("dependency")
+                BalanceConfig::builder("dependency")
                     .build()
                     .expect("the default configuration is valid"),
             );
             let stack = ServiceBuilder::new()
                 .layer(layer)
-                .layer(RetryLayer::new(retry))
+                .layer(RetryLayer::with_config(retry))
                 .buffer(1024)
                 .service(balance);
             (BoxCloneService::new(stack), Some(handle))

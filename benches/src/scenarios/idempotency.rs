@@ -64,11 +64,10 @@ fn server(system: &str, executions: Arc<AtomicU64>) -> Server {
     let handler = handler::<RequestBody<Full<Bytes>>>(executions.clone());
     match system {
         "palisade" => {
-            let config = IdempotencyConfig::builder()
-                .scope(Scope::global())
+            let config = IdempotencyConfig::builder("test", Scope::global())
                 .build()
                 .expect("a valid configuration");
-            let layer = IdempotencyLayer::new(MemoryStore::new(), config);
+            let layer = IdempotencyLayer::with_config(MemoryStore::new(), config);
             BoxCloneService::new(
                 layer
                     .layer(handler)

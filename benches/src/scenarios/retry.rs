@@ -142,12 +142,11 @@ fn series(runs: &[Run], points: impl Fn(&Run) -> &Vec<(f64, f64)>) -> Vec<Series
 /// seeded), and `config`'s budget.
 fn palisade(config: RetryConfigBuilder, backend: &Backend) -> BoxCloneService<(), Reply, BoxError> {
     let config = config
-        .name("dependency")
         .max_attempts(MAX_ATTEMPTS)
         .jitter_seed(SEED)
         .build()
         .expect("a valid configuration");
-    BoxCloneService::new(RetryLayer::new(config).layer(backend.clone()))
+    BoxCloneService::new(RetryLayer::with_config(config).layer(backend.clone()))
 }
 
 fn tower_retry(
@@ -165,9 +164,9 @@ async fn simulate(system: &'static str, failures: Failures) -> Run {
     });
     let backend = Backend::new(Script::always(behaviour).seed(SEED));
     let svc = match system {
-        "palisade" => palisade(RetryConfig::builder(), &backend),
+        "palisade" => palisade(RetryConfig::builder("dependency"), &backend),
         "palisade-10pct" => palisade(
-            RetryConfig::builder().budget(
+            RetryConfig::builder("dependency").budget(
                 PercentBudget::new(Duration::from_secs(10), 10, 0.1).expect("a valid budget"),
             ),
             &backend,

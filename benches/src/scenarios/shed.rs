@@ -303,13 +303,13 @@ fn build(
             None,
         ),
         System::Palisade => {
-            let config = ShedConfig::builder()
-                .name("server")
+            let config = ShedConfig::builder("server")
                 // The defaults, with the min-RTT jitter seeded so that every run is the same.
                 .limit(Gradient::default().jitter_seed(SEED))
                 .build()
                 .expect("the default configuration is valid");
-            let layer = ShedLayer::new(config).priority(priority_fn(|job: &Job| job.priority));
+            let layer =
+                ShedLayer::with_config(config).priority(priority_fn(|job: &Job| job.priority));
             let handle = layer.handle();
             (
                 BoxCloneService::new(layer.layer(server.clone())),

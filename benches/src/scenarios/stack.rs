@@ -80,7 +80,7 @@ impl System {
 }
 
 fn retry_config(attempt_timeout: Option<Duration>) -> RetryConfig {
-    let mut builder = RetryConfig::builder().name("orders").jitter_seed(SEED);
+    let mut builder = RetryConfig::builder("orders").jitter_seed(SEED);
     if let Some(timeout) = attempt_timeout {
         builder = builder.attempt_timeout(timeout);
     }
@@ -88,12 +88,11 @@ fn retry_config(attempt_timeout: Option<Duration>) -> RetryConfig {
 }
 
 fn breaker() -> HttpCircuitBreakerLayer {
-    let config = BreakerConfig::builder()
-        .name("orders")
+    let config = BreakerConfig::builder("orders")
         .jitter_seed(SEED)
         .build()
         .expect("the default breaker is valid");
-    HttpCircuitBreakerLayer::new(config)
+    HttpCircuitBreakerLayer::with_config(config)
 }
 
 /// The stack `system` over `backends`, each an HTTP endpoint.
@@ -102,7 +101,7 @@ fn client(system: System, backends: &[Backend], attempt_timeout: Option<Duration
         .iter()
         .enumerate()
         .map(|(i, b)| (i, b.clone().http()));
-    let retry = HttpRetryLayer::new(retry_config(attempt_timeout));
+    let retry = HttpRetryLayer::with_config(retry_config(attempt_timeout));
     if system == System::TowerP2c {
         let discover = PeakEwmaDiscover::new::<Req>(
             static_list(endpoints),
@@ -115,8 +114,7 @@ fn client(system: System, backends: &[Backend], attempt_timeout: Option<Duration
         let stack = ServiceBuilder::new().layer(retry).buffer(1024).service(p2c);
         return BoxCloneService::new(stack.map_response(ok));
     }
-    let config = BalanceConfig::builder()
-        .name("orders")
+    let config = BalanceConfig::builder("orders")
         .build()
         .expect("the default balancer is valid");
     let balance =

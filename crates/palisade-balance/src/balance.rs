@@ -101,7 +101,12 @@ where
     D: Discover,
 {
     /// A balancer over the endpoints `discover` yields, counting errors as failures.
-    pub fn new(discover: D, config: BalanceConfig) -> Self {
+    pub fn new(discover: D, name: impl Into<Arc<str>>) -> Self {
+        Self::with_config(discover, BalanceConfig::from(name.into()))
+    }
+
+    /// A balancer over `discover` configured by `config`; errors are failures.
+    pub fn with_config(discover: D, config: BalanceConfig) -> Self {
         Self::with_classifier(discover, config, ErrorsAsFailures)
     }
 }
@@ -245,15 +250,14 @@ where
         let (breaker, ejects) = match &self.config.ejection {
             Some(config) => (config.renamed(name).silenced(), true),
             None => (
-                BreakerConfig::builder()
-                    .name(name)
+                BreakerConfig::builder(name)
                     .silent()
                     .build()
                     .expect("the default breaker is valid"),
                 false,
             ),
         };
-        let layer = CircuitBreakerLayer::new(breaker)
+        let layer = CircuitBreakerLayer::with_config(breaker)
             .gate()
             .classifier(self.classifier.clone());
         let handle = layer.handle();

@@ -26,7 +26,8 @@ pub struct BalanceConfig {
 /// The default ejection: five failures in a row eject an endpoint for 5 s, doubling (with
 /// ±20 % jitter) up to 60 s while its probe keeps failing; one successful probe restores it.
 fn default_ejection() -> BreakerConfig {
-    BreakerConfig::builder()
+    // Renamed for each endpoint (`<balancer>:<endpoint>`), and silent: no series of its own.
+    BreakerConfig::builder("ejection")
         .consecutive_failures(5)
         .no_failure_rate()
         .open_duration(OpenDuration::exponential(
@@ -40,11 +41,19 @@ fn default_ejection() -> BreakerConfig {
 }
 
 impl BalanceConfig {
-    /// A builder that starts from the defaults.
-    pub fn builder() -> BalanceConfigBuilder {
+    /// A builder that starts from the defaults, for the balancer called `name`: the `name`
+    /// label of its metrics and events. Give every balancer its own.
+    pub fn builder(name: impl Into<Arc<str>>) -> BalanceConfigBuilder {
         BalanceConfigBuilder {
-            config: BalanceConfig {
-                name: Arc::from("default"),
+            config: BalanceConfig::defaults(name.into()),
+        }
+    }
+
+    /// The defaults under `name`.
+    fn defaults(name: Arc<str>) -> Self {
+        {
+            BalanceConfig {
+                name,
                 default_rtt: Duration::from_millis(30),
                 decay: Duration::from_secs(10),
                 failure_penalty: Duration::from_secs(1),
@@ -54,8 +63,29 @@ impl BalanceConfig {
                 max_hint: Duration::from_secs(30),
                 load: LoadMetric::PeakEwma,
                 endpoint_metrics: false,
-            },
+            }
         }
+    }
+}
+
+impl From<&str> for BalanceConfig {
+    /// The defaults, under this name: what `Balance::with_config(name)` uses.
+    fn from(name: &str) -> Self {
+        Self::defaults(Arc::from(name))
+    }
+}
+
+impl From<String> for BalanceConfig {
+    /// The defaults, under this name.
+    fn from(name: String) -> Self {
+        Self::defaults(Arc::from(name))
+    }
+}
+
+impl From<Arc<str>> for BalanceConfig {
+    /// The defaults, under this name.
+    fn from(name: Arc<str>) -> Self {
+        Self::defaults(name)
     }
 }
 
@@ -78,12 +108,6 @@ pub struct BalanceConfigBuilder {
 }
 
 impl BalanceConfigBuilder {
-    /// Names the balancer in its metrics and events.
-    pub fn name(mut self, name: impl Into<Arc<str>>) -> Self {
-        self.config.name = name.into();
-        self
-    }
-
     /// The latency estimate of an endpoint before its first answer.
     pub fn default_rtt(mut self, rtt: Duration) -> Self {
         self.config.default_rtt = rtt;
@@ -186,7 +210,7 @@ mod tests {
 
     #[test]
     fn bad_settings_name_their_field() {
-        let b = BalanceConfig::builder;
+        let b = || BalanceConfig::builder("test");
         let field = |b: BalanceConfigBuilder| b.build().unwrap_err().field();
         assert_eq!(field(b().default_rtt(Duration::ZERO)), "default_rtt");
         assert_eq!(field(b().decay(Duration::ZERO)), "decay");

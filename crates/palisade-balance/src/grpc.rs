@@ -18,7 +18,7 @@
 //! ]));
 //! let balance = Balance::<_, http::Request<tonic::body::Body>, _>::with_classifier(
 //!     WatchDiscover::new("inventory", addresses, grpc_endpoints()),
-//!     BalanceConfig::builder().name("orders").build()?,
+//!     BalanceConfig::builder("orders").build()?,
 //!     // Reads grpc-status: UNAVAILABLE and the other failure codes count as failures.
 //!     HttpClassifier::default(),
 //! );

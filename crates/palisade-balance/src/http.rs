@@ -24,7 +24,7 @@
 //! type Body = http_body_util::Empty<bytes::Bytes>;
 //! let balance = Balance::<_, http::Request<Body>, _>::with_classifier(
 //!     discover,
-//!     BalanceConfig::builder().name("orders").build()?,
+//!     BalanceConfig::builder("orders").build()?,
 //!     HttpClassifier::default(),
 //! );
 //! # let _ = balance; Ok(()) }

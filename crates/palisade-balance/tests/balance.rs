@@ -58,7 +58,7 @@ fn endpoint(
 }
 
 fn config() -> BalanceConfig {
-    BalanceConfig::builder().name("test").build().unwrap()
+    BalanceConfig::builder("test").build().unwrap()
 }
 
 async fn send<S: Service<(), Error = BoxError>>(svc: &mut S) -> Result<S::Response, BoxError> {
@@ -116,7 +116,7 @@ async fn a_slow_endpoint_gets_little_traffic() {
         ("slow", Answer::After(100 * MS)),
     ]
     .map(|(name, answer)| (name, endpoint(name, answer, counts.clone())));
-    let (ok, _) = load(Balance::new(static_list(endpoints), config())).await;
+    let (ok, _) = load(Balance::with_config(static_list(endpoints), config())).await;
     let slow = counts.lock().unwrap().get("slow").copied().unwrap_or(0);
     assert!(slow > 0, "tried");
     assert!(slow * 100 < ok * 3, "the slow endpoint got {slow} of {ok}");
@@ -132,7 +132,7 @@ async fn an_endpoint_that_fails_at_once_is_not_a_black_hole() {
         ("hole", Answer::FailAtOnce),
     ]
     .map(|(name, answer)| (name, endpoint(name, answer, counts.clone())));
-    let (ok, failed) = load(Balance::new(static_list(endpoints), config())).await;
+    let (ok, failed) = load(Balance::with_config(static_list(endpoints), config())).await;
     // A plain peak-EWMA sees the fastest endpoint of all in it, and sends it the most.
     assert!(failed > 0, "tried");
     assert!(failed * 100 < ok, "{failed} failed for {ok} answered");
@@ -146,11 +146,11 @@ async fn with_no_endpoint_a_call_fails_after_the_wait_instead_of_hanging() {
     let discover = WatchDiscover::new("test", sets, move |name: &&'static str| {
         endpoint(name, Answer::After(MS), counts.clone())
     });
-    let config = BalanceConfig::builder()
+    let config = BalanceConfig::builder("test")
         .no_ready_timeout(Duration::from_millis(500))
         .build()
         .unwrap();
-    let mut balance = Balance::new(discover, config);
+    let mut balance = Balance::with_config(discover, config);
     let start = Instant::now();
     let error = send(&mut balance).await.unwrap_err();
     assert_eq!(start.elapsed(), Duration::from_millis(500));
@@ -171,7 +171,7 @@ async fn endpoints_follow_discovery_and_requests_in_flight_finish() {
     let discover = WatchDiscover::new("test", sets, move |name: &&'static str| {
         endpoint(name, Answer::After(50 * MS), made.clone())
     });
-    let mut balance = Balance::new(discover, config());
+    let mut balance = Balance::with_config(discover, config());
 
     // A request in flight on each endpoint.
     let first = balance.ready().await.unwrap().call(());
@@ -207,7 +207,7 @@ async fn the_chosen_endpoint_survives_a_discovery_change_before_the_call() {
     let discover = WatchDiscover::new("test", sets, move |name: &&'static str| {
         endpoint(name, Answer::After(MS), made.clone())
     });
-    let mut balance = Balance::new(discover, config());
+    let mut balance = Balance::with_config(discover, config());
     for _ in 0..30 {
         balance.ready().await.unwrap();
         // Every endpoint but one goes away between poll_ready and call.
@@ -221,7 +221,7 @@ async fn the_chosen_endpoint_survives_a_discovery_change_before_the_call() {
 /// A balancer whose ejection trips on `failures` in a row for `out`, with failures costing
 /// nothing in the load, so that only ejection keeps traffic off a failing endpoint.
 fn ejecting(failures: u32, out: Duration) -> BalanceConfig {
-    let ejection = palisade_breaker::BreakerConfig::builder()
+    let ejection = palisade_breaker::BreakerConfig::builder("test")
         .consecutive_failures(failures)
         .no_failure_rate()
         .open_duration(palisade_breaker::OpenDuration::fixed(out))
@@ -229,7 +229,7 @@ fn ejecting(failures: u32, out: Duration) -> BalanceConfig {
         .successes_to_close(1)
         .build()
         .unwrap();
-    BalanceConfig::builder()
+    BalanceConfig::builder("test")
         .failure_penalty(Duration::ZERO)
         .ejection(ejection)
         .build()
@@ -257,7 +257,8 @@ async fn a_failing_endpoint_is_ejected_then_probed_and_restored() {
             endpoint(name, Answer::FailWhile(flag), counts.clone()),
         )
     });
-    let mut balance = Balance::new(static_list(endpoints), ejecting(3, Duration::from_secs(5)));
+    let mut balance =
+        Balance::with_config(static_list(endpoints), ejecting(3, Duration::from_secs(5)));
 
     // Failing at once, the endpoint looks fastest and is chosen until it is ejected.
     for _ in 0..50 {
@@ -298,7 +299,8 @@ async fn the_ejection_cap_keeps_half_of_the_endpoints_in_rotation() {
             endpoint(name, Answer::FailWhile(broken.clone()), counts.clone()),
         )
     });
-    let mut balance = Balance::new(static_list(endpoints), ejecting(1, Duration::from_secs(60)));
+    let mut balance =
+        Balance::with_config(static_list(endpoints), ejecting(1, Duration::from_secs(60)));
     for _ in 0..100 {
         let error = send(&mut balance).await.unwrap_err();
         assert!(
@@ -346,7 +348,7 @@ async fn an_endpoint_that_says_retry_after_is_left_alone_that_long() {
         })
     };
     // 429 is not a failure, and failures cost nothing extra here: only the hint counts.
-    let config = BalanceConfig::builder()
+    let config = BalanceConfig::builder("test")
         .failure_penalty(Duration::ZERO)
         .build()
         .unwrap();
@@ -389,7 +391,7 @@ async fn counted_per_endpoint(config: BalanceConfig) -> (BTreeMap<String, u64>, 
     let counts = Counts::default();
     let endpoints =
         ["a", "b"].map(|name| (name, endpoint(name, Answer::After(MS), counts.clone())));
-    let mut balance = Balance::new(static_list(endpoints), config);
+    let mut balance = Balance::with_config(static_list(endpoints), config);
     for _ in 0..10 {
         send(&mut balance).await.unwrap();
     }
@@ -412,8 +414,7 @@ async fn counted_per_endpoint(config: BalanceConfig) -> (BTreeMap<String, u64>, 
 
 #[tokio::test(start_paused = true)]
 async fn requests_are_counted_per_endpoint_when_asked() {
-    let config = BalanceConfig::builder()
-        .name("counted")
+    let config = BalanceConfig::builder("counted")
         .endpoint_metrics(true)
         .build()
         .unwrap();
@@ -430,7 +431,7 @@ async fn requests_are_counted_per_endpoint_when_asked() {
 async fn no_series_per_endpoint_by_default() {
     // A fleet's endpoints come and go; the metrics facade cannot delete a series, so one per
     // endpoint would grow without bound. Opt in where the endpoints are few and fixed.
-    let config = BalanceConfig::builder().name("counted").build().unwrap();
+    let config = BalanceConfig::builder("counted").build().unwrap();
     let (per_endpoint, counts) = counted_per_endpoint(config).await;
     assert!(per_endpoint.is_empty(), "{per_endpoint:?}");
     assert_eq!(counts.lock().unwrap().values().sum::<usize>(), 10);

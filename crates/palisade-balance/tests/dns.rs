@@ -216,7 +216,8 @@ async fn a_balancer_follows_dns() {
             tower::service_fn(move |()| async move { Ok::<_, std::convert::Infallible>(addr) })
         },
     );
-    let mut balance = Balance::new(discover, BalanceConfig::builder().build().unwrap());
+    let mut balance =
+        Balance::with_config(discover, BalanceConfig::builder("test").build().unwrap());
     let first = balance.ready().await.unwrap().call(()).await.unwrap();
     assert_eq!(first, endpoint(1, 80, 1).addr);
 

@@ -56,7 +56,7 @@ async fn a_killed_backend_is_ejected_and_nothing_else_fails() {
     let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
     let mut balance = Balance::with_classifier(
         WatchDiscover::new("test", addresses, http_endpoints(client)),
-        BalanceConfig::builder().name("backends").build().unwrap(),
+        BalanceConfig::builder("backends").build().unwrap(),
         HttpClassifier::default(),
     );
 
@@ -138,7 +138,7 @@ mod grpc {
         let endpoints = addrs.map(|addr| (addr, make(&addr)));
         let balance = Balance::<_, http::Request<tonic::body::Body>, _>::with_classifier(
             static_list(endpoints),
-            BalanceConfig::builder().name("health").build().unwrap(),
+            BalanceConfig::builder("health").build().unwrap(),
             HttpClassifier::default(),
         );
         let mut client = HealthClient::new(balance);

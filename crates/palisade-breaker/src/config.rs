@@ -129,11 +129,11 @@ pub struct BreakerConfig {
     pub(crate) silent: bool,
 }
 
-impl Default for BreakerConfig {
-    fn default() -> Self {
-        // The defaults are valid by construction; `build` re-checks them in a test.
+impl BreakerConfig {
+    /// The defaults under `name`: valid by construction (`build` re-checks them in a test).
+    fn defaults(name: Arc<str>) -> Self {
         Self {
-            name: Arc::from("default"),
+            name,
             consecutive_failures: Some(5),
             failure_rate: Some(0.5),
             slow_calls: None,
@@ -152,10 +152,11 @@ impl Default for BreakerConfig {
 }
 
 impl BreakerConfig {
-    /// A builder that starts from the defaults.
-    pub fn builder() -> BreakerConfigBuilder {
+    /// A builder that starts from the defaults, for the breaker called `name`: the `name`
+    /// label of its metrics and events. Give every breaker its own.
+    pub fn builder(name: impl Into<Arc<str>>) -> BreakerConfigBuilder {
         BreakerConfigBuilder {
-            config: BreakerConfig::default(),
+            config: BreakerConfig::defaults(name.into()),
         }
     }
 
@@ -198,6 +199,27 @@ impl BreakerConfig {
     }
 }
 
+impl From<&str> for BreakerConfig {
+    /// The defaults, under this name: what `HttpCircuitBreakerLayer::with_config(name)` uses.
+    fn from(name: &str) -> Self {
+        Self::defaults(Arc::from(name))
+    }
+}
+
+impl From<String> for BreakerConfig {
+    /// The defaults, under this name.
+    fn from(name: String) -> Self {
+        Self::defaults(Arc::from(name))
+    }
+}
+
+impl From<Arc<str>> for BreakerConfig {
+    /// The defaults, under this name.
+    fn from(name: Arc<str>) -> Self {
+        Self::defaults(name)
+    }
+}
+
 /// Builds a [`BreakerConfig`]. Every setting has a default, given with its source; the
 /// breaker trips when **any** of its policies says so.
 ///
@@ -217,12 +239,6 @@ pub struct BreakerConfigBuilder {
 }
 
 impl BreakerConfigBuilder {
-    /// Names the breaker (default `"default"`): the `name` label of its metrics.
-    pub fn name(mut self, name: impl Into<Arc<str>>) -> Self {
-        self.config.name = name.into();
-        self
-    }
-
     /// Trips after `n` failures in a row (at least 1).
     pub fn consecutive_failures(mut self, n: u32) -> Self {
         self.config.consecutive_failures = Some(n);
@@ -381,61 +397,70 @@ mod tests {
 
     #[test]
     fn defaults_are_valid() {
-        BreakerConfig::builder().build().unwrap();
+        BreakerConfig::builder("test").build().unwrap();
     }
 
     #[test]
     fn bad_values_name_their_field() {
         let cases: Vec<(BreakerConfigBuilder, &str)> = vec![
-            (BreakerConfig::builder().failure_rate(1.5), "failure_rate"),
-            (BreakerConfig::builder().failure_rate(0.0), "failure_rate"),
             (
-                BreakerConfig::builder().failure_rate(f64::NAN),
+                BreakerConfig::builder("test").failure_rate(1.5),
                 "failure_rate",
             ),
             (
-                BreakerConfig::builder().slow_calls(-0.1, Duration::from_secs(1)),
+                BreakerConfig::builder("test").failure_rate(0.0),
+                "failure_rate",
+            ),
+            (
+                BreakerConfig::builder("test").failure_rate(f64::NAN),
+                "failure_rate",
+            ),
+            (
+                BreakerConfig::builder("test").slow_calls(-0.1, Duration::from_secs(1)),
                 "slow_calls",
             ),
             (
-                BreakerConfig::builder().slow_calls(0.5, Duration::ZERO),
+                BreakerConfig::builder("test").slow_calls(0.5, Duration::ZERO),
                 "slow_calls",
             ),
             (
-                BreakerConfig::builder().consecutive_failures(0),
+                BreakerConfig::builder("test").consecutive_failures(0),
                 "consecutive_failures",
             ),
-            (BreakerConfig::builder().window(Window::count(0)), "window"),
             (
-                BreakerConfig::builder().window(Window::time(Duration::ZERO)),
+                BreakerConfig::builder("test").window(Window::count(0)),
                 "window",
             ),
             (
-                BreakerConfig::builder().half_open_probes(0),
+                BreakerConfig::builder("test").window(Window::time(Duration::ZERO)),
+                "window",
+            ),
+            (
+                BreakerConfig::builder("test").half_open_probes(0),
                 "half_open_probes",
             ),
             (
-                BreakerConfig::builder().successes_to_close(0),
+                BreakerConfig::builder("test").successes_to_close(0),
                 "successes_to_close",
             ),
             (
-                BreakerConfig::builder().successes_to_close(70_000),
+                BreakerConfig::builder("test").successes_to_close(70_000),
                 "successes_to_close",
             ),
             (
-                BreakerConfig::builder().open_duration(OpenDuration::fixed(Duration::ZERO)),
+                BreakerConfig::builder("test").open_duration(OpenDuration::fixed(Duration::ZERO)),
                 "open_duration",
             ),
             (
-                BreakerConfig::builder().open_duration(OpenDuration::exponential(
+                BreakerConfig::builder("test").open_duration(OpenDuration::exponential(
                     Duration::from_secs(10),
                     Duration::from_secs(1),
                 )),
                 "open_duration",
             ),
-            (BreakerConfig::builder().name(""), "name"),
+            (BreakerConfig::builder(""), "name"),
             (
-                BreakerConfig::builder()
+                BreakerConfig::builder("test")
                     .no_consecutive_failures()
                     .no_failure_rate(),
                 "consecutive_failures",

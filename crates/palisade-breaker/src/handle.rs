@@ -18,7 +18,7 @@ use crate::window::WindowCounts;
 /// use palisade_breaker::{BreakerConfig, CircuitBreakerLayer, State};
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
-/// let layer = CircuitBreakerLayer::new(BreakerConfig::builder().name("payments").build().unwrap());
+/// let layer = CircuitBreakerLayer::new("payments");
 /// let handle = layer.handle();
 /// let mut changes = handle.subscribe();
 ///

@@ -36,7 +36,7 @@ const SHARDS: usize = 16;
 ///
 /// // One breaker per upstream host.
 /// let breakers = KeyedBreakers::new(
-///     BreakerConfig::builder().name("upstream").build().unwrap(),
+///     BreakerConfig::builder("upstream").build().unwrap(),
 ///     |request: &http::Request<()>| request.uri().host().unwrap_or("").to_owned(),
 /// );
 /// assert!(breakers.get(&"example.com".to_owned()).is_none(), "made on first use");
@@ -237,8 +237,7 @@ mod tests {
     use crate::state::State;
 
     fn breakers(max_keys: usize) -> KeyedBreakers<String, fn(&String) -> String> {
-        let config = BreakerConfig::builder()
-            .name("test")
+        let config = BreakerConfig::builder("test")
             .consecutive_failures(1)
             .build()
             .unwrap();
@@ -286,7 +285,7 @@ mod tests {
 
     #[test]
     fn bad_limits_name_their_field() {
-        let config = BreakerConfig::builder().build().unwrap();
+        let config = BreakerConfig::builder("test").build().unwrap();
         let keyed = || KeyedBreakers::new(config.clone(), |s: &String| s.clone());
         assert_eq!(
             keyed()

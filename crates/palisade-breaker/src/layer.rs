@@ -1,5 +1,7 @@
 //! The layers that put a breaker in front of a service.
 
+use std::sync::Arc;
+
 use palisade_core::{ErrorsAsFailures, HttpClassifier};
 use tower_layer::Layer;
 
@@ -27,8 +29,13 @@ pub struct CircuitBreakerLayer<C = ErrorsAsFailures, P = BreakerHandle> {
 }
 
 impl CircuitBreakerLayer {
+    /// A layer with one new breaker called `name`, with the defaults, in fail-fast mode.
+    pub fn new(name: impl Into<Arc<str>>) -> Self {
+        Self::with_config(BreakerConfig::from(name.into()))
+    }
+
     /// A layer with one new breaker configured by `config`, in fail-fast mode.
-    pub fn new(config: BreakerConfig) -> Self {
+    pub fn with_config(config: BreakerConfig) -> Self {
         Self {
             breakers: BreakerHandle::new(Shared::new(config)),
             classifier: ErrorsAsFailures,
@@ -100,8 +107,13 @@ pub struct HttpCircuitBreakerLayer<C = HttpClassifier, P = BreakerHandle> {
 }
 
 impl HttpCircuitBreakerLayer {
+    /// A layer with one new breaker called `name`, with the defaults.
+    pub fn new(name: impl Into<Arc<str>>) -> Self {
+        Self::with_config(BreakerConfig::from(name.into()))
+    }
+
     /// A layer with one new breaker configured by `config`.
-    pub fn new(config: BreakerConfig) -> Self {
+    pub fn with_config(config: BreakerConfig) -> Self {
         Self {
             breakers: BreakerHandle::new(Shared::new(config)),
             classifier: HttpClassifier::default(),

@@ -48,9 +48,9 @@
 //! use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
 //!
 //! # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
-//! let breaker = CircuitBreakerLayer::new(
-//!     BreakerConfig::builder()
-//!         .name("inventory")
+//! let breaker = CircuitBreakerLayer::with_config(
+//!     BreakerConfig::builder("inventory")
+//!
 //!         .consecutive_failures(3)
 //!         .open_duration(OpenDuration::fixed(Duration::from_secs(5)))
 //!         .build()

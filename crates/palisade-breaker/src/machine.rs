@@ -399,7 +399,7 @@ mod loom_tests {
 
     fn machine(consecutive: u32, probes: u32) -> Machine {
         Machine::new(
-            BreakerConfig::builder()
+            BreakerConfig::builder("test")
                 .consecutive_failures(consecutive)
                 .no_failure_rate()
                 .window(Window::count(4))

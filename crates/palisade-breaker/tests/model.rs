@@ -34,8 +34,7 @@ struct Settings {
 
 impl Settings {
     fn config(&self) -> BreakerConfig {
-        let mut builder = BreakerConfig::builder()
-            .name("model")
+        let mut builder = BreakerConfig::builder("model")
             .open_duration(OpenDuration::Exponential {
                 initial: Duration::from_millis(self.open_ms.0),
                 max: Duration::from_millis(self.open_ms.1),
@@ -306,7 +305,7 @@ fn run(settings: Settings, ops: Vec<Op>) -> Result<(), TestCaseError> {
         .build()
         .expect("a runtime");
     runtime.block_on(async move {
-        let layer = CircuitBreakerLayer::new(settings.config()).classifier(classify_fn(
+        let layer = CircuitBreakerLayer::with_config(settings.config()).classifier(classify_fn(
             |result: Result<&Outcome, &BoxError>| result.map_or(Outcome::Failure, |o| *o),
         ));
         let handle: BreakerHandle = layer.handle();

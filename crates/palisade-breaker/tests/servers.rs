@@ -33,8 +33,7 @@ fn assert_remaining_ms(ms: u64) {
 }
 
 fn config() -> BreakerConfig {
-    BreakerConfig::builder()
-        .name("server")
+    BreakerConfig::builder("server")
         .consecutive_failures(3)
         .no_failure_rate()
         .open_duration(OpenDuration::fixed(OPEN_FOR))
@@ -89,7 +88,7 @@ async fn axum_answers_503_with_retry_after_and_problem_json_while_open_then_reco
             }
         }
     };
-    let layer = HttpCircuitBreakerLayer::new(config());
+    let layer = HttpCircuitBreakerLayer::with_config(config());
     let breaker = layer.handle();
     // No HandleErrorLayer: a refusal is a response, so the layer drops into a Router as is.
     let addr = serve(Router::new().route("/", get(handler)).layer(layer)).await;
@@ -165,7 +164,7 @@ mod grpc {
         // failure so that the test can trip the breaker through the wire.
         let classifier = HttpClassifier::default()
             .grpc(GrpcClassifier::default().failure(GrpcCode::NotFound, true));
-        let layer = HttpCircuitBreakerLayer::new(config()).classifier(classifier);
+        let layer = HttpCircuitBreakerLayer::with_config(config()).classifier(classifier);
         let breaker = layer.handle();
 
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

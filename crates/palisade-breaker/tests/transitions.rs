@@ -13,8 +13,7 @@ use tower::{BoxError, Layer, Service, ServiceExt, service_fn};
 const OPEN_FOR: Duration = Duration::from_secs(5);
 
 fn config() -> palisade_breaker::BreakerConfigBuilder {
-    BreakerConfig::builder()
-        .name("test")
+    BreakerConfig::builder("test")
         .consecutive_failures(3)
         .no_failure_rate()
         .open_duration(OpenDuration::fixed(OPEN_FOR))
@@ -61,7 +60,7 @@ fn is_refusal(result: &Result<(), BoxError>) -> bool {
 
 #[tokio::test(start_paused = true)]
 async fn closed_opens_after_consecutive_failures_and_a_success_resets_the_count() {
-    let layer = CircuitBreakerLayer::new(config().build().unwrap());
+    let layer = CircuitBreakerLayer::with_config(config().build().unwrap());
     let handle = layer.handle();
     let (inner, healthy) = switchable();
     let mut svc = layer.layer(inner);
@@ -90,7 +89,7 @@ async fn closed_opens_after_consecutive_failures_and_a_success_resets_the_count(
 
 #[tokio::test(start_paused = true)]
 async fn open_half_opens_after_the_open_duration_and_closes_on_enough_successes() {
-    let layer = CircuitBreakerLayer::new(config().build().unwrap());
+    let layer = CircuitBreakerLayer::with_config(config().build().unwrap());
     let handle = layer.handle();
     let (inner, healthy) = switchable();
     let mut svc = layer.layer(inner);
@@ -123,7 +122,7 @@ async fn open_half_opens_after_the_open_duration_and_closes_on_enough_successes(
 
 #[tokio::test(start_paused = true)]
 async fn a_failed_probe_reopens_for_longer_with_exponential_open_durations() {
-    let layer = CircuitBreakerLayer::new(
+    let layer = CircuitBreakerLayer::with_config(
         config()
             .open_duration(OpenDuration::Exponential {
                 initial: Duration::from_secs(1),
@@ -164,7 +163,7 @@ async fn a_failed_probe_reopens_for_longer_with_exponential_open_durations() {
 
 #[tokio::test(start_paused = true)]
 async fn half_open_admits_only_the_permitted_probes_at_once() {
-    let layer = CircuitBreakerLayer::new(config().build().unwrap());
+    let layer = CircuitBreakerLayer::with_config(config().build().unwrap());
     let handle = layer.handle();
     let backend = Backend::new(
         Script::new()
@@ -193,7 +192,7 @@ async fn half_open_admits_only_the_permitted_probes_at_once() {
 
 #[tokio::test(start_paused = true)]
 async fn a_cancelled_probe_returns_its_slot_and_is_not_a_success() {
-    let layer = CircuitBreakerLayer::new(one_probe());
+    let layer = CircuitBreakerLayer::with_config(one_probe());
     let handle = layer.handle();
     let backend = Backend::new(
         Script::new()
@@ -223,7 +222,7 @@ async fn a_cancelled_probe_returns_its_slot_and_is_not_a_success() {
 
 #[tokio::test(start_paused = true)]
 async fn failure_rate_trips_once_the_window_has_enough_calls() {
-    let layer = CircuitBreakerLayer::new(
+    let layer = CircuitBreakerLayer::with_config(
         config()
             .no_consecutive_failures()
             .failure_rate(0.5)
@@ -252,7 +251,7 @@ async fn failure_rate_trips_once_the_window_has_enough_calls() {
 
 #[tokio::test(start_paused = true)]
 async fn slow_calls_trip_even_when_they_succeed() {
-    let layer = CircuitBreakerLayer::new(
+    let layer = CircuitBreakerLayer::with_config(
         config()
             .no_consecutive_failures()
             .no_failure_rate()
@@ -280,7 +279,7 @@ async fn slow_calls_trip_even_when_they_succeed() {
 
 #[tokio::test(start_paused = true)]
 async fn ignored_outcomes_count_neither_way() {
-    let layer = CircuitBreakerLayer::new(config().consecutive_failures(1).build().unwrap())
+    let layer = CircuitBreakerLayer::with_config(config().consecutive_failures(1).build().unwrap())
         .classifier(classify_fn(|_: Result<&(), &BoxError>| Outcome::Ignored));
     let handle = layer.handle();
     let (inner, healthy) = switchable();
@@ -295,7 +294,7 @@ async fn ignored_outcomes_count_neither_way() {
 
 #[tokio::test(start_paused = true)]
 async fn forced_open_and_disabled_through_the_handle() {
-    let layer = CircuitBreakerLayer::new(config().consecutive_failures(1).build().unwrap());
+    let layer = CircuitBreakerLayer::with_config(config().consecutive_failures(1).build().unwrap());
     let handle = layer.handle();
     let (inner, healthy) = switchable();
     let mut svc = layer.layer(inner);
@@ -340,7 +339,7 @@ async fn forced_open_and_disabled_through_the_handle() {
 
 #[tokio::test(start_paused = true)]
 async fn gate_mode_is_pending_while_open_and_wakes_when_a_probe_is_due() {
-    let layer = CircuitBreakerLayer::new(one_probe()).gate();
+    let layer = CircuitBreakerLayer::with_config(one_probe()).gate();
     let handle = layer.handle();
     let backend = Backend::new(
         Script::new()
@@ -381,9 +380,9 @@ async fn gate_mode_is_pending_while_open_and_wakes_when_a_probe_is_due() {
 async fn a_refusal_from_a_breaker_below_counts_neither_way() {
     // Stacked breakers (a client's outer breaker over per-endpoint ones, a server's over a
     // shedder's): the inner one's refusal says nothing about the dependency.
-    let inner = CircuitBreakerLayer::new(config().name("inner").build().unwrap());
+    let inner = CircuitBreakerLayer::with_config(config().build().unwrap().renamed("inner"));
     let inner_handle = inner.handle();
-    let outer = CircuitBreakerLayer::new(config().name("outer").build().unwrap());
+    let outer = CircuitBreakerLayer::with_config(config().build().unwrap().renamed("outer"));
     let outer_handle = outer.handle();
     let (svc, _) = switchable();
     let mut svc = outer.layer(inner.layer(svc));
@@ -399,7 +398,7 @@ async fn a_refusal_from_a_breaker_below_counts_neither_way() {
 #[tokio::test(start_paused = true)]
 async fn a_call_cut_by_a_timeout_is_a_failure_and_a_dropped_one_is_not() {
     use palisade_core::cancel::{self, Cancellation};
-    let layer = CircuitBreakerLayer::new(config().build().unwrap());
+    let layer = CircuitBreakerLayer::with_config(config().build().unwrap());
     let handle = layer.handle();
     let mut svc = layer.layer(service_fn(|()| {
         std::future::pending::<Result<(), BoxError>>()

@@ -49,18 +49,25 @@ impl fmt::Debug for IdempotencyConfig {
 }
 
 impl IdempotencyConfig {
-    /// A builder that starts from the defaults. The scope has none: choose one with
-    /// [`scope`](IdempotencyConfigBuilder::scope), or `build` says so.
-    pub fn builder() -> IdempotencyConfigBuilder {
+    /// A builder that starts from the defaults, for the layer called `name` (the `name`
+    /// label of its metrics and events; give every layer its own), with keys scoped by
+    /// `scope` — whose key it is, which has no default: see [`Scope`].
+    pub fn builder(name: impl Into<Arc<str>>, scope: Scope) -> IdempotencyConfigBuilder {
         IdempotencyConfigBuilder {
             header: "idempotency-key".to_owned(),
-            scope: None,
-            config: IdempotencyConfig {
-                name: Arc::from("default"),
+            config: IdempotencyConfig::defaults(name.into(), scope),
+        }
+    }
+
+    /// The defaults under `name`, with keys scoped by `scope`.
+    pub(crate) fn defaults(name: Arc<str>, scope: Scope) -> Self {
+        {
+            IdempotencyConfig {
+                name,
                 header: HeaderName::from_static("idempotency-key"),
                 methods: vec![Method::POST, Method::PATCH],
                 required: false,
-                scope: Scope::global(),
+                scope,
                 max_body: 1 << 20,
                 max_response: 1 << 20,
                 lease: Duration::from_secs(60),
@@ -70,7 +77,7 @@ impl IdempotencyConfig {
                 fail_open: false,
                 fingerprinter: Arc::new(MethodPathQueryBody),
                 policy: Arc::new(DefaultStorePolicy),
-            },
+            }
         }
     }
 
@@ -84,7 +91,7 @@ impl IdempotencyConfig {
 ///
 /// | setting | default | from |
 /// |---|---|---|
-/// | [`scope`](Self::scope) | none: must be chosen | the draft: keys scoped by something only the server knows |
+/// | scope (given to [`builder`](IdempotencyConfig::builder)) | none: must be chosen | the draft: keys scoped by something only the server knows |
 /// | [`header`](Self::header) | `Idempotency-Key` | the draft |
 /// | [`methods`](Self::methods) | `POST`, `PATCH` | the draft (the methods that are not idempotent) |
 /// | [`required`](Self::required) | no: requests without a key pass through | the draft lets a resource require it |
@@ -96,20 +103,13 @@ impl IdempotencyConfig {
 /// | [`fail_open`](Self::fail_open) | no: store down → 503 | a duplicate charge is worse than a refusal |
 pub struct IdempotencyConfigBuilder {
     header: String,
-    scope: Option<Scope>,
     config: IdempotencyConfig,
 }
 
 impl IdempotencyConfigBuilder {
-    /// The name of this layer, in metrics and logs.
-    pub fn name(mut self, name: impl Into<Arc<str>>) -> Self {
-        self.config.name = name.into();
-        self
-    }
-
-    /// Whose key it is: see [`Scope`]. Required.
+    /// Whose key it is: see [`Scope`] (replacing the one given to `builder`).
     pub fn scope(mut self, scope: Scope) -> Self {
-        self.scope = Some(scope);
+        self.config.scope = scope;
         self
     }
 
@@ -193,12 +193,6 @@ impl IdempotencyConfigBuilder {
     /// Checks every setting and returns the configuration, or the first bad setting.
     pub fn build(self) -> Result<IdempotencyConfig, ConfigError> {
         let mut config = self.config;
-        config.scope = self.scope.ok_or_else(|| {
-            ConfigError::new(
-                "scope",
-                "must be chosen: Scope::from_fn(the caller's identity) or Scope::global()",
-            )
-        })?;
         config.header = HeaderName::try_from(self.header)
             .map_err(|_| ConfigError::new("header", "is not a valid header name"))?;
         if config.methods.is_empty() {
@@ -226,9 +220,8 @@ mod tests {
 
     #[test]
     fn bad_settings_name_their_field() {
-        let b = || IdempotencyConfig::builder().scope(Scope::global());
+        let b = || IdempotencyConfig::builder("test", Scope::global());
         let field = |b: IdempotencyConfigBuilder| b.build().unwrap_err().field();
-        assert_eq!(field(IdempotencyConfig::builder()), "scope");
         assert_eq!(field(b().header("bad header")), "header");
         assert_eq!(field(b().methods([])), "methods");
         assert_eq!(field(b().lease(Duration::ZERO)), "lease");

@@ -6,6 +6,7 @@ use tower_layer::Layer;
 
 use crate::config::IdempotencyConfig;
 use crate::metrics::IdempotencyMetrics;
+use crate::scope::Scope;
 use crate::service::Idempotency;
 use crate::store::Store;
 
@@ -23,9 +24,15 @@ pub(crate) struct Shared {
 }
 
 impl IdempotencyLayer {
-    /// A layer that keeps its records in `store` (a [`MemoryStore`](crate::store::MemoryStore)
-    /// for one instance, a `RedisStore` for many).
-    pub fn new(store: impl Store, config: IdempotencyConfig) -> Self {
+    /// A layer called `name` with the defaults, its records in `store` (a
+    /// [`MemoryStore`](crate::store::MemoryStore) for one instance, a `RedisStore` for
+    /// many), its keys scoped by `scope`.
+    pub fn new(name: impl Into<Arc<str>>, store: impl Store, scope: Scope) -> Self {
+        Self::with_config(store, IdempotencyConfig::defaults(name.into(), scope))
+    }
+
+    /// A layer configured by `config`, its records in `store`.
+    pub fn with_config(store: impl Store, config: IdempotencyConfig) -> Self {
         Self::with_shared_store(Arc::new(store), config)
     }
 

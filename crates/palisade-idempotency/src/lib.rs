@@ -41,16 +41,16 @@
 //! use axum::{Router, routing::post};
 //! use palisade_idempotency::{IdempotencyConfig, IdempotencyLayer, Scope, store::MemoryStore};
 //!
-//! let config = IdempotencyConfig::builder()
-//!     // Whose key is it? Here: the user an auth layer put into the request's extensions.
-//!     .scope(Scope::from_fn(|request| {
+//! let config = IdempotencyConfig::builder("orders", Scope::from_fn(|request| {
 //!         request.extensions.get::<User>().map(|user| user.id.clone())
 //!     }))
+//!     // Whose key is it? Here: the user an auth layer put into the request's extensions.
+//!
 //!     .build()
 //!     .expect("a valid configuration");
 //! let app: Router = Router::new()
 //!     .route("/orders", post(|body: String| async move { body }))
-//!     .layer(IdempotencyLayer::new(MemoryStore::new(), config));
+//!     .layer(IdempotencyLayer::with_config(MemoryStore::new(), config));
 //!
 //! #[derive(Clone)]
 //! struct User { id: String }

@@ -81,7 +81,7 @@ impl Harness {
     fn with_store(store: impl Store, config: IdempotencyConfigBuilder) -> Self {
         Self {
             calls: Arc::new(AtomicUsize::new(0)),
-            layer: IdempotencyLayer::new(store, config.build().unwrap()),
+            layer: IdempotencyLayer::with_config(store, config.build().unwrap()),
         }
     }
 
@@ -115,7 +115,7 @@ impl Harness {
 }
 
 fn config() -> IdempotencyConfigBuilder {
-    IdempotencyConfig::builder().scope(Scope::global())
+    IdempotencyConfig::builder("orders", Scope::global())
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -254,13 +254,16 @@ async fn a_key_reused_for_a_different_request_is_refused_with_422() {
 
 #[tokio::test(start_paused = true)]
 async fn one_caller_never_receives_another_callers_response() {
-    let harness = Harness::new(IdempotencyConfig::builder().scope(Scope::from_fn(|parts| {
-        parts
-            .headers
-            .get("x-user")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
-    })));
+    let harness = Harness::new(IdempotencyConfig::builder(
+        "test",
+        Scope::from_fn(|parts| {
+            parts
+                .headers
+                .get("x-user")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        }),
+    ));
     let as_user = |user: &'static str, body: &'static str| {
         let mut request = post("/", Some("same-key"), body);
         request
@@ -601,7 +604,7 @@ async fn results_are_counted() {
     let snapshotter = recorder.snapshotter();
     let _guard = metrics::set_default_local_recorder(&recorder);
 
-    let harness = Harness::new(config().name("orders"));
+    let harness = Harness::new(config());
     harness.send(post("/", Some("k"), "a")).await.unwrap();
     harness.send(post("/", Some("k"), "a")).await.unwrap();
     harness.send(post("/", Some("k"), "b")).await.unwrap();

@@ -40,7 +40,7 @@ async fn server(
     let store = RedisStore::connect(&url)
         .await
         .expect("connect to the test's redis-server");
-    let layer = IdempotencyLayer::new(store, config.build().unwrap());
+    let layer = IdempotencyLayer::with_config(store, config.build().unwrap());
     layer.layer(service_fn(
         move |request: Request<RequestBody<Full<Bytes>>>| {
             let executions = executions.clone();
@@ -61,7 +61,7 @@ async fn server(
 }
 
 fn config() -> IdempotencyConfigBuilder {
-    IdempotencyConfig::builder().scope(Scope::global())
+    IdempotencyConfig::builder("test", Scope::global())
 }
 
 fn post(key: &str) -> Request<Full<Bytes>> {

@@ -17,10 +17,9 @@ use tokio::net::TcpListener;
 use tower::ServiceBuilder;
 
 fn layer() -> IdempotencyLayer {
-    IdempotencyLayer::new(
+    IdempotencyLayer::with_config(
         MemoryStore::new(),
-        IdempotencyConfig::builder()
-            .scope(Scope::global())
+        IdempotencyConfig::builder("test", Scope::global())
             .build()
             .unwrap(),
     )

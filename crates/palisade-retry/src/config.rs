@@ -39,10 +39,11 @@ impl fmt::Debug for RetryConfig {
     }
 }
 
-impl Default for RetryConfig {
-    fn default() -> Self {
+impl RetryConfig {
+    /// The defaults under `name`.
+    fn defaults(name: Arc<str>) -> Self {
         Self {
-            name: Arc::from("default"),
+            name,
             max_attempts: 3,
             attempt_timeout: None,
             deadline: None,
@@ -57,10 +58,11 @@ impl Default for RetryConfig {
 }
 
 impl RetryConfig {
-    /// A builder that starts from the defaults.
-    pub fn builder() -> RetryConfigBuilder {
+    /// A builder that starts from the defaults, for the layer called `name`: the `name`
+    /// label of its metrics and events. Give every layer its own.
+    pub fn builder(name: impl Into<Arc<str>>) -> RetryConfigBuilder {
         RetryConfigBuilder {
-            config: RetryConfig::default(),
+            config: RetryConfig::defaults(name.into()),
         }
     }
 
@@ -72,6 +74,27 @@ impl RetryConfig {
     /// The most attempts a request gets, the first included.
     pub fn max_attempts(&self) -> u32 {
         self.max_attempts
+    }
+}
+
+impl From<&str> for RetryConfig {
+    /// The defaults, under this name: what `HttpRetryLayer::with_config(name)` uses.
+    fn from(name: &str) -> Self {
+        Self::defaults(Arc::from(name))
+    }
+}
+
+impl From<String> for RetryConfig {
+    /// The defaults, under this name.
+    fn from(name: String) -> Self {
+        Self::defaults(Arc::from(name))
+    }
+}
+
+impl From<Arc<str>> for RetryConfig {
+    /// The defaults, under this name.
+    fn from(name: Arc<str>) -> Self {
+        Self::defaults(name)
     }
 }
 
@@ -93,12 +116,6 @@ pub struct RetryConfigBuilder {
 }
 
 impl RetryConfigBuilder {
-    /// Names the layer in its metrics and events.
-    pub fn name(mut self, name: impl Into<Arc<str>>) -> Self {
-        self.config.name = name.into();
-        self
-    }
-
     /// The most attempts a request gets, **the first included** (1 to 100): 3 means one
     /// call and up to two retries.
     pub fn max_attempts(mut self, n: u32) -> Self {
@@ -192,13 +209,13 @@ mod tests {
 
     #[test]
     fn the_defaults_are_valid() {
-        RetryConfig::builder().build().unwrap();
+        RetryConfig::builder("test").build().unwrap();
     }
 
     #[test]
     fn bad_settings_name_their_field() {
         let field = |b: RetryConfigBuilder| b.build().unwrap_err().field();
-        let b = RetryConfig::builder;
+        let b = || RetryConfig::builder("test");
         assert_eq!(field(b().max_attempts(0)), "max_attempts");
         assert_eq!(field(b().max_attempts(101)), "max_attempts");
         assert_eq!(

@@ -24,8 +24,13 @@ pub struct RetryLayer<P = RetryErrors> {
 }
 
 impl RetryLayer {
+    /// A layer called `name` that retries errors, with the defaults.
+    pub fn new(name: impl Into<Arc<str>>) -> Self {
+        Self::with_config(RetryConfig::from(name.into()))
+    }
+
     /// A layer that retries errors as `config` says.
-    pub fn new(config: RetryConfig) -> Self {
+    pub fn with_config(config: RetryConfig) -> Self {
         Self {
             shared: Arc::new(Shared::new(config)),
             policy: RetryErrors,
@@ -69,8 +74,13 @@ pub struct HttpRetryLayer<P = HttpPolicy> {
 }
 
 impl HttpRetryLayer {
+    /// A layer called `name` with the defaults and the default [`HttpPolicy`].
+    pub fn new(name: impl Into<Arc<str>>) -> Self {
+        Self::with_config(RetryConfig::from(name.into()))
+    }
+
     /// A layer that retries as `config` says, with the default [`HttpPolicy`].
-    pub fn new(config: RetryConfig) -> Self {
+    pub fn with_config(config: RetryConfig) -> Self {
         let replay = ReplayBodies::new(config.replay_limit, config.idempotency_keys);
         Self {
             shared: Arc::new(Shared::new(config)),

@@ -53,7 +53,7 @@
 //!     }
 //! });
 //! let mut svc = ServiceBuilder::new()
-//!     .layer(RetryLayer::new(RetryConfig::builder().name("inventory").build().unwrap()))
+//!     .layer(RetryLayer::new("inventory"))
 //!     .service(flaky);
 //! assert_eq!(svc.ready().await.unwrap().call("sku-42").await.unwrap(), 6);
 //! assert_eq!(calls.load(Ordering::SeqCst), 3, "one call and two retries");

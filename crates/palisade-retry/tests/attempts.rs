@@ -55,8 +55,7 @@ fn dependency(
 }
 
 fn config() -> RetryConfigBuilder {
-    RetryConfig::builder()
-        .name("test")
+    RetryConfig::builder("test")
         .backoff(Backoff::exponential(100 * MS, Duration::from_secs(1)).jitter(Jitter::None))
 }
 
@@ -69,7 +68,7 @@ fn gaps(calls: &Mutex<Vec<Instant>>) -> Vec<Duration> {
 #[tokio::test(start_paused = true)]
 async fn retries_until_success_with_exponential_backoff() {
     let (dep, calls) = dependency(&[Act::Fail, Act::Fail, Act::Fail, Act::Succeed]);
-    let svc = RetryLayer::new(config().max_attempts(4).build().unwrap()).layer(dep);
+    let svc = RetryLayer::with_config(config().max_attempts(4).build().unwrap()).layer(dep);
     assert_eq!(svc.oneshot(7).await.unwrap(), 7);
     assert_eq!(gaps(&calls), [100 * MS, 200 * MS, 400 * MS]);
 }
@@ -77,13 +76,13 @@ async fn retries_until_success_with_exponential_backoff() {
 #[tokio::test(start_paused = true)]
 async fn max_attempts_counts_the_first_and_returns_the_last_error() {
     let (dep, calls) = dependency(&[Act::Fail]);
-    let svc = RetryLayer::new(config().max_attempts(3).build().unwrap()).layer(dep);
+    let svc = RetryLayer::with_config(config().max_attempts(3).build().unwrap()).layer(dep);
     let error = svc.oneshot(1).await.unwrap_err();
     assert_eq!(error.to_string(), "unavailable");
     assert_eq!(calls.lock().unwrap().len(), 3);
 
     let (dep, calls) = dependency(&[Act::Fail]);
-    let once = RetryLayer::new(config().max_attempts(1).build().unwrap()).layer(dep);
+    let once = RetryLayer::with_config(config().max_attempts(1).build().unwrap()).layer(dep);
     once.oneshot(1).await.unwrap_err();
     assert_eq!(calls.lock().unwrap().len(), 1, "one attempt is no retry");
 }
@@ -99,7 +98,7 @@ async fn full_jitter_waits_within_the_exponential_bound_and_a_seed_replays() {
             .jitter_seed(seed)
             .build()
             .unwrap();
-        RetryLayer::new(config)
+        RetryLayer::with_config(config)
             .layer(dep)
             .oneshot(1)
             .await
@@ -127,18 +126,22 @@ async fn an_attempt_that_hangs_times_out_and_is_retried() {
         .unwrap();
     let start = Instant::now();
     assert_eq!(
-        RetryLayer::new(config).layer(dep).oneshot(5).await.unwrap(),
+        RetryLayer::with_config(config)
+            .layer(dep)
+            .oneshot(5)
+            .await
+            .unwrap(),
         5
     );
     assert_eq!(start.elapsed(), Duration::from_secs(2) + 100 * MS);
     assert_eq!(calls.lock().unwrap().len(), 2);
 
     let (dep, _) = dependency(&[Act::Hang]);
-    let config = RetryConfig::builder()
+    let config = RetryConfig::builder("test")
         .attempt_timeout(Duration::from_secs(1))
         .build()
         .unwrap();
-    let error = RetryLayer::new(config)
+    let error = RetryLayer::with_config(config)
         .layer(dep)
         .oneshot(5)
         .await
@@ -152,7 +155,7 @@ async fn the_deadline_cuts_an_attempt_in_flight() {
     let (dep, _) = dependency(&[Act::Fail, Act::Hang]);
     let config = config().deadline(Duration::from_secs(3)).build().unwrap();
     let start = Instant::now();
-    let error = RetryLayer::new(config)
+    let error = RetryLayer::with_config(config)
         .layer(dep)
         .oneshot(1)
         .await
@@ -172,7 +175,7 @@ async fn no_retry_starts_whose_backoff_would_end_past_the_deadline() {
         .deadline(Duration::from_millis(2500))
         .build()
         .unwrap();
-    let error = RetryLayer::new(config)
+    let error = RetryLayer::with_config(config)
         .layer(dep)
         .oneshot(1)
         .await
@@ -188,7 +191,7 @@ async fn an_empty_budget_returns_the_failure_as_it_was() {
     let (dep, calls) = dependency(&[Act::Fail]);
     let budget = PercentBudget::new(Duration::from_secs(10), 0, 0.0).unwrap();
     let config = config().budget(budget).build().unwrap();
-    let error = RetryLayer::new(config)
+    let error = RetryLayer::with_config(config)
         .layer(dep)
         .oneshot(1)
         .await
@@ -201,7 +204,7 @@ async fn an_empty_budget_returns_the_failure_as_it_was() {
 async fn clones_of_a_layer_share_one_budget() {
     // 50 % of requests and no floor: two requests earn one retry between them.
     let budget = PercentBudget::new(Duration::from_secs(10), 0, 0.5).unwrap();
-    let layer = RetryLayer::new(config().budget(budget).build().unwrap());
+    let layer = RetryLayer::with_config(config().budget(budget).build().unwrap());
     let (dep, calls) = dependency(&[Act::Fail]);
     let (a, b) = (layer.clone().layer(dep.clone()), layer.layer(dep));
     let (ra, rb) = tokio::join!(a.oneshot(1), b.oneshot(2));
@@ -273,7 +276,7 @@ async fn retry_after_replaces_the_backoff_and_is_capped() {
         status(200, &[]),
     ]);
     let config = config().max_hint(Duration::from_secs(20)).build().unwrap();
-    let response = HttpRetryLayer::new(config)
+    let response = HttpRetryLayer::with_config(config)
         .layer(dep)
         .oneshot(get())
         .await
@@ -291,7 +294,7 @@ async fn an_unparseable_retry_after_falls_back_to_the_backoff() {
         status(503, &[("retry-after", "in a while")]),
         status(200, &[]),
     ]);
-    let svc = HttpRetryLayer::new(config().build().unwrap()).layer(dep);
+    let svc = HttpRetryLayer::with_config(config().build().unwrap()).layer(dep);
     assert_eq!(svc.oneshot(get()).await.unwrap().status(), StatusCode::OK);
     assert_eq!(seen_gaps(&seen), [100 * MS]);
 }
@@ -309,12 +312,12 @@ async fn grpc_pushback_is_honoured_and_a_negative_one_stops_retries() {
         )
     };
     let (dep, seen) = http_dependency(vec![grpc("750"), status(200, &[])]);
-    let svc = HttpRetryLayer::new(config().build().unwrap()).layer(dep);
+    let svc = HttpRetryLayer::with_config(config().build().unwrap()).layer(dep);
     svc.oneshot(get()).await.unwrap();
     assert_eq!(seen_gaps(&seen), [750 * MS]);
 
     let (dep, seen) = http_dependency(vec![grpc("-1"), status(200, &[])]);
-    let svc = HttpRetryLayer::new(config().build().unwrap()).layer(dep);
+    let svc = HttpRetryLayer::with_config(config().build().unwrap()).layer(dep);
     let response = svc.oneshot(get()).await.unwrap();
     assert_eq!(response.headers()["grpc-status"], "14");
     assert_eq!(
@@ -332,13 +335,13 @@ async fn a_post_is_retried_only_with_an_idempotency_key_and_keeps_it() {
             .unwrap()
     };
     let (dep, seen) = http_dependency(vec![status(503, &[]), status(201, &[])]);
-    let svc = HttpRetryLayer::new(config().build().unwrap()).layer(dep);
+    let svc = HttpRetryLayer::with_config(config().build().unwrap()).layer(dep);
     assert_eq!(svc.oneshot(post()).await.unwrap().status(), 503);
     assert_eq!(seen.lock().unwrap().len(), 1, "a bare POST is not retried");
 
     let (dep, seen) = http_dependency(vec![status(503, &[]), status(201, &[])]);
     let keyed_config = config().idempotency_keys(true).build().unwrap();
-    let svc = HttpRetryLayer::new(keyed_config).layer(dep);
+    let svc = HttpRetryLayer::with_config(keyed_config).layer(dep);
     assert_eq!(svc.oneshot(post()).await.unwrap().status(), 201);
     let keys: Vec<_> = seen
         .lock()
@@ -364,7 +367,7 @@ async fn a_post_is_retried_only_with_an_idempotency_key_and_keeps_it() {
     // A key the caller set is kept, and GETs get none.
     let (dep, seen) = http_dependency(vec![status(200, &[])]);
     let config = config().idempotency_keys(true).build().unwrap();
-    let svc = HttpRetryLayer::new(config).layer(dep);
+    let svc = HttpRetryLayer::with_config(config).layer(dep);
     let mut keyed = post();
     keyed
         .headers_mut()

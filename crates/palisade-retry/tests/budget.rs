@@ -160,7 +160,7 @@ async fn retries_from_many_tasks_stay_within_the_budget() {
     });
     // 10 % of requests, no floor; five attempts each if the budget allowed it.
     let budget = PercentBudget::new(Duration::from_secs(60), 0, 0.1).unwrap();
-    let config = RetryConfig::builder()
+    let config = RetryConfig::builder("test")
         .max_attempts(5)
         .budget(budget)
         .backoff(palisade_retry::backoff::Backoff::exponential(
@@ -169,7 +169,7 @@ async fn retries_from_many_tasks_stay_within_the_budget() {
         ))
         .build()
         .unwrap();
-    let layer = RetryLayer::new(config);
+    let layer = RetryLayer::with_config(config);
     let tasks: Vec<_> = (0..400)
         .map(|_| {
             let svc = layer.layer(failing.clone());

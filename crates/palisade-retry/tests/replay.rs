@@ -71,9 +71,8 @@ fn reader(
 }
 
 fn layer(limit: usize) -> HttpRetryLayer {
-    HttpRetryLayer::new(
-        RetryConfig::builder()
-            .name("replay")
+    HttpRetryLayer::with_config(
+        RetryConfig::builder("replay")
             .max_attempts(3)
             .replay_limit(limit)
             .build()

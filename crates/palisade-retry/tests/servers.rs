@@ -27,8 +27,7 @@ async fn serve(router: Router) -> SocketAddr {
 }
 
 fn config() -> RetryConfig {
-    RetryConfig::builder()
-        .name("client")
+    RetryConfig::builder("client")
         .max_attempts(3)
         .idempotency_keys(true)
         .build()
@@ -60,7 +59,7 @@ async fn a_hyper_client_retries_a_post_through_a_failing_axum_server() {
     let addr = serve(Router::new().route("/orders", post(handler))).await;
 
     let client = Client::builder(TokioExecutor::new()).build_http();
-    let retrying = HttpRetryLayer::new(config()).layer(client);
+    let retrying = HttpRetryLayer::with_config(config()).layer(client);
     let order = Bytes::from_static(br#"{"sku":"kettle","quantity":2}"#);
     let request = Request::post(format!("http://{addr}/orders"))
         .header("content-type", "application/json")
@@ -156,7 +155,7 @@ mod grpc {
             .unwrap();
         // The Channel takes tonic's body; the retry layer hands it a replayable one.
         let retrying = tower::ServiceBuilder::new()
-            .layer(HttpRetryLayer::new(config()))
+            .layer(HttpRetryLayer::with_config(config()))
             .map_request(|r: Request<_>| r.map(tonic::body::Body::new))
             .service(channel);
         let mut client = HealthClient::new(retrying);
@@ -177,8 +176,11 @@ mod grpc {
         // Without retries the first refusal would have been the answer.
         left.store(1, SeqCst);
         let no_retry = tower::ServiceBuilder::new()
-            .layer(HttpRetryLayer::new(
-                RetryConfig::builder().max_attempts(1).build().unwrap(),
+            .layer(HttpRetryLayer::with_config(
+                RetryConfig::builder("test")
+                    .max_attempts(1)
+                    .build()
+                    .unwrap(),
             ))
             .map_request(|r: Request<_>| r.map(tonic::body::Body::new))
             .service(

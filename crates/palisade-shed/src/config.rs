@@ -62,18 +62,45 @@ impl fmt::Debug for ShedConfig {
 }
 
 impl ShedConfig {
-    /// A builder that starts from the defaults.
-    pub fn builder() -> ShedConfigBuilder {
+    /// A builder that starts from the defaults, for the shedder called `name`: the `name`
+    /// label of its metrics and events. Give every shedder its own.
+    pub fn builder(name: impl Into<Arc<str>>) -> ShedConfigBuilder {
         ShedConfigBuilder {
-            config: ShedConfig {
-                name: Arc::from("default"),
-                limit: Box::new(Gradient::default()),
-                queue: Some(Queue::default()),
-                default_share: 0.9,
-                sheddable_share: 0.5,
-                retry_after: Duration::from_secs(1),
-            },
+            config: ShedConfig::defaults(name.into()),
         }
+    }
+
+    /// The defaults under `name`.
+    fn defaults(name: Arc<str>) -> Self {
+        ShedConfig {
+            name,
+            limit: Box::new(Gradient::default()),
+            queue: Some(Queue::default()),
+            default_share: 0.9,
+            sheddable_share: 0.5,
+            retry_after: Duration::from_secs(1),
+        }
+    }
+}
+
+impl From<&str> for ShedConfig {
+    /// The defaults, under this name: what `HttpShedLayer::with_config(name)` uses.
+    fn from(name: &str) -> Self {
+        Self::defaults(Arc::from(name))
+    }
+}
+
+impl From<String> for ShedConfig {
+    /// The defaults, under this name.
+    fn from(name: String) -> Self {
+        Self::defaults(Arc::from(name))
+    }
+}
+
+impl From<Arc<str>> for ShedConfig {
+    /// The defaults, under this name.
+    fn from(name: Arc<str>) -> Self {
+        Self::defaults(name)
     }
 }
 
@@ -96,12 +123,6 @@ impl fmt::Debug for ShedConfigBuilder {
 }
 
 impl ShedConfigBuilder {
-    /// Names the shedder in its metrics and events.
-    pub fn name(mut self, name: impl Into<Arc<str>>) -> Self {
-        self.config.name = name.into();
-        self
-    }
-
     /// The algorithm that sets the limit.
     pub fn limit(mut self, limit: impl Limit + Sync + 'static) -> Self {
         self.config.limit = Box::new(limit);
@@ -179,7 +200,7 @@ mod tests {
     #[test]
     fn bad_settings_name_their_field() {
         let field = |b: ShedConfigBuilder| b.build().unwrap_err().field();
-        let b = ShedConfig::builder;
+        let b = || ShedConfig::builder("test");
         assert_eq!(field(b().limit(Fixed(0))), "limit");
         assert_eq!(field(b().shares(1.5, 0.5)), "shares.default");
         assert_eq!(field(b().shares(0.5, 0.9)), "shares.sheddable");

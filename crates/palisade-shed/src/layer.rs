@@ -23,8 +23,13 @@ pub struct ShedLayer<P = AllDefault> {
 }
 
 impl ShedLayer {
+    /// A shedder called `name`, with the defaults.
+    pub fn new(name: impl Into<Arc<str>>) -> Self {
+        Self::with_config(ShedConfig::from(name.into()))
+    }
+
     /// A layer that sheds as `config` says.
-    pub fn new(config: ShedConfig) -> Self {
+    pub fn with_config(config: ShedConfig) -> Self {
         Self {
             limiter: Limiter::new(config),
             priority: AllDefault,
@@ -67,8 +72,13 @@ pub struct HttpShedLayer<P = HttpPriority> {
 }
 
 impl HttpShedLayer {
+    /// A shedder called `name`, with the defaults.
+    pub fn new(name: impl Into<Arc<str>>) -> Self {
+        Self::with_config(ShedConfig::from(name.into()))
+    }
+
     /// A layer that sheds as `config` says.
-    pub fn new(config: ShedConfig) -> Self {
+    pub fn with_config(config: ShedConfig) -> Self {
         Self {
             limiter: Limiter::new(config),
             priority: HttpPriority::default(),

@@ -32,9 +32,9 @@
 //! use std::time::Duration;
 //! use palisade_shed::{HttpShedLayer, ShedConfig, limit::Gradient};
 //!
-//! let shed = HttpShedLayer::new(
-//!     ShedConfig::builder()
-//!         .name("api")
+//! let shed = HttpShedLayer::with_config(
+//!     ShedConfig::builder("api")
+//!
 //!         .limit(Gradient::new(4, 20, 500).unwrap())
 //!         .build()
 //!         .unwrap(),

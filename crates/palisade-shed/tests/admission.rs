@@ -32,7 +32,7 @@ fn shed(
     impl Service<Req, Response = (), Error = BoxError, Future: 'static>,
     palisade_shed::ShedHandle,
 ) {
-    let layer = ShedLayer::new(config).priority(priority_fn(|r: &Req| r.priority));
+    let layer = ShedLayer::with_config(config).priority(priority_fn(|r: &Req| r.priority));
     let handle = layer.handle();
     let svc = layer.layer(service_fn(|req: Req| async move {
         let _ = req.done.await;
@@ -65,7 +65,7 @@ fn refusal(result: Poll<Result<(), BoxError>>) -> Option<Reason> {
 }
 
 fn fixed(limit: usize) -> palisade_shed::ShedConfigBuilder {
-    ShedConfig::builder().name("test").limit(Fixed(limit))
+    ShedConfig::builder("test").limit(Fixed(limit))
 }
 
 #[tokio::test(start_paused = true)]
@@ -223,7 +223,7 @@ fn loaded(
     clients: usize,
     latency_ms: Arc<AtomicU64>,
 ) -> palisade_shed::ShedHandle {
-    let layer = ShedLayer::new(config);
+    let layer = ShedLayer::with_config(config);
     let handle = layer.handle();
     let svc = layer.layer(service_fn(move |()| {
         let latency = Duration::from_millis(latency_ms.load(SeqCst));
@@ -249,7 +249,7 @@ fn loaded(
 async fn aimd_grows_while_fast_and_backs_off_when_slow() {
     let latency = Arc::new(AtomicU64::new(10));
     let aimd = Aimd::new(2, 10, 100, Duration::from_millis(50)).unwrap();
-    let config = ShedConfig::builder()
+    let config = ShedConfig::builder("test")
         .limit(aimd)
         .no_queue()
         .build()
@@ -274,7 +274,7 @@ async fn aimd_grows_while_fast_and_backs_off_when_slow() {
 #[tokio::test(start_paused = true)]
 async fn the_gradient_limit_falls_when_latency_rises_and_recovers_when_it_falls() {
     let latency = Arc::new(AtomicU64::new(10));
-    let config = ShedConfig::builder()
+    let config = ShedConfig::builder("test")
         .limit(Gradient::default().jitter_seed(7))
         .no_queue()
         .build()
@@ -312,7 +312,7 @@ async fn gradient_measures_min_rtt_again_and_follows_a_slower_server() {
         .jitter_seed(7)
         .min_rtt_interval(Duration::from_secs(5))
         .unwrap();
-    let config = ShedConfig::builder()
+    let config = ShedConfig::builder("test")
         .limit(gradient)
         .no_queue()
         .build()
@@ -425,8 +425,11 @@ async fn a_refusal_from_below_is_no_latency_sample() {
     // A refusal below takes no time: sampled, it would read as the service being fast (or,
     // behind a slow refusal, slow) and move the limit for work nobody did.
     let limit = CountingLimit::default();
-    let config = ShedConfig::builder().limit(limit.clone()).build().unwrap();
-    let mut svc = ShedLayer::new(config).layer(service_fn(|refuse: bool| async move {
+    let config = ShedConfig::builder("test")
+        .limit(limit.clone())
+        .build()
+        .unwrap();
+    let mut svc = ShedLayer::with_config(config).layer(service_fn(|refuse: bool| async move {
         sleep(MS).await;
         if refuse {
             Err::<(), BoxError>(Box::new(RefusedBelow))
@@ -440,8 +443,11 @@ async fn a_refusal_from_below_is_no_latency_sample() {
     assert_eq!(limit.0.load(SeqCst), 1, "a failure of the service is one");
 
     // The same in HTTP mode, where a refusal is a marked response.
-    let config = ShedConfig::builder().limit(limit.clone()).build().unwrap();
-    let mut http = palisade_shed::HttpShedLayer::new(config).layer(service_fn(
+    let config = ShedConfig::builder("test")
+        .limit(limit.clone())
+        .build()
+        .unwrap();
+    let mut http = palisade_shed::HttpShedLayer::with_config(config).layer(service_fn(
         |refuse: http::Request<()>| async move {
             sleep(MS).await;
             let mut response = http::Response::new(());

@@ -25,8 +25,7 @@ use tokio::net::TcpListener;
 use tower::{Layer, ServiceExt, service_fn};
 
 fn config(limit: usize) -> ShedConfig {
-    ShedConfig::builder()
-        .name("server")
+    ShedConfig::builder("server")
         .limit(Fixed(limit))
         .no_queue()
         .retry_after(Duration::from_secs(2))
@@ -84,7 +83,7 @@ async fn a_flooded_axum_app_answers_what_it_can_and_refuses_the_rest_properly() 
     let addr = serve(
         Router::new()
             .route("/work", get(handler))
-            .layer(HttpShedLayer::new(config(4))),
+            .layer(HttpShedLayer::with_config(config(4))),
     )
     .await;
     let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
@@ -140,7 +139,7 @@ async fn a_flooded_axum_app_answers_what_it_can_and_refuses_the_rest_properly() 
 async fn the_slot_is_held_until_the_response_body_ends() {
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<http_body::Frame<Bytes>, std::io::Error>>(4);
     let body = Arc::new(std::sync::Mutex::new(Some(rx)));
-    let layer = HttpShedLayer::new(config(1));
+    let layer = HttpShedLayer::with_config(config(1));
     let handle = layer.handle();
     let svc = layer.layer(service_fn(move |_: Request<Empty<Bytes>>| {
         let stream = body.lock().unwrap().take();
@@ -211,7 +210,7 @@ mod grpc {
         });
         tokio::spawn(
             Server::builder()
-                .layer(HttpShedLayer::new(config(2)))
+                .layer(HttpShedLayer::with_config(config(2)))
                 .layer(slow)
                 .add_service(health)
                 .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),

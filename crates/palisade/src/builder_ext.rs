@@ -21,21 +21,21 @@ pub trait PalisadeBuilderExt<L>: sealed::Sealed {
     #[cfg(feature = "breaker")]
     fn circuit_breaker(
         self,
-        config: palisade_breaker::BreakerConfig,
+        config: impl Into<palisade_breaker::BreakerConfig>,
     ) -> ServiceBuilder<Stack<palisade_breaker::CircuitBreakerLayer, L>>;
 
     /// A circuit breaker in HTTP mode: refusals are `503` responses or gRPC `UNAVAILABLE`.
     #[cfg(feature = "breaker")]
     fn http_circuit_breaker(
         self,
-        config: palisade_breaker::BreakerConfig,
+        config: impl Into<palisade_breaker::BreakerConfig>,
     ) -> ServiceBuilder<Stack<palisade_breaker::HttpCircuitBreakerLayer, L>>;
 
     /// Retries under a budget, for requests that are `Clone`; every error is retried.
     #[cfg(feature = "retry")]
     fn retry_on_error(
         self,
-        config: palisade_retry::RetryConfig,
+        config: impl Into<palisade_retry::RetryConfig>,
     ) -> ServiceBuilder<Stack<palisade_retry::RetryLayer, L>>;
 
     /// Retries HTTP and gRPC requests with any body, as [`palisade_retry::policy::HttpPolicy`]
@@ -43,14 +43,14 @@ pub trait PalisadeBuilderExt<L>: sealed::Sealed {
     #[cfg(feature = "retry")]
     fn http_retry(
         self,
-        config: palisade_retry::RetryConfig,
+        config: impl Into<palisade_retry::RetryConfig>,
     ) -> ServiceBuilder<Stack<palisade_retry::HttpRetryLayer, L>>;
 
     /// Load shedding in front of any service: refusals are `Overloaded` errors.
     #[cfg(feature = "shed")]
     fn shed(
         self,
-        config: palisade_shed::ShedConfig,
+        config: impl Into<palisade_shed::ShedConfig>,
     ) -> ServiceBuilder<Stack<palisade_shed::ShedLayer, L>>;
 
     /// Load shedding in front of an HTTP or gRPC server: refusals are `503` responses or
@@ -58,7 +58,7 @@ pub trait PalisadeBuilderExt<L>: sealed::Sealed {
     #[cfg(feature = "shed")]
     fn http_shed(
         self,
-        config: palisade_shed::ShedConfig,
+        config: impl Into<palisade_shed::ShedConfig>,
     ) -> ServiceBuilder<Stack<palisade_shed::HttpShedLayer, L>>;
 
     /// Idempotency keys in front of an HTTP or gRPC server, with records in `store`.
@@ -74,49 +74,53 @@ impl<L> PalisadeBuilderExt<L> for ServiceBuilder<L> {
     #[cfg(feature = "breaker")]
     fn circuit_breaker(
         self,
-        config: palisade_breaker::BreakerConfig,
+        config: impl Into<palisade_breaker::BreakerConfig>,
     ) -> ServiceBuilder<Stack<palisade_breaker::CircuitBreakerLayer, L>> {
-        self.layer(palisade_breaker::CircuitBreakerLayer::new(config))
+        self.layer(palisade_breaker::CircuitBreakerLayer::with_config(
+            config.into(),
+        ))
     }
 
     #[cfg(feature = "breaker")]
     fn http_circuit_breaker(
         self,
-        config: palisade_breaker::BreakerConfig,
+        config: impl Into<palisade_breaker::BreakerConfig>,
     ) -> ServiceBuilder<Stack<palisade_breaker::HttpCircuitBreakerLayer, L>> {
-        self.layer(palisade_breaker::HttpCircuitBreakerLayer::new(config))
+        self.layer(palisade_breaker::HttpCircuitBreakerLayer::with_config(
+            config.into(),
+        ))
     }
 
     #[cfg(feature = "retry")]
     fn retry_on_error(
         self,
-        config: palisade_retry::RetryConfig,
+        config: impl Into<palisade_retry::RetryConfig>,
     ) -> ServiceBuilder<Stack<palisade_retry::RetryLayer, L>> {
-        self.layer(palisade_retry::RetryLayer::new(config))
+        self.layer(palisade_retry::RetryLayer::with_config(config.into()))
     }
 
     #[cfg(feature = "retry")]
     fn http_retry(
         self,
-        config: palisade_retry::RetryConfig,
+        config: impl Into<palisade_retry::RetryConfig>,
     ) -> ServiceBuilder<Stack<palisade_retry::HttpRetryLayer, L>> {
-        self.layer(palisade_retry::HttpRetryLayer::new(config))
+        self.layer(palisade_retry::HttpRetryLayer::with_config(config.into()))
     }
 
     #[cfg(feature = "shed")]
     fn shed(
         self,
-        config: palisade_shed::ShedConfig,
+        config: impl Into<palisade_shed::ShedConfig>,
     ) -> ServiceBuilder<Stack<palisade_shed::ShedLayer, L>> {
-        self.layer(palisade_shed::ShedLayer::new(config))
+        self.layer(palisade_shed::ShedLayer::with_config(config.into()))
     }
 
     #[cfg(feature = "shed")]
     fn http_shed(
         self,
-        config: palisade_shed::ShedConfig,
+        config: impl Into<palisade_shed::ShedConfig>,
     ) -> ServiceBuilder<Stack<palisade_shed::HttpShedLayer, L>> {
-        self.layer(palisade_shed::HttpShedLayer::new(config))
+        self.layer(palisade_shed::HttpShedLayer::with_config(config.into()))
     }
 
     #[cfg(feature = "idempotency")]
@@ -125,7 +129,9 @@ impl<L> PalisadeBuilderExt<L> for ServiceBuilder<L> {
         store: impl palisade_idempotency::store::Store,
         config: palisade_idempotency::IdempotencyConfig,
     ) -> ServiceBuilder<Stack<palisade_idempotency::IdempotencyLayer, L>> {
-        self.layer(palisade_idempotency::IdempotencyLayer::new(store, config))
+        self.layer(palisade_idempotency::IdempotencyLayer::with_config(
+            store, config,
+        ))
     }
 }
 

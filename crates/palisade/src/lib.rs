@@ -28,7 +28,7 @@
 //! use tower::{ServiceBuilder, ServiceExt, service_fn};
 //!
 //! # #[tokio::main(flavor = "current_thread")] async fn main() {
-//! let config = BreakerConfig::builder().name("search").build().unwrap();
+//! let config = BreakerConfig::builder("search").build().unwrap();
 //! let svc = ServiceBuilder::new()
 //!     .circuit_breaker(config)
 //!     .service(service_fn(|q: &'static str| async move { Ok::<_, std::io::Error>(q.len()) }));

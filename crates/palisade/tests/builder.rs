@@ -13,15 +13,15 @@ use tower::{BoxError, ServiceBuilder, ServiceExt, service_fn};
 use tower_http::ServiceBuilderExt;
 
 fn breaker() -> BreakerConfig {
-    BreakerConfig::builder().name("builder").build().unwrap()
+    BreakerConfig::builder("builder").build().unwrap()
 }
 
 fn retry() -> RetryConfig {
-    RetryConfig::builder().name("builder").build().unwrap()
+    RetryConfig::builder("builder").build().unwrap()
 }
 
 fn shed() -> ShedConfig {
-    ShedConfig::builder().name("builder").build().unwrap()
+    ShedConfig::builder("builder").build().unwrap()
 }
 
 #[tokio::test]
@@ -38,9 +38,7 @@ async fn every_method_resolves_beside_tower_full_and_tower_http() {
     assert_eq!(generic.oneshot(1).await.unwrap(), 2);
 
     // HTTP mode, with tower-http's methods beside palisade's.
-    let idempotency = IdempotencyConfig::builder()
-        .name("builder")
-        .scope(Scope::global())
+    let idempotency = IdempotencyConfig::builder("builder", Scope::global())
         .build()
         .unwrap();
     let http = ServiceBuilder::new()

@@ -208,36 +208,48 @@ impl View {
             ),
             format!(
                 "balance   ready endpoints {:>2}/4   ejections {:>3}   requests by backend: {}",
-                m.sum("palisade_balance_endpoints", &[("state", "ready")]),
-                m.sum("palisade_balance_ejections_total", &[]),
-                m.by_label("palisade_balance_requests_total", "endpoint", |a| names
-                    .of(a)),
+                m.sum(palisade::balance::metrics::ENDPOINTS, &[("state", "ready")]),
+                m.sum(palisade::balance::metrics::EJECTIONS_TOTAL, &[]),
+                m.by_label(
+                    palisade::balance::metrics::REQUESTS_TOTAL,
+                    "endpoint",
+                    |a| names.of(a)
+                ),
             ),
             format!(
                 "retry     retries {:>5}   refused by the budget {:>4}     breaker (fleet) {}",
-                m.sum("palisade_retry_attempts_total", &[("outcome", "retried")]),
-                m.sum("palisade_retry_budget_exhausted_total", &[]),
-                m.state("palisade_breaker_state", &[("name", "fleet")]),
+                m.sum(
+                    palisade::retry::metrics::ATTEMPTS_TOTAL,
+                    &[("outcome", "retried")]
+                ),
+                m.sum(palisade::retry::metrics::BUDGET_EXHAUSTED_TOTAL, &[]),
+                m.state(palisade::breaker::metrics::STATE, &[("name", "fleet")]),
             ),
             format!(
                 "shed      gateway limit {:>4}   refused: gateway {:>4}, small backend {:>4}",
-                m.sum("palisade_shed_limit", &[("name", "gateway")]),
-                m.sum("palisade_shed_rejected_total", &[("name", "gateway")]),
-                m.sum("palisade_shed_rejected_total", &[("name", "small")]),
+                m.sum(palisade::shed::metrics::LIMIT, &[("name", "gateway")]),
+                m.sum(
+                    palisade::shed::metrics::REJECTED_TOTAL,
+                    &[("name", "gateway")]
+                ),
+                m.sum(
+                    palisade::shed::metrics::REJECTED_TOTAL,
+                    &[("name", "small")]
+                ),
             ),
             format!(
                 "keys      replayed at the gateway {:>4}   at the fleet {:>4}   conflicts {:>3}",
                 m.sum(
-                    "palisade_idempotency_requests_total",
+                    palisade::idempotency::metrics::REQUESTS_TOTAL,
                     &[("name", "gateway"), ("result", "replayed")]
                 ),
                 m.sum_except(
-                    "palisade_idempotency_requests_total",
+                    palisade::idempotency::metrics::REQUESTS_TOTAL,
                     ("name", "gateway"),
                     &[("result", "replayed")]
                 ),
                 m.sum(
-                    "palisade_idempotency_requests_total",
+                    palisade::idempotency::metrics::REQUESTS_TOTAL,
                     &[("result", "conflict")]
                 ),
             ),

@@ -221,10 +221,10 @@ fn summary(tally: &Tally, m: &Scrape, duration: Duration, names: &Names, soak: O
         }
     };
     let fleet_created = m.sum(
-        "palisade_idempotency_requests_total",
+        palisade::idempotency::metrics::REQUESTS_TOTAL,
         &[("result", "executed")],
     ) - m.sum(
-        "palisade_idempotency_requests_total",
+        palisade::idempotency::metrics::REQUESTS_TOTAL,
         &[("name", "gateway"), ("result", "executed")],
     );
     let mut rows = vec![
@@ -269,32 +269,37 @@ fn summary(tally: &Tally, m: &Scrape, duration: Duration, names: &Names, soak: O
         ),
         (
             "balance: requests per backend",
-            m.by_label("palisade_balance_requests_total", "endpoint", |a| {
-                names.of(a)
-            }),
+            m.by_label(
+                palisade::balance::metrics::REQUESTS_TOTAL,
+                "endpoint",
+                |a| names.of(a),
+            ),
         ),
         (
             "balance: ejections",
             format!(
                 "{} (the flaky backend taken out while it failed, and probed back)",
-                m.sum("palisade_balance_ejections_total", &[])
+                m.sum(palisade::balance::metrics::EJECTIONS_TOTAL, &[])
             ),
         ),
         (
             "retry: retries made",
             format!(
                 "{} (refused by the budget: {})",
-                m.sum("palisade_retry_attempts_total", &[("outcome", "retried")]),
-                m.sum("palisade_retry_budget_exhausted_total", &[])
+                m.sum(
+                    palisade::retry::metrics::ATTEMPTS_TOTAL,
+                    &[("outcome", "retried")]
+                ),
+                m.sum(palisade::retry::metrics::BUDGET_EXHAUSTED_TOTAL, &[])
             ),
         ),
         (
             "breaker: the fleet's breaker",
             format!(
                 "{} now; opened {} times",
-                m.state("palisade_breaker_state", &[("name", "fleet")]),
+                m.state(palisade::breaker::metrics::STATE, &[("name", "fleet")]),
                 m.sum(
-                    "palisade_breaker_transitions_total",
+                    palisade::breaker::metrics::TRANSITIONS_TOTAL,
                     &[("name", "fleet"), ("to", "open")]
                 )
             ),
@@ -303,8 +308,14 @@ fn summary(tally: &Tally, m: &Scrape, duration: Duration, names: &Names, soak: O
             "shed: refused",
             format!(
                 "gateway {} · small backend {}",
-                m.sum("palisade_shed_rejected_total", &[("name", "gateway")]),
-                m.sum("palisade_shed_rejected_total", &[("name", "small")])
+                m.sum(
+                    palisade::shed::metrics::REJECTED_TOTAL,
+                    &[("name", "gateway")]
+                ),
+                m.sum(
+                    palisade::shed::metrics::REJECTED_TOTAL,
+                    &[("name", "small")]
+                )
             ),
         ),
         (
@@ -312,11 +323,11 @@ fn summary(tally: &Tally, m: &Scrape, duration: Duration, names: &Names, soak: O
             format!(
                 "gateway {} (client retries) · fleet {} (gateway retries)",
                 m.sum(
-                    "palisade_idempotency_requests_total",
+                    palisade::idempotency::metrics::REQUESTS_TOTAL,
                     &[("name", "gateway"), ("result", "replayed")]
                 ),
                 m.sum_except(
-                    "palisade_idempotency_requests_total",
+                    palisade::idempotency::metrics::REQUESTS_TOTAL,
                     ("name", "gateway"),
                     &[("result", "replayed")]
                 )

@@ -97,3 +97,30 @@ async fn alerting_metrics_exist_from_construction_and_no_series_per_endpoint() {
         "no per-endpoint series unless asked"
     );
 }
+
+/// The operator's page lists every series the layers record: a metric added to a layer and
+/// left out of docs/operations.md fails here, not in someone's dashboard.
+#[test]
+fn operations_guide_names_every_metric() {
+    let guide = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../docs/operations.md"
+    ))
+    .expect("docs/operations.md");
+    let all = [
+        palisade::balance::metrics::ALL,
+        palisade::breaker::metrics::ALL,
+        palisade::idempotency::metrics::ALL,
+        palisade::retry::metrics::ALL,
+        palisade::shed::metrics::ALL,
+    ];
+    let missing: Vec<&str> = all
+        .concat()
+        .into_iter()
+        .filter(|name| !guide.contains(&format!("`{name}`")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "docs/operations.md does not name {missing:?}"
+    );
+}

@@ -36,7 +36,7 @@ use crate::future::ResponseFuture;
 use crate::load::Load;
 use crate::metrics::BalanceMetrics;
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+use palisade_core::BoxError;
 
 /// An endpoint's service, behind its ejection breaker in gate mode.
 type Gated<S, C> = CircuitBreaker<S, C, BreakerHandle>;
@@ -89,6 +89,17 @@ where
     no_ready_since: Option<Pin<Box<Sleep>>>,
     draws: u64,
     seed: u64,
+}
+
+impl<D: Discover, Req, C> std::fmt::Debug for Balance<D, Req, C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Balance")
+            .field("name", &self.config.name)
+            .field("ready", &self.ready.len())
+            .field("pending", &self.pending.len())
+            .field("ejected", &self.ejected.len())
+            .finish_non_exhaustive()
+    }
 }
 
 enum Choice<K> {

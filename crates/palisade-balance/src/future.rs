@@ -14,7 +14,7 @@ use tokio::time::Instant;
 use crate::error::NoReadyEndpoints;
 use crate::load::Load;
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+use palisade_core::BoxError;
 
 pin_project! {
     /// The response future of [`Balance`](crate::Balance).

@@ -21,6 +21,28 @@
 
 use metrics::{Counter, Gauge, counter, describe_counter, describe_gauge, gauge};
 
+/// `palisade_balance_endpoints`: see the table above.
+pub const ENDPOINTS: &str = "palisade_balance_endpoints";
+/// `palisade_balance_ejections_total`: see the table above.
+pub const EJECTIONS_TOTAL: &str = "palisade_balance_ejections_total";
+/// `palisade_balance_panic_total`: see the table above.
+pub const PANIC_TOTAL: &str = "palisade_balance_panic_total";
+/// `palisade_balance_no_endpoints_total`: see the table above.
+pub const NO_ENDPOINTS_TOTAL: &str = "palisade_balance_no_endpoints_total";
+/// `palisade_balance_requests_total`: see the table above.
+pub const REQUESTS_TOTAL: &str = "palisade_balance_requests_total";
+/// `palisade_balance_discovery_kept_total`: see the table above.
+pub const DISCOVERY_KEPT_TOTAL: &str = "palisade_balance_discovery_kept_total";
+/// Every metric above, for a test or a dashboard that must cover them all.
+pub const ALL: &[&str] = &[
+    ENDPOINTS,
+    EJECTIONS_TOTAL,
+    PANIC_TOTAL,
+    NO_ENDPOINTS_TOTAL,
+    REQUESTS_TOTAL,
+    DISCOVERY_KEPT_TOTAL,
+];
+
 /// The series of one balancer.
 pub(crate) struct BalanceMetrics {
     name: String,
@@ -37,32 +59,28 @@ pub(crate) struct BalanceMetrics {
 impl BalanceMetrics {
     pub(crate) fn new(balancer: &str, per_endpoint: bool) -> Self {
         describe_gauge!(
-            "palisade_balance_endpoints",
+            ENDPOINTS,
             "Endpoints by state: ready, pending (being readied), ejected"
         );
+        describe_counter!(EJECTIONS_TOTAL, "Endpoints taken out of the rotation");
         describe_counter!(
-            "palisade_balance_ejections_total",
-            "Endpoints taken out of the rotation"
-        );
-        describe_counter!(
-            "palisade_balance_panic_total",
+            PANIC_TOTAL,
             "Ejections undone because the cap on ejected endpoints was reached"
         );
         describe_counter!(
-            "palisade_balance_no_endpoints_total",
+            NO_ENDPOINTS_TOTAL,
             "Calls failed because no endpoint was ready in time"
         );
         let name = || balancer.to_owned();
-        let state =
-            |s: &'static str| gauge!("palisade_balance_endpoints", "name" => name(), "state" => s);
+        let state = |s: &'static str| gauge!(ENDPOINTS, "name" => name(), "state" => s);
         let mut metrics = Self {
             ready: state("ready"),
             pending: state("pending"),
             ejected: state("ejected"),
             last: (usize::MAX, 0, 0),
-            no_endpoints: counter!("palisade_balance_no_endpoints_total", "name" => name()),
-            ejections: counter!("palisade_balance_ejections_total", "name" => name()),
-            panics: counter!("palisade_balance_panic_total", "name" => name()),
+            no_endpoints: counter!(NO_ENDPOINTS_TOTAL, "name" => name()),
+            ejections: counter!(EJECTIONS_TOTAL, "name" => name()),
+            panics: counter!(PANIC_TOTAL, "name" => name()),
             name: name(),
             per_endpoint,
         };
@@ -98,7 +116,7 @@ impl BalanceMetrics {
             return Counter::noop();
         }
         counter!(
-            "palisade_balance_requests_total",
+            REQUESTS_TOTAL,
             "name" => self.name.clone(),
             "endpoint" => format!("{endpoint:?}")
         )
@@ -108,8 +126,8 @@ impl BalanceMetrics {
 /// The counter of a discovery source's kept sets, registered when the source is made.
 pub(crate) fn discovery_kept(name: &str, source: &'static str) -> Counter {
     describe_counter!(
-        "palisade_balance_discovery_kept_total",
+        DISCOVERY_KEPT_TOTAL,
         "Sets a discovery source produced empty, for which the last good set was kept"
     );
-    counter!("palisade_balance_discovery_kept_total", "name" => name.to_owned(), "source" => source)
+    counter!(DISCOVERY_KEPT_TOTAL, "name" => name.to_owned(), "source" => source)
 }

@@ -397,7 +397,7 @@ async fn counted_per_endpoint(config: BalanceConfig) -> (BTreeMap<String, u64>, 
     }
     let mut per_endpoint = BTreeMap::new();
     for (key, _, _, value) in snapshotter.snapshot().into_vec() {
-        if key.key().name() == "palisade_balance_requests_total" {
+        if key.key().name() == palisade_balance::metrics::REQUESTS_TOTAL {
             let endpoint = key
                 .key()
                 .labels()

@@ -10,6 +10,7 @@ use crate::window::Window;
 
 /// How long the breaker stays open before it lets probes through.
 #[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
 pub enum OpenDuration {
     /// Always the same time (resilience4j's `waitDurationInOpenState`, Polly's
     /// `BreakDuration`).

@@ -46,6 +46,12 @@ pub struct KeyedBreakers<K, F> {
     key: F,
 }
 
+impl<K, F> std::fmt::Debug for KeyedBreakers<K, F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyedBreakers").finish_non_exhaustive()
+    }
+}
+
 impl<K, F: Clone> Clone for KeyedBreakers<K, F> {
     fn clone(&self) -> Self {
         Self {

@@ -23,6 +23,25 @@ use palisade_core::Outcome;
 
 use crate::state::{State, Transition};
 
+/// `palisade_breaker_state`: see the table above.
+pub const STATE: &str = "palisade_breaker_state";
+/// `palisade_breaker_calls_total`: see the table above.
+pub const CALLS_TOTAL: &str = "palisade_breaker_calls_total";
+/// `palisade_breaker_slow_calls_total`: see the table above.
+pub const SLOW_CALLS_TOTAL: &str = "palisade_breaker_slow_calls_total";
+/// `palisade_breaker_rejected_total`: see the table above.
+pub const REJECTED_TOTAL: &str = "palisade_breaker_rejected_total";
+/// `palisade_breaker_transitions_total`: see the table above.
+pub const TRANSITIONS_TOTAL: &str = "palisade_breaker_transitions_total";
+/// Every metric above, for a test or a dashboard that must cover them all.
+pub const ALL: &[&str] = &[
+    STATE,
+    CALLS_TOTAL,
+    SLOW_CALLS_TOTAL,
+    REJECTED_TOTAL,
+    TRANSITIONS_TOTAL,
+];
+
 pub(crate) struct BreakerMetrics {
     success: Counter,
     failure: Counter,
@@ -49,37 +68,24 @@ impl BreakerMetrics {
                 transitions: std::array::from_fn(|_| Counter::noop()),
             };
         }
-        describe_gauge!(
-            "palisade_breaker_state",
-            "1 for the breaker's current state, 0 for the others"
-        );
+        describe_gauge!(STATE, "1 for the breaker's current state, 0 for the others");
+        describe_counter!(CALLS_TOTAL, "Calls through the breaker, by outcome");
         describe_counter!(
-            "palisade_breaker_calls_total",
-            "Calls through the breaker, by outcome"
-        );
-        describe_counter!(
-            "palisade_breaker_slow_calls_total",
+            SLOW_CALLS_TOTAL,
             "Calls at or beyond the slow-call threshold"
         );
-        describe_counter!(
-            "palisade_breaker_rejected_total",
-            "Calls refused by the breaker"
-        );
-        describe_counter!(
-            "palisade_breaker_transitions_total",
-            "Breaker state changes"
-        );
-        let calls = |outcome: &'static str| counter!("palisade_breaker_calls_total", "name" => name.to_owned(), "outcome" => outcome);
+        describe_counter!(REJECTED_TOTAL, "Calls refused by the breaker");
+        describe_counter!(TRANSITIONS_TOTAL, "Breaker state changes");
+        let calls = |outcome: &'static str| counter!(CALLS_TOTAL, "name" => name.to_owned(), "outcome" => outcome);
         let metrics = Self {
             success: calls("success"),
             failure: calls("failure"),
             ignored: calls("ignored"),
             cancelled: calls("cancelled"),
-            slow: counter!("palisade_breaker_slow_calls_total", "name" => name.to_owned()),
-            rejected: counter!("palisade_breaker_rejected_total", "name" => name.to_owned()),
-            state: State::ALL.map(|s| {
-                gauge!("palisade_breaker_state", "name" => name.to_owned(), "state" => s.as_str())
-            }),
+            slow: counter!(SLOW_CALLS_TOTAL, "name" => name.to_owned()),
+            rejected: counter!(REJECTED_TOTAL, "name" => name.to_owned()),
+            state: State::ALL
+                .map(|s| gauge!(STATE, "name" => name.to_owned(), "state" => s.as_str())),
             transitions: std::array::from_fn(|i| {
                 let (from, to) = (State::ALL[i / 5], State::ALL[i % 5]);
                 if from == to {
@@ -87,7 +93,7 @@ impl BreakerMetrics {
                     return Counter::noop();
                 }
                 counter!(
-                    "palisade_breaker_transitions_total",
+                    TRANSITIONS_TOTAL,
                     "name" => name.to_owned(),
                     "from" => from.as_str(),
                     "to" => to.as_str()

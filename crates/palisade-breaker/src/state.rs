@@ -4,6 +4,7 @@ use std::fmt;
 
 /// A breaker's state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum State {
     /// Calls pass and their outcomes are counted.
     Closed,

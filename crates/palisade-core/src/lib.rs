@@ -8,8 +8,7 @@
 //!    health of the server). Classifiers exist for plain results ([`ErrorsAsFailures`]),
 //!    HTTP ([`HttpClassifier`]: 5xx and transport errors fail, 4xx are ignored) and gRPC
 //!    ([`GrpcClassifier`]: a configurable set of `grpc-status` codes fail, read from the
-//!    headers or, for streaming responses, from the trailers). [`SlowCallThreshold`] adds the
-//!    other axis: a call can succeed and still be too slow.
+//!    headers or, for streaming responses, from the trailers).
 //!
 //! 2. **How is a refusal said?** A layer that refuses a request (an open breaker, a shed
 //!    request) describes the refusal with the [`Rejection`] trait, and [`response`] turns it
@@ -62,13 +61,16 @@ mod classify;
 mod config_error;
 pub mod grpc;
 pub mod hint;
+// The layers' deterministic and shared randomness: public for palisade's own crates (and
+// its benches), not part of the API a user relies on.
+#[doc(hidden)]
 pub mod random;
 pub mod refusal;
 pub mod response;
 
 pub use classify::{
     Classification, Classify, ClassifyFn, ErrorsAsFailures, GrpcClassifier, HttpClassifier,
-    Outcome, SlowCallThreshold, classify_fn,
+    Outcome, classify_fn,
 };
 pub use config_error::ConfigError;
 pub use grpc::GrpcCode;
@@ -78,3 +80,8 @@ pub use response::{Problem, Rejection, ResponseBody, rejection_response};
 /// the inner service's error as it was, or a layer's typed refusal, either found with
 /// `downcast_ref`.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The `Idempotency-Key` request header (draft-ietf-httpapi-idempotency-key-header): the
+/// name the idempotency layer reads by default and the retry layer writes on a POST it will
+/// retry, so that both ends of a hop agree without configuration.
+pub const IDEMPOTENCY_KEY: http::HeaderName = http::HeaderName::from_static("idempotency-key");

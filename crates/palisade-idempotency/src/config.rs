@@ -54,7 +54,7 @@ impl IdempotencyConfig {
     /// `scope` — whose key it is, which has no default: see [`Scope`].
     pub fn builder(name: impl Into<Arc<str>>, scope: Scope) -> IdempotencyConfigBuilder {
         IdempotencyConfigBuilder {
-            header: "idempotency-key".to_owned(),
+            header: palisade_core::IDEMPOTENCY_KEY.as_str().to_owned(),
             config: IdempotencyConfig::defaults(name.into(), scope),
         }
     }
@@ -64,7 +64,7 @@ impl IdempotencyConfig {
         {
             IdempotencyConfig {
                 name,
-                header: HeaderName::from_static("idempotency-key"),
+                header: palisade_core::IDEMPOTENCY_KEY,
                 methods: vec![Method::POST, Method::PATCH],
                 required: false,
                 scope,
@@ -104,6 +104,15 @@ impl IdempotencyConfig {
 pub struct IdempotencyConfigBuilder {
     header: String,
     config: IdempotencyConfig,
+}
+
+impl fmt::Debug for IdempotencyConfigBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IdempotencyConfigBuilder")
+            .field("header", &self.header)
+            .field("config", &self.config)
+            .finish()
+    }
 }
 
 impl IdempotencyConfigBuilder {

@@ -13,7 +13,7 @@ use crate::metrics::Outcome;
 /// problem+json body; in gRPC with the code below.
 #[derive(Debug)]
 #[non_exhaustive]
-pub enum Refusal {
+pub(crate) enum Refusal {
     /// The key header is malformed: 400, `INVALID_ARGUMENT`.
     MalformedKey(KeyError),
     /// The key is required and missing: 400, `INVALID_ARGUMENT`.

@@ -213,7 +213,7 @@ mod tests {
 
     #[test]
     fn a_repeated_header_is_refused_and_a_missing_one_is_none() {
-        let name = HeaderName::from_static("idempotency-key");
+        let name = palisade_core::IDEMPOTENCY_KEY;
         let mut headers = HeaderMap::new();
         assert_eq!(key_from_headers(&headers, &name), Ok(None));
         headers.append(&name, HeaderValue::from_static("a"));

@@ -20,7 +20,7 @@ use crate::metrics::{IdempotencyMetrics, Op, Outcome};
 use crate::record::{Owner, RecordKey, StoredResponse, is_replayable};
 use crate::store::{Claim, Record, Store, StoreError};
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+use palisade_core::BoxError;
 
 /// The header a replayed response carries.
 pub const REPLAYED: &str = "idempotent-replayed";

@@ -68,6 +68,8 @@ mod config;
 mod error;
 pub mod fingerprint;
 mod future;
+// The key parser: public for the fuzz target (fuzz/), not part of the API.
+#[doc(hidden)]
 pub mod key;
 mod keyed;
 mod layer;
@@ -80,7 +82,6 @@ pub mod store;
 
 pub use crate::body::{RequestBody, ResponseBody};
 pub use crate::config::{IdempotencyConfig, IdempotencyConfigBuilder};
-pub use crate::error::Refusal;
 pub use crate::future::ResponseFuture;
 pub use crate::keyed::REPLAYED;
 pub use crate::layer::IdempotencyLayer;

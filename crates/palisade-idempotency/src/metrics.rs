@@ -14,6 +14,15 @@ use std::time::Duration;
 
 use metrics::{Counter, Histogram, counter, describe_counter, describe_histogram, histogram};
 
+/// `palisade_idempotency_requests_total`: see the table above.
+pub const REQUESTS_TOTAL: &str = "palisade_idempotency_requests_total";
+/// `palisade_idempotency_store_errors_total`: see the table above.
+pub const STORE_ERRORS_TOTAL: &str = "palisade_idempotency_store_errors_total";
+/// `palisade_idempotency_store_seconds`: see the table above.
+pub const STORE_SECONDS: &str = "palisade_idempotency_store_seconds";
+/// Every metric above, for a test or a dashboard that must cover them all.
+pub const ALL: &[&str] = &[REQUESTS_TOTAL, STORE_ERRORS_TOTAL, STORE_SECONDS];
+
 /// What became of a keyed request: the `result` label.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Outcome {
@@ -84,28 +93,25 @@ pub(crate) struct IdempotencyMetrics {
 
 impl IdempotencyMetrics {
     pub(crate) fn new(name: &str) -> Self {
+        describe_counter!(REQUESTS_TOTAL, "Keyed requests, by what became of them");
         describe_counter!(
-            "palisade_idempotency_requests_total",
-            "Keyed requests, by what became of them"
-        );
-        describe_counter!(
-            "palisade_idempotency_store_errors_total",
+            STORE_ERRORS_TOTAL,
             "Idempotency store operations that failed"
         );
         describe_histogram!(
-            "palisade_idempotency_store_seconds",
+            STORE_SECONDS,
             metrics::Unit::Seconds,
             "How long idempotency store operations took"
         );
         Self {
             requests: Outcome::ALL.map(|result| {
-                counter!("palisade_idempotency_requests_total", "name" => name.to_owned(), "result" => result.label())
+                counter!(REQUESTS_TOTAL, "name" => name.to_owned(), "result" => result.label())
             }),
             store_seconds: Op::ALL.map(|op| {
-                histogram!("palisade_idempotency_store_seconds", "name" => name.to_owned(), "op" => op.label())
+                histogram!(STORE_SECONDS, "name" => name.to_owned(), "op" => op.label())
             }),
             store_errors: Op::ALL.map(|op| {
-                counter!("palisade_idempotency_store_errors_total", "name" => name.to_owned(), "op" => op.label())
+                counter!(STORE_ERRORS_TOTAL, "name" => name.to_owned(), "op" => op.label())
             }),
         }
     }

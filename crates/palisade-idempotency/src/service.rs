@@ -16,7 +16,7 @@ use crate::key::key_from_headers;
 use crate::keyed;
 use crate::layer::Shared;
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+use palisade_core::BoxError;
 
 /// Makes retried requests with the same idempotency key run once: see the
 /// [crate documentation](crate). Made by [`IdempotencyLayer`](crate::IdempotencyLayer).
@@ -26,6 +26,15 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub struct Idempotency<S> {
     inner: S,
     shared: Arc<Shared>,
+}
+
+impl<S: std::fmt::Debug> std::fmt::Debug for Idempotency<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Idempotency")
+            .field("inner", &self.inner)
+            .field("name", &self.shared.config.name)
+            .finish_non_exhaustive()
+    }
 }
 
 impl<S: Clone> Clone for Idempotency<S> {
@@ -40,6 +49,21 @@ impl<S: Clone> Clone for Idempotency<S> {
 impl<S> Idempotency<S> {
     pub(crate) fn new(inner: S, shared: Arc<Shared>) -> Self {
         Self { inner, shared }
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The inner service, unwrapped.
+    pub fn into_inner(self) -> S {
+        self.inner
     }
 }
 

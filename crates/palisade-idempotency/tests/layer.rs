@@ -613,7 +613,7 @@ async fn results_are_counted() {
     let mut counts = std::collections::BTreeMap::new();
     for (key, _, _, value) in snapshotter.snapshot().into_vec() {
         // Every result is registered when the layer is made; count those that happened.
-        if key.key().name() == "palisade_idempotency_requests_total"
+        if key.key().name() == palisade_idempotency::metrics::REQUESTS_TOTAL
             && let DebugValue::Counter(n) = value
             && n > 0
         {

@@ -20,7 +20,7 @@ use crate::policy::{Decision, Policy};
 use crate::replay::Replay;
 use crate::shared::Shared;
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+use palisade_core::BoxError;
 
 /// Where a call stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -12,6 +12,15 @@
 
 use metrics::{Counter, Histogram, counter, describe_counter, describe_histogram, histogram};
 
+/// `palisade_retry_attempts_total`: see the table above.
+pub const ATTEMPTS_TOTAL: &str = "palisade_retry_attempts_total";
+/// `palisade_retry_budget_exhausted_total`: see the table above.
+pub const BUDGET_EXHAUSTED_TOTAL: &str = "palisade_retry_budget_exhausted_total";
+/// `palisade_retry_backoff_seconds`: see the table above.
+pub const BACKOFF_SECONDS: &str = "palisade_retry_backoff_seconds";
+/// Every metric above, for a test or a dashboard that must cover them all.
+pub const ALL: &[&str] = &[ATTEMPTS_TOTAL, BUDGET_EXHAUSTED_TOTAL, BACKOFF_SECONDS];
+
 /// What followed an attempt.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum AttemptOutcome {
@@ -56,25 +65,22 @@ pub(crate) struct RetryMetrics {
 
 impl RetryMetrics {
     pub(crate) fn new(name: &str) -> Self {
+        describe_counter!(ATTEMPTS_TOTAL, "Attempts, by what followed them");
         describe_counter!(
-            "palisade_retry_attempts_total",
-            "Attempts, by what followed them"
-        );
-        describe_counter!(
-            "palisade_retry_budget_exhausted_total",
+            BUDGET_EXHAUSTED_TOTAL,
             "Retries refused by the retry budget"
         );
         describe_histogram!(
-            "palisade_retry_backoff_seconds",
+            BACKOFF_SECONDS,
             metrics::Unit::Seconds,
             "The wait before each retry"
         );
         Self {
-            attempts: AttemptOutcome::ALL.map(|o| {
-                counter!("palisade_retry_attempts_total", "name" => name.to_owned(), "outcome" => o.as_str())
-            }),
-            budget_exhausted: counter!("palisade_retry_budget_exhausted_total", "name" => name.to_owned()),
-            backoff: histogram!("palisade_retry_backoff_seconds", "name" => name.to_owned()),
+            attempts: AttemptOutcome::ALL.map(
+                |o| counter!(ATTEMPTS_TOTAL, "name" => name.to_owned(), "outcome" => o.as_str()),
+            ),
+            budget_exhausted: counter!(BUDGET_EXHAUSTED_TOTAL, "name" => name.to_owned()),
+            backoff: histogram!(BACKOFF_SECONDS, "name" => name.to_owned()),
         }
     }
 

@@ -10,7 +10,7 @@ use crate::policy::Policy;
 use crate::replay::Replay;
 use crate::shared::Shared;
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+use palisade_core::BoxError;
 
 /// A service whose calls are retried; made by [`RetryLayer`](crate::RetryLayer) or
 /// [`HttpRetryLayer`](crate::HttpRetryLayer).
@@ -39,6 +39,11 @@ impl<S, P, R> Retry<S, P, R> {
     /// The inner service.
     pub fn get_ref(&self) -> &S {
         &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
     }
 
     /// The inner service, unwrapped.

@@ -9,6 +9,7 @@ use crate::priority::Priority;
 
 /// Why a request was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Reason {
     /// The server was at its limit (for the request's priority) and the request could not
     /// wait: it is sheddable, or there is no queue.

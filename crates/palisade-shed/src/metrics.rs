@@ -16,6 +16,19 @@ use metrics::{
 use crate::error::Reason;
 use crate::priority::Priority;
 
+/// `palisade_shed_limit`: see the table above.
+pub const LIMIT: &str = "palisade_shed_limit";
+/// `palisade_shed_inflight`: see the table above.
+pub const INFLIGHT: &str = "palisade_shed_inflight";
+/// `palisade_shed_queued`: see the table above.
+pub const QUEUED: &str = "palisade_shed_queued";
+/// `palisade_shed_rejected_total`: see the table above.
+pub const REJECTED_TOTAL: &str = "palisade_shed_rejected_total";
+/// `palisade_shed_latency_seconds`: see the table above.
+pub const LATENCY_SECONDS: &str = "palisade_shed_latency_seconds";
+/// Every metric above, for a test or a dashboard that must cover them all.
+pub const ALL: &[&str] = &[LIMIT, INFLIGHT, QUEUED, REJECTED_TOTAL, LATENCY_SECONDS];
+
 pub(crate) struct ShedMetrics {
     limit: Gauge,
     inflight: Gauge,
@@ -26,33 +39,30 @@ pub(crate) struct ShedMetrics {
 
 impl ShedMetrics {
     pub(crate) fn new(name: &str) -> Self {
-        describe_gauge!("palisade_shed_limit", "The concurrency limit");
-        describe_gauge!("palisade_shed_inflight", "Requests running");
-        describe_gauge!("palisade_shed_queued", "Requests waiting for a slot");
-        describe_counter!(
-            "palisade_shed_rejected_total",
-            "Requests refused, by priority and reason"
-        );
+        describe_gauge!(LIMIT, "The concurrency limit");
+        describe_gauge!(INFLIGHT, "Requests running");
+        describe_gauge!(QUEUED, "Requests waiting for a slot");
+        describe_counter!(REJECTED_TOTAL, "Requests refused, by priority and reason");
         describe_histogram!(
-            "palisade_shed_latency_seconds",
+            LATENCY_SECONDS,
             metrics::Unit::Seconds,
             "From admission to response"
         );
         Self {
-            limit: gauge!("palisade_shed_limit", "name" => name.to_owned()),
-            inflight: gauge!("palisade_shed_inflight", "name" => name.to_owned()),
-            queued: gauge!("palisade_shed_queued", "name" => name.to_owned()),
+            limit: gauge!(LIMIT, "name" => name.to_owned()),
+            inflight: gauge!(INFLIGHT, "name" => name.to_owned()),
+            queued: gauge!(QUEUED, "name" => name.to_owned()),
             rejected: Priority::ALL.map(|class| {
                 Reason::ALL.map(|reason| {
                     counter!(
-                        "palisade_shed_rejected_total",
+                        REJECTED_TOTAL,
                         "name" => name.to_owned(),
                         "class" => class.as_str(),
                         "reason" => reason.as_str()
                     )
                 })
             }),
-            latency: histogram!("palisade_shed_latency_seconds", "name" => name.to_owned()),
+            latency: histogram!(LATENCY_SECONDS, "name" => name.to_owned()),
         }
     }
 

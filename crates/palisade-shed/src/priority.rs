@@ -10,6 +10,7 @@ use http::{HeaderName, HeaderValue, Request};
 
 /// How much a request matters when there is not room for all of them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
 pub enum Priority {
     /// Refused last: may use the whole limit and waits first in the queue.
     Critical,

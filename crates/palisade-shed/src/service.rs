@@ -12,7 +12,7 @@ use crate::admission::Admission;
 use crate::limiter::{Limiter, Permit};
 use crate::priority::PriorityOf;
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+use palisade_core::BoxError;
 
 /// A service behind a shedder; made by [`ShedLayer`](crate::ShedLayer).
 ///
@@ -38,6 +38,16 @@ impl<S, P> Shed<S, P> {
     /// The inner service.
     pub fn get_ref(&self) -> &S {
         &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The inner service, unwrapped.
+    pub fn into_inner(self) -> S {
+        self.inner
     }
 }
 

@@ -59,6 +59,14 @@ pub struct DnsServer {
     _server: Server<Switch>,
 }
 
+impl std::fmt::Debug for DnsServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DnsServer")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Answers from the catalog, or fails, or says nothing, as the test sets it.
 struct Switch {
     catalog: Catalog,

@@ -212,6 +212,16 @@ pub struct DnsDiscover<M, S> {
     next: Next,
 }
 
+impl<M, S> std::fmt::Debug for DnsDiscover<M, S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DnsDiscover")
+            .field("name", &self.name)
+            .field("query", &self.query)
+            .field("current", &self.current)
+            .finish_non_exhaustive()
+    }
+}
+
 impl<M, S> DnsDiscover<M, S>
 where
     M: FnMut(&DnsEndpoint) -> S,

@@ -14,6 +14,7 @@ pub(crate) use self::time::TimeWindow;
 
 /// Which recent calls the failure-rate and slow-call-rate policies look at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Window {
     /// The last `n` calls (resilience4j's `COUNT_BASED`).
     Count(u32),

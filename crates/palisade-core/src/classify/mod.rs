@@ -81,28 +81,3 @@ pub trait Classify<Res, E> {
         }
     }
 }
-
-/// Marks calls that took too long, whatever their outcome: the slow-call axis of a breaker
-/// (resilience4j's `slowCallDurationThreshold`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SlowCallThreshold(pub Duration);
-
-impl SlowCallThreshold {
-    /// Whether a call that took `elapsed` is slow: at or beyond the threshold.
-    pub fn is_slow(&self, elapsed: Duration) -> bool {
-        elapsed >= self.0
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_call_at_the_threshold_is_slow() {
-        let threshold = SlowCallThreshold(Duration::from_millis(100));
-        assert!(!threshold.is_slow(Duration::from_millis(99)));
-        assert!(threshold.is_slow(Duration::from_millis(100)));
-        assert!(threshold.is_slow(Duration::from_secs(3)));
-    }
-}

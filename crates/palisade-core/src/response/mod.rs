@@ -66,7 +66,7 @@ pub fn rejection_response<B>(rejection: &dyn Rejection, grpc: bool) -> Response<
 }
 
 /// The HTTP answer to a refused request: status, `Retry-After`, problem+json body.
-pub fn http_response<B>(rejection: &dyn Rejection) -> Response<ResponseBody<B>> {
+fn http_response<B>(rejection: &dyn Rejection) -> Response<ResponseBody<B>> {
     let problem = Problem::from_rejection(rejection);
     let body = Bytes::from(problem.to_json());
     let mut response = Response::new(ResponseBody::rejection(body));
@@ -87,7 +87,7 @@ pub fn http_response<B>(rejection: &dyn Rejection) -> Response<ResponseBody<B>> 
 }
 
 /// The gRPC answer to a refused request: a trailers-only response.
-pub fn grpc_response<B>(rejection: &dyn Rejection) -> Response<ResponseBody<B>> {
+fn grpc_response<B>(rejection: &dyn Rejection) -> Response<ResponseBody<B>> {
     let mut response = Response::new(ResponseBody::rejection(Bytes::new()));
     mark(&mut response, rejection);
     let headers = response.headers_mut();
@@ -115,7 +115,7 @@ fn mark<B>(response: &mut Response<B>, rejection: &dyn Rejection) {
 }
 
 /// `Retry-After` in whole seconds, rounded up: a client told "0" would come straight back.
-pub fn retry_after_secs(after: Duration) -> u64 {
+fn retry_after_secs(after: Duration) -> u64 {
     let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
     secs.max(1)
 }

@@ -26,6 +26,16 @@ pub struct MemoryStore {
     max_bytes_per_shard: usize,
 }
 
+impl std::fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryStore")
+            .field("shards", &self.shards.len())
+            .field("max_entries_per_shard", &self.max_entries_per_shard)
+            .field("max_bytes_per_shard", &self.max_bytes_per_shard)
+            .finish_non_exhaustive()
+    }
+}
+
 #[derive(Default)]
 struct Shard {
     entries: HashMap<RecordKey, Entry>,

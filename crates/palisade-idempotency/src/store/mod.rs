@@ -41,6 +41,7 @@ pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>>
 // straight into the replay, so a box would only add an allocation.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Record {
     /// The first request is running.
     InFlight {
@@ -59,6 +60,7 @@ pub enum Record {
 /// What a claim found.
 #[allow(clippy::large_enum_variant)] // as for `Record`
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Claim {
     /// The record was created, in flight, for this owner: run the request.
     Claimed,

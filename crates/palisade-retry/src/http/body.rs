@@ -18,7 +18,7 @@ use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
 /// The body's error: the caller's body's own, or [`NotReplayable`].
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+use palisade_core::BoxError;
 
 pin_project! {
     /// The body each attempt sends: the caller's body, recorded as it streams on the first

@@ -20,8 +20,9 @@ use http::{HeaderValue, Request};
 
 use self::body::Recording;
 pub use self::body::ReplayBody;
-use crate::policy::http::{IDEMPOTENCY_KEY, is_idempotent};
+use crate::policy::http::is_idempotent;
 use crate::replay::Replay;
+use palisade_core::IDEMPOTENCY_KEY;
 
 /// Replays `http::Request<B>` for any body `B`; see the [module docs](self).
 #[derive(Debug, Clone, Copy)]

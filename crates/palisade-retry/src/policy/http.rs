@@ -2,7 +2,7 @@
 
 use std::time::SystemTime;
 
-use http::{HeaderName, Method, Request, Response, StatusCode};
+use http::{Method, Request, Response, StatusCode};
 use palisade_core::GrpcCode;
 use palisade_core::grpc::{GRPC_RETRY_PUSHBACK_MS, GRPC_STATUS, is_grpc};
 use palisade_core::refusal;
@@ -10,8 +10,7 @@ use palisade_core::refusal;
 use super::{BoxError, Decision, Policy};
 use palisade_core::hint::{parse_grpc_pushback, parse_retry_after};
 
-/// The `Idempotency-Key` header (draft-ietf-httpapi-idempotency-key-header).
-pub(crate) const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
+use palisade_core::IDEMPOTENCY_KEY;
 
 /// Retries what is safe to retry over HTTP and gRPC.
 ///

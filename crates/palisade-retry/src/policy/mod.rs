@@ -10,6 +10,7 @@ pub use palisade_core::hint::{parse_grpc_pushback, parse_retry_after};
 
 /// What to do after an attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Decision {
     /// The result is final: return it (a success, or a failure retrying cannot help).
     Done,
@@ -44,7 +45,7 @@ pub trait Policy<Req, Res> {
     fn decide(&self, result: Result<&Res, &BoxError>) -> Decision;
 }
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+use palisade_core::BoxError;
 
 /// The policy for plain services: every request may be retried, every error is retried,
 /// every response is final.

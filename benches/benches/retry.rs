@@ -46,11 +46,7 @@ impl Budget for Unlimited {
 }
 
 fn palisade_unlimited() -> impl Service<u64> + Clone {
-    let config = RetryConfig::builder("bench")
-        .budget(Unlimited)
-        .build()
-        .unwrap();
-    RetryLayer::with_config(config).layer(Bare)
+    RetryLayer::new("bench").with_budget(Unlimited).layer(Bare)
 }
 
 /// tower's `Retry` as its documentation sets it up: every error retried, 3 attempts; and

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
-use palisade_retry::budget::PercentBudget;
+use palisade_retry::budget::BudgetConfig;
 use palisade_retry::{RetryConfig, RetryConfigBuilder, RetryLayer};
 use palisade_test::{Backend, Behaviour, Reply, Script, TowerRetryPolicy};
 use serde_json::{Map, json};
@@ -166,9 +166,11 @@ async fn simulate(system: &'static str, failures: Failures) -> Run {
     let svc = match system {
         "palisade" => palisade(RetryConfig::builder("dependency"), &backend),
         "palisade-10pct" => palisade(
-            RetryConfig::builder("dependency").budget(
-                PercentBudget::new(Duration::from_secs(10), 10, 0.1).expect("a valid budget"),
-            ),
+            RetryConfig::builder("dependency").budget(BudgetConfig::Percent {
+                ttl: Duration::from_secs(10),
+                min_per_sec: 10,
+                percent: 0.1,
+            }),
             &backend,
         ),
         "naive" => tower_retry(TowerRetryPolicy::new(MAX_ATTEMPTS, None), &backend),

@@ -211,7 +211,7 @@ mod tests {
     #[test]
     fn bad_settings_name_their_field() {
         let b = || BalanceConfig::builder("test");
-        let field = |b: BalanceConfigBuilder| b.build().unwrap_err().field();
+        let field = |b: BalanceConfigBuilder| b.build().unwrap_err().field().to_owned();
         assert_eq!(field(b().default_rtt(Duration::ZERO)), "default_rtt");
         assert_eq!(field(b().decay(Duration::ZERO)), "decay");
         assert_eq!(

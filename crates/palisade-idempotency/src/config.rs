@@ -230,7 +230,7 @@ mod tests {
     #[test]
     fn bad_settings_name_their_field() {
         let b = || IdempotencyConfig::builder("test", Scope::global());
-        let field = |b: IdempotencyConfigBuilder| b.build().unwrap_err().field();
+        let field = |b: IdempotencyConfigBuilder| b.build().unwrap_err().field().to_owned();
         assert_eq!(field(b().header("bad header")), "header");
         assert_eq!(field(b().methods([])), "methods");
         assert_eq!(field(b().lease(Duration::ZERO)), "lease");

@@ -1,16 +1,19 @@
 //! The retry layer's configuration: a builder with documented defaults, validated on `build`.
 
-use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
 use palisade_core::ConfigError;
 
 use crate::backoff::Backoff;
-use crate::budget::{Budget, PercentBudget};
+use crate::budget::BudgetConfig;
 
 /// How a retry layer retries; made with [`RetryConfig::builder`].
-#[derive(Clone)]
+///
+/// Settings only: a layer made from it makes its own budget, so two layers made from one
+/// configuration (or a clone of it) are bounded separately. To share one budget, say so:
+/// [`RetryLayer::with_budget`](crate::RetryLayer::with_budget).
+#[derive(Debug, Clone, PartialEq)]
 pub struct RetryConfig {
     pub(crate) name: Arc<str>,
     pub(crate) max_attempts: u32,
@@ -18,25 +21,10 @@ pub struct RetryConfig {
     pub(crate) deadline: Option<Duration>,
     pub(crate) backoff: Backoff,
     pub(crate) max_hint: Duration,
-    pub(crate) budget: Arc<dyn Budget>,
+    pub(crate) budget: BudgetConfig,
     pub(crate) replay_limit: usize,
     pub(crate) idempotency_keys: bool,
     pub(crate) jitter_seed: Option<u64>,
-}
-
-impl fmt::Debug for RetryConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RetryConfig")
-            .field("name", &self.name)
-            .field("max_attempts", &self.max_attempts)
-            .field("attempt_timeout", &self.attempt_timeout)
-            .field("deadline", &self.deadline)
-            .field("backoff", &self.backoff)
-            .field("max_hint", &self.max_hint)
-            .field("replay_limit", &self.replay_limit)
-            .field("idempotency_keys", &self.idempotency_keys)
-            .finish_non_exhaustive()
-    }
 }
 
 impl RetryConfig {
@@ -49,7 +37,7 @@ impl RetryConfig {
             deadline: None,
             backoff: Backoff::default(),
             max_hint: Duration::from_secs(30),
-            budget: Arc::new(PercentBudget::default()),
+            budget: BudgetConfig::default(),
             replay_limit: 64 * 1024,
             idempotency_keys: false,
             jitter_seed: None,
@@ -153,10 +141,11 @@ impl RetryConfigBuilder {
         self
     }
 
-    /// The budget retries are taken from. Pass an `Arc` of a budget to share it between
-    /// layers: `budget(shared.clone())`.
-    pub fn budget(mut self, budget: impl Budget + 'static) -> Self {
-        self.config.budget = Arc::new(budget);
+    /// The budget each layer made from this configuration takes its retries from. To share
+    /// one budget between layers, or to use a [`Budget`](crate::budget::Budget) of your own,
+    /// hand it to the layer instead: [`RetryLayer::with_budget`](crate::RetryLayer::with_budget).
+    pub fn budget(mut self, budget: BudgetConfig) -> Self {
+        self.config.budget = budget;
         self
     }
 
@@ -199,6 +188,7 @@ impl RetryConfigBuilder {
             return Err(ConfigError::new("deadline", "must be longer than zero"));
         }
         c.backoff.validate()?;
+        c.budget.build()?;
         Ok(self.config)
     }
 }
@@ -214,7 +204,7 @@ mod tests {
 
     #[test]
     fn bad_settings_name_their_field() {
-        let field = |b: RetryConfigBuilder| b.build().unwrap_err().field();
+        let field = |b: RetryConfigBuilder| b.build().unwrap_err().field().to_owned();
         let b = || RetryConfig::builder("test");
         assert_eq!(field(b().max_attempts(0)), "max_attempts");
         assert_eq!(field(b().max_attempts(101)), "max_attempts");
@@ -223,6 +213,10 @@ mod tests {
             "attempt_timeout"
         );
         assert_eq!(field(b().deadline(Duration::ZERO)), "deadline");
+        assert_eq!(
+            field(b().budget(BudgetConfig::percent(-1.0))),
+            "budget.percent"
+        );
         assert_eq!(
             field(b().backoff(Backoff::exponential(Duration::ZERO, Duration::ZERO))),
             "backoff.base"

@@ -184,7 +184,7 @@ where
                     let (reason, hint) = match decision {
                         Decision::Retry { reason, after } => (reason, after),
                         Decision::Done | Decision::Refused => {
-                            config.budget.record(false);
+                            shared.budget.record(false);
                             shared.metrics.attempt(if decision == Decision::Refused {
                                 AttemptOutcome::Pushback
                             } else {
@@ -193,7 +193,7 @@ where
                             return Poll::Ready(result);
                         }
                     };
-                    config.budget.record(true);
+                    shared.budget.record(true);
                     let Some(retrying) = this.retrying.as_mut() else {
                         // A request the policy does not let be retried.
                         shared.metrics.attempt(AttemptOutcome::Done);
@@ -217,7 +217,7 @@ where
                         shared.metrics.attempt(AttemptOutcome::NotReplayable);
                         return Poll::Ready(result);
                     };
-                    if !config.budget.withdraw() {
+                    if !shared.budget.withdraw() {
                         shared.metrics.attempt(AttemptOutcome::BudgetExhausted);
                         tracing::debug!(retry = %config.name, reason, "retry budget exhausted");
                         return Poll::Ready(result);

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use tower_layer::Layer;
 
+use crate::budget::Budget;
 use crate::config::RetryConfig;
 use crate::http::ReplayBodies;
 use crate::policy::{HttpPolicy, RetryErrors};
@@ -39,6 +40,30 @@ impl RetryLayer {
 }
 
 impl<P> RetryLayer<P> {
+    /// The same layer, drawing on `budget` instead of the one its configuration made.
+    ///
+    /// The way to bound several layers by one budget — a client's retries across all of its
+    /// dependencies — or to use a [`Budget`] of your own:
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use palisade_retry::{RetryLayer, budget::PercentBudget};
+    ///
+    /// let budget = Arc::new(PercentBudget::default());
+    /// let orders = RetryLayer::new("orders").with_budget(budget.clone());
+    /// let stock = RetryLayer::new("stock").with_budget(budget);
+    /// # let _ = (orders, stock);
+    /// ```
+    pub fn with_budget(self, budget: impl Budget + 'static) -> Self {
+        Self {
+            shared: Arc::new(Shared::with_budget(
+                self.shared.config.clone(),
+                Arc::new(budget),
+            )),
+            policy: self.policy,
+        }
+    }
+
     /// The same layer with another policy.
     pub fn policy<P2>(self, policy: P2) -> RetryLayer<P2> {
         RetryLayer {
@@ -91,6 +116,19 @@ impl HttpRetryLayer {
 }
 
 impl<P> HttpRetryLayer<P> {
+    /// The same layer, drawing on `budget` instead of the one its configuration made: see
+    /// [`RetryLayer::with_budget`].
+    pub fn with_budget(self, budget: impl Budget + 'static) -> Self {
+        Self {
+            shared: Arc::new(Shared::with_budget(
+                self.shared.config.clone(),
+                Arc::new(budget),
+            )),
+            policy: self.policy,
+            replay: self.replay,
+        }
+    }
+
     /// The same layer with another policy.
     pub fn policy<P2>(self, policy: P2) -> HttpRetryLayer<P2> {
         HttpRetryLayer {

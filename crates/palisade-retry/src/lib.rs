@@ -25,8 +25,9 @@
 //!   `grpc-retry-pushback-ms` override it (capped; a negative pushback stops retries).
 //! - **Budgets** ([`budget`]): a percentage of recent requests plus a floor
 //!   ([`PercentBudget`](budget::PercentBudget)), or gRPC's token bucket
-//!   ([`TokenBudget`](budget::TokenBudget)). Lock-free, shared by every clone of a layer, and
-//!   across layers when you pass the same `Arc`. When the budget is empty the last response
+//!   ([`TokenBudget`](budget::TokenBudget)). Lock-free, one per layer (shared by its clones), and
+//!   across layers when you hand them the same one
+//!   ([`with_budget`](RetryLayer::with_budget)). When the budget is empty the last response
 //!   or error is returned as it was.
 //! - **Safe POST retries**: with [`idempotency_keys`](RetryConfigBuilder::idempotency_keys),
 //!   a non-idempotent request gets an `Idempotency-Key` before its first attempt, so every

@@ -79,7 +79,7 @@ where
     fn call(&mut self, mut request: Req) -> Self::Future {
         self.replay.prepare(&mut request);
         let config = &self.shared.config;
-        config.budget.deposit();
+        self.shared.budget.deposit();
         // The request's own copy: `may_retry` may note what the decisions need.
         let mut policy = self.policy.clone();
         if config.max_attempts > 1 && policy.may_retry(&request) {

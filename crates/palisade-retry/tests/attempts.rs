@@ -8,7 +8,7 @@ use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::Empty;
 use palisade_retry::backoff::{Backoff, Jitter};
-use palisade_retry::budget::PercentBudget;
+use palisade_retry::budget::{BudgetConfig, PercentBudget};
 use palisade_retry::http::ReplayBody;
 use palisade_retry::{
     AttemptTimedOut, DeadlineExceeded, HttpRetryLayer, RetryConfig, RetryConfigBuilder, RetryLayer,
@@ -189,7 +189,11 @@ async fn no_retry_starts_whose_backoff_would_end_past_the_deadline() {
 #[tokio::test(start_paused = true)]
 async fn an_empty_budget_returns_the_failure_as_it_was() {
     let (dep, calls) = dependency(&[Act::Fail]);
-    let budget = PercentBudget::new(Duration::from_secs(10), 0, 0.0).unwrap();
+    let budget = BudgetConfig::Percent {
+        ttl: Duration::from_secs(10),
+        min_per_sec: 0,
+        percent: 0.0,
+    };
     let config = config().budget(budget).build().unwrap();
     let error = RetryLayer::with_config(config)
         .layer(dep)
@@ -203,7 +207,11 @@ async fn an_empty_budget_returns_the_failure_as_it_was() {
 #[tokio::test(start_paused = true)]
 async fn clones_of_a_layer_share_one_budget() {
     // 50 % of requests and no floor: two requests earn one retry between them.
-    let budget = PercentBudget::new(Duration::from_secs(10), 0, 0.5).unwrap();
+    let budget = BudgetConfig::Percent {
+        ttl: Duration::from_secs(10),
+        min_per_sec: 0,
+        percent: 0.5,
+    };
     let layer = RetryLayer::with_config(config().budget(budget).build().unwrap());
     let (dep, calls) = dependency(&[Act::Fail]);
     let (a, b) = (layer.clone().layer(dep.clone()), layer.layer(dep));
@@ -211,6 +219,39 @@ async fn clones_of_a_layer_share_one_budget() {
     ra.unwrap_err();
     rb.unwrap_err();
     assert_eq!(calls.lock().unwrap().len(), 3, "two requests, one retry");
+}
+
+/// Two requests at 50 % earn one retry. The same two requests through two layers each with
+/// a budget of its own earn none (one request each is half a retry); through two layers
+/// handed one budget, they earn it.
+async fn retries_for_two_layers(config: RetryConfig, shared: bool) -> usize {
+    let (mut a, mut b) = (
+        RetryLayer::with_config(config.clone()),
+        RetryLayer::with_config(config),
+    );
+    if shared {
+        let budget = Arc::new(PercentBudget::new(Duration::from_secs(10), 0, 0.5).unwrap());
+        a = a.with_budget(budget.clone());
+        b = b.with_budget(budget);
+    }
+    let (dep, calls) = dependency(&[Act::Fail]);
+    let (ra, rb) = tokio::join!(a.layer(dep.clone()).oneshot(1), b.layer(dep).oneshot(2));
+    ra.unwrap_err();
+    rb.unwrap_err();
+    let n = calls.lock().unwrap().len();
+    n - 2
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_config_is_a_value_and_sharing_a_budget_is_explicit() {
+    let half = BudgetConfig::Percent {
+        ttl: Duration::from_secs(10),
+        min_per_sec: 0,
+        percent: 0.5,
+    };
+    let config = config().budget(half).build().unwrap();
+    assert_eq!(retries_for_two_layers(config.clone(), false).await, 0);
+    assert_eq!(retries_for_two_layers(config, true).await, 1);
 }
 
 // --- HTTP: hints and idempotency ---------------------------------------------------------

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::time::Duration;
 
-use palisade_retry::budget::{Budget, PercentBudget};
+use palisade_retry::budget::{Budget, BudgetConfig, PercentBudget};
 use palisade_retry::{RetryConfig, RetryLayer};
 use proptest::prelude::*;
 use tower::{Layer, ServiceExt, service_fn};
@@ -159,7 +159,11 @@ async fn retries_from_many_tasks_stay_within_the_budget() {
         async { Err::<(), _>(std::io::Error::other("down")) }
     });
     // 10 % of requests, no floor; five attempts each if the budget allowed it.
-    let budget = PercentBudget::new(Duration::from_secs(60), 0, 0.1).unwrap();
+    let budget = BudgetConfig::Percent {
+        ttl: Duration::from_secs(60),
+        min_per_sec: 0,
+        percent: 0.1,
+    };
     let config = RetryConfig::builder("test")
         .max_attempts(5)
         .budget(budget)

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use palisade_core::ConfigError;
 
-use crate::limit::{Gradient, Limit};
+use crate::limit::LimitConfig;
 
 /// How long requests may wait for a slot, and in what order they get one.
 ///
@@ -39,9 +39,13 @@ impl Default for Queue {
 }
 
 /// How a shedder sheds; made with [`ShedConfig::builder`].
+///
+/// Settings only: each shedder made from it starts its algorithm afresh. One limit shared by
+/// several services is one layer applied to each (its clones share its limit).
+#[derive(Clone)]
 pub struct ShedConfig {
     pub(crate) name: Arc<str>,
-    pub(crate) limit: Box<dyn Limit + Sync>,
+    pub(crate) limit: LimitConfig,
     pub(crate) queue: Option<Queue>,
     pub(crate) default_share: f64,
     pub(crate) sheddable_share: f64,
@@ -52,7 +56,7 @@ impl fmt::Debug for ShedConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ShedConfig")
             .field("name", &self.name)
-            .field("limit_bounds", &self.limit.bounds())
+            .field("limit", &self.limit)
             .field("queue", &self.queue)
             .field("default_share", &self.default_share)
             .field("sheddable_share", &self.sheddable_share)
@@ -74,7 +78,7 @@ impl ShedConfig {
     fn defaults(name: Arc<str>) -> Self {
         ShedConfig {
             name,
-            limit: Box::new(Gradient::default()),
+            limit: LimitConfig::default(),
             queue: Some(Queue::default()),
             default_share: 0.9,
             sheddable_share: 0.5,
@@ -108,7 +112,7 @@ impl From<Arc<str>> for ShedConfig {
 ///
 /// | setting | default | from |
 /// |---|---|---|
-/// | [`limit`](Self::limit) | [`Gradient`]: 40 to start, within 4..=1000, latency up to 2.5× the unloaded | Envoy's adaptive concurrency, Netflix's Gradient2 (its tolerance, 1.5) |
+/// | [`limit`](Self::limit) | [`Gradient`](crate::limit::Gradient): 40 to start, within 4..=1000, latency up to 2.5× the unloaded | Envoy's adaptive concurrency, Netflix's Gradient2 (its tolerance, 1.5) |
 /// | [`queue`](Self::queue) | 128 waiters, 5 ms / 100 ms CoDel, LIFO under backlog | Facebook's "Fail at Scale" |
 /// | [`shares`](Self::shares) | default 90 %, sheddable 50 % of the limit | Netflix's partitioned limits |
 /// | [`retry_after`](Self::retry_after) | 1 s | |
@@ -123,9 +127,11 @@ impl fmt::Debug for ShedConfigBuilder {
 }
 
 impl ShedConfigBuilder {
-    /// The algorithm that sets the limit.
-    pub fn limit(mut self, limit: impl Limit + Sync + 'static) -> Self {
-        self.config.limit = Box::new(limit);
+    /// The algorithm that sets the limit: a [`Fixed`](crate::limit::Fixed),
+    /// [`Aimd`](crate::limit::Aimd) or [`Gradient`](crate::limit::Gradient), or one of your
+    /// own ([`LimitConfig::custom`]).
+    pub fn limit(mut self, limit: impl Into<LimitConfig>) -> Self {
+        self.config.limit = limit.into();
         self
     }
 
@@ -158,8 +164,9 @@ impl ShedConfigBuilder {
     /// Checks every setting and returns the configuration, or the first bad setting.
     pub fn build(self) -> Result<ShedConfig, ConfigError> {
         let c = &self.config;
-        let (min, max) = c.limit.bounds();
-        if min == 0 || min > max || !(min..=max).contains(&c.limit.initial()) {
+        let limit = c.limit.make();
+        let (min, max) = limit.bounds();
+        if min == 0 || min > max || !(min..=max).contains(&limit.initial()) {
             return Err(ConfigError::new(
                 "limit",
                 "needs 1 <= min <= initial <= max",
@@ -199,7 +206,7 @@ mod tests {
 
     #[test]
     fn bad_settings_name_their_field() {
-        let field = |b: ShedConfigBuilder| b.build().unwrap_err().field();
+        let field = |b: ShedConfigBuilder| b.build().unwrap_err().field().to_owned();
         let b = || ShedConfig::builder("test");
         assert_eq!(field(b().limit(Fixed(0))), "limit");
         assert_eq!(field(b().shares(1.5, 0.5)), "shares.default");

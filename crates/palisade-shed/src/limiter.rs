@@ -71,15 +71,16 @@ pub(crate) struct Queued {
 
 impl Limiter {
     pub(crate) fn new(config: ShedConfig) -> Arc<Self> {
-        let initial = config.limit.initial();
-        let sampling = config.limit.needs_samples();
+        let algorithm = config.limit.make();
+        let initial = algorithm.initial();
+        let sampling = algorithm.needs_samples();
         let metrics = ShedMetrics::new(&config.name);
         metrics.limit(initial);
         Arc::new(Self {
             limit: AtomicUsize::new(initial),
             inflight: AtomicUsize::new(0),
             queued: AtomicUsize::new(0),
-            algorithm: Mutex::new(config.limit),
+            algorithm: Mutex::new(algorithm),
             waiters: Mutex::new(VecDeque::new()),
             last_empty: AtomicU64::new(0),
             epoch: Instant::now(),

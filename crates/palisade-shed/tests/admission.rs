@@ -426,7 +426,10 @@ async fn a_refusal_from_below_is_no_latency_sample() {
     // behind a slow refusal, slow) and move the limit for work nobody did.
     let limit = CountingLimit::default();
     let config = ShedConfig::builder("test")
-        .limit(limit.clone())
+        .limit(palisade_shed::limit::LimitConfig::custom({
+            let limit = limit.clone();
+            move || limit.clone()
+        }))
         .build()
         .unwrap();
     let mut svc = ShedLayer::with_config(config).layer(service_fn(|refuse: bool| async move {
@@ -444,7 +447,10 @@ async fn a_refusal_from_below_is_no_latency_sample() {
 
     // The same in HTTP mode, where a refusal is a marked response.
     let config = ShedConfig::builder("test")
-        .limit(limit.clone())
+        .limit(palisade_shed::limit::LimitConfig::custom({
+            let limit = limit.clone();
+            move || limit.clone()
+        }))
         .build()
         .unwrap();
     let mut http = palisade_shed::HttpShedLayer::with_config(config).layer(service_fn(

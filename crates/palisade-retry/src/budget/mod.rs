@@ -13,12 +13,16 @@
 //!   empties by one and each success refills by a ratio; retries stop while it is at most
 //!   half full.
 //!
-//! A budget is shared by every clone of the layer that holds it; share one between layers
-//! (an `Arc<PercentBudget>`) to bound a client's retries across all of its dependencies.
+//! A [`RetryConfig`](crate::RetryConfig) names the budget as settings ([`BudgetConfig`]);
+//! each layer made from it makes a budget of its own, shared by every clone of that layer.
+//! To bound a client's retries across all of its dependencies, make one budget and hand it
+//! to each layer ([`RetryLayer::with_budget`](crate::RetryLayer::with_budget)).
 
+mod config;
 mod percent;
 mod token;
 
+pub use self::config::BudgetConfig;
 pub use self::percent::PercentBudget;
 pub use self::token::TokenBudget;
 

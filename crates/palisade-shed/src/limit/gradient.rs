@@ -43,6 +43,8 @@ pub struct Gradient {
     /// Seeds the jitter of the min-RTT measurements, so that a fleet started together does
     /// not measure together.
     seed: u64,
+    /// Whether the seed was chosen ([`Gradient::jitter_seed`]) rather than drawn.
+    seeded: bool,
     state: State,
 }
 
@@ -81,6 +83,7 @@ impl Default for Gradient {
             tolerance: 1.5,
             min_rtt_interval: Duration::from_secs(30),
             seed: rand_seed(),
+            seeded: false,
             state: State::default(),
         }
     }
@@ -137,6 +140,7 @@ impl Gradient {
     /// that must replay exactly.
     pub fn jitter_seed(mut self, seed: u64) -> Self {
         self.seed = seed;
+        self.seeded = true;
         self
     }
 
@@ -146,6 +150,18 @@ impl Gradient {
         let spread = palisade_core::random::uniform(self.seed, self.state.probes);
         let interval = self.min_rtt_interval.mul_f64(0.9 + 0.2 * spread);
         self.state.next_probe = Some(now + interval);
+    }
+}
+
+impl Gradient {
+    /// The same settings for another shedder, with no history, and a seed of its own unless
+    /// one was chosen.
+    pub(crate) fn fresh(&self) -> Self {
+        Self {
+            seed: if self.seeded { self.seed } else { rand_seed() },
+            state: State::default(),
+            ..self.clone()
+        }
     }
 }
 

@@ -10,6 +10,7 @@
 //!   (Envoy's adaptive concurrency, Netflix's `Gradient2`). Nothing to tune: the default.
 
 mod aimd;
+mod config;
 mod fixed;
 mod gradient;
 
@@ -19,6 +20,7 @@ use palisade_core::ConfigError;
 use tokio::time::Instant;
 
 pub use self::aimd::Aimd;
+pub use self::config::LimitConfig;
 pub use self::fixed::Fixed;
 pub use self::gradient::Gradient;
 

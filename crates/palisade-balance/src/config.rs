@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use palisade_breaker::{BreakerConfig, OpenDuration};
+use palisade_breaker::{BreakerConfig, BreakerConfigBuilder, OpenDuration};
 use palisade_core::ConfigError;
 
 use crate::load::LoadMetric;
@@ -25,8 +25,8 @@ pub struct BalanceConfig {
 
 /// The default ejection: five failures in a row eject an endpoint for 5 s, doubling (with
 /// ±20 % jitter) up to 60 s while its probe keeps failing; one successful probe restores it.
-fn default_ejection() -> BreakerConfig {
-    // Renamed for each endpoint (`<balancer>:<endpoint>`), and silent: no series of its own.
+/// Renamed for each endpoint (`<balancer>:<endpoint>`), and silent: no series of its own.
+pub(crate) fn default_ejection_builder() -> BreakerConfigBuilder {
     BreakerConfig::builder("ejection")
         .consecutive_failures(5)
         .no_failure_rate()
@@ -36,6 +36,10 @@ fn default_ejection() -> BreakerConfig {
         ))
         .half_open_probes(1)
         .successes_to_close(1)
+}
+
+fn default_ejection() -> BreakerConfig {
+    default_ejection_builder()
         .build()
         .expect("the default ejection is valid")
 }

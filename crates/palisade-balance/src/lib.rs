@@ -61,6 +61,9 @@
 
 mod balance;
 mod config;
+#[cfg(feature = "serde")]
+#[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
+pub mod de;
 mod error;
 mod future;
 mod load;

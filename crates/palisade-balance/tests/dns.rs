@@ -184,7 +184,8 @@ async fn an_empty_answer_keeps_the_last_good_set() {
 fn bad_settings_name_their_field() {
     assert_eq!(DnsQuery::host("", 80).unwrap_err().field(), "name");
     assert_eq!(DnsQuery::srv("a..b").unwrap_err().field(), "name");
-    let field = |b: palisade_balance::discover::DnsConfigBuilder| b.build().unwrap_err().field().to_owned();
+    let field =
+        |b: palisade_balance::discover::DnsConfigBuilder| b.build().unwrap_err().field().to_owned();
     assert_eq!(
         field(DnsConfig::builder().min_interval(Duration::ZERO)),
         "min_interval"

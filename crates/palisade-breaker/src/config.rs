@@ -240,6 +240,13 @@ pub struct BreakerConfigBuilder {
 }
 
 impl BreakerConfigBuilder {
+    /// The same settings under another name (a file that names the breaker).
+    #[cfg(feature = "serde")]
+    pub(crate) fn rename(mut self, name: String) -> Self {
+        self.config.name = name.into();
+        self
+    }
+
     /// Trips after `n` failures in a row (at least 1).
     pub fn consecutive_failures(mut self, n: u32) -> Self {
         self.config.consecutive_failures = Some(n);

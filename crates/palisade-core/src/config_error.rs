@@ -51,9 +51,13 @@ impl ConfigError {
     }
 }
 
+/// How every message starts; [`crate::de`] reads a message back by it.
+#[cfg_attr(not(feature = "serde"), allow(dead_code))]
+pub(crate) const PREFIX: &str = "invalid configuration: `";
+
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "invalid configuration: `{}` {}", self.field, self.reason)
+        write!(f, "{PREFIX}{}` {}", self.field, self.reason)
     }
 }
 

@@ -59,6 +59,9 @@
 pub mod cancel;
 mod classify;
 mod config_error;
+#[cfg(feature = "serde")]
+#[doc(hidden)]
+pub mod de;
 pub mod grpc;
 pub mod hint;
 // The layers' deterministic and shared randomness: public for palisade's own crates (and

@@ -65,6 +65,9 @@
 
 mod body;
 mod config;
+#[cfg(feature = "serde")]
+#[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
+pub mod de;
 mod error;
 pub mod fingerprint;
 mod future;

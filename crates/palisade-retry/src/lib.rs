@@ -72,6 +72,9 @@ mod shared;
 
 pub mod backoff;
 pub mod budget;
+#[cfg(feature = "serde")]
+#[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
+pub mod de;
 pub mod http;
 pub mod metrics;
 pub mod policy;

@@ -49,6 +49,9 @@
 
 mod admission;
 mod config;
+#[cfg(feature = "serde")]
+#[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
+pub mod de;
 mod error;
 mod handle;
 mod layer;

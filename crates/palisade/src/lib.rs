@@ -16,6 +16,8 @@
 //! | `grpc` | [`palisade-balance`](balance) | a tonic `Channel` per endpoint (`balance::grpc`) |
 //! | `dns` | [`palisade-balance`](balance) | DNS discovery (A/AAAA, SRV) through hickory-resolver |
 //! | `redis` | [`palisade-idempotency`](idempotency) | the Redis store for idempotency records |
+//! | `serde` | every layer | `Deserialize` for every configuration; [`config::deserialize`] names a bad field by its path |
+//! | `toml` | every layer | `config::from_toml`: a whole stack's configuration from a TOML file |
 //! | `full` | all of them | every layer and every integration |
 //!
 //! The default is the layers without a network integration — no tonic, no hickory, no
@@ -56,6 +58,9 @@ pub use palisade_retry as retry;
 pub use palisade_shed as shed;
 
 mod builder_ext;
+#[cfg(feature = "serde")]
+#[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
+pub mod config;
 
 pub use crate::builder_ext::PalisadeBuilderExt;
 

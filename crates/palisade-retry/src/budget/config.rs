@@ -49,20 +49,34 @@ pub enum BudgetConfig {
     },
 }
 
+/// Finagle's defaults: 20 % of the last 10 s, plus 10 retries a second.
+const TTL: Duration = Duration::from_secs(10);
+const MIN_PER_SEC: u32 = 10;
+const PERCENT: f64 = 0.2;
+
 impl Default for BudgetConfig {
     /// Finagle's: 20 % of the last 10 s, plus 10 retries a second.
     fn default() -> Self {
-        Self::percent(0.2)
+        Self::percent(PERCENT)
     }
 }
 
 impl BudgetConfig {
     /// `percent` of the last 10 s of requests, plus 10 retries a second.
     pub fn percent(percent: f64) -> Self {
+        Self::percent_or_defaults(None, None, Some(percent))
+    }
+
+    /// A percentage budget with the defaults for what is not given.
+    pub(crate) fn percent_or_defaults(
+        ttl: Option<Duration>,
+        min_per_sec: Option<u32>,
+        percent: Option<f64>,
+    ) -> Self {
         Self::Percent {
-            ttl: Duration::from_secs(10),
-            min_per_sec: 10,
-            percent,
+            ttl: ttl.unwrap_or(TTL),
+            min_per_sec: min_per_sec.unwrap_or(MIN_PER_SEC),
+            percent: percent.unwrap_or(PERCENT),
         }
     }
 

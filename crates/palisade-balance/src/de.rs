@@ -1,0 +1,166 @@
+//! A [`BalanceConfig`] read from a file (feature `serde`): the builder's settings under the
+//! builder's names, every one but `name` optional, durations in a human form, unknown fields
+//! refused, and the builder's validation.
+//!
+//! ```toml
+//! name = "inventory"
+//! default_rtt = "30ms"
+//! decay = "10s"
+//! failure_penalty = "1s"
+//! no_ready_timeout = "1s"
+//! max_hint = "30s"
+//! max_ejected_share = 0.5
+//! load = "peak_ewma"            # or "pending_requests"
+//! endpoint_metrics = false
+//! # A breaker's settings, on top of the default ejection (5 failures in a row, 5 s to 60 s);
+//! # or `ejection = false`.
+//! ejection = { consecutive_failures = 3, open_duration = { initial = "2s", max = "30s" } }
+//! ```
+
+use std::time::Duration;
+
+use palisade_breaker::BreakerConfig;
+use palisade_core::de::{OrOff, option_duration, refused};
+use serde::{Deserialize, Deserializer};
+
+use crate::config::{BalanceConfig, BalanceConfigBuilder, default_ejection_builder};
+use crate::load::LoadMetric;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    name: String,
+    #[serde(default, deserialize_with = "option_duration")]
+    default_rtt: Option<Duration>,
+    #[serde(default, deserialize_with = "option_duration")]
+    decay: Option<Duration>,
+    #[serde(default, deserialize_with = "option_duration")]
+    failure_penalty: Option<Duration>,
+    #[serde(default, deserialize_with = "option_duration")]
+    no_ready_timeout: Option<Duration>,
+    ejection: Option<OrOff<Ejection>>,
+    #[serde(default, deserialize_with = "option_duration")]
+    max_hint: Option<Duration>,
+    max_ejected_share: Option<f64>,
+    load: Option<LoadFile>,
+    endpoint_metrics: Option<bool>,
+}
+
+/// A breaker's settings on top of the default ejection's.
+struct Ejection(BreakerConfig);
+
+impl<'de> Deserialize<'de> for Ejection {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        palisade_breaker::de::deserialize_onto(deserializer, default_ejection_builder())
+            .map(Ejection)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum LoadFile {
+    PeakEwma,
+    PendingRequests,
+}
+
+impl File {
+    fn builder(self) -> BalanceConfigBuilder {
+        let mut b = BalanceConfig::builder(self.name);
+        if let Some(rtt) = self.default_rtt {
+            b = b.default_rtt(rtt);
+        }
+        if let Some(decay) = self.decay {
+            b = b.decay(decay);
+        }
+        if let Some(penalty) = self.failure_penalty {
+            b = b.failure_penalty(penalty);
+        }
+        if let Some(timeout) = self.no_ready_timeout {
+            b = b.no_ready_timeout(timeout);
+        }
+        b = match self.ejection {
+            Some(OrOff::On(Ejection(breaker))) => b.ejection(breaker),
+            Some(OrOff::Off) => b.no_ejection(),
+            None => b,
+        };
+        if let Some(max) = self.max_hint {
+            b = b.max_hint(max);
+        }
+        if let Some(share) = self.max_ejected_share {
+            b = b.max_ejected_share(share);
+        }
+        if let Some(load) = self.load {
+            b = b.load(match load {
+                LoadFile::PeakEwma => LoadMetric::PeakEwma,
+                LoadFile::PendingRequests => LoadMetric::PendingRequests,
+            });
+        }
+        if let Some(on) = self.endpoint_metrics {
+            b = b.endpoint_metrics(on);
+        }
+        b
+    }
+}
+
+#[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
+impl<'de> Deserialize<'de> for BalanceConfig {
+    /// The settings of [`BalanceConfigBuilder`], by its methods' names; `name` is required.
+    /// See [the module](crate::de) for the form.
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        File::deserialize(deserializer)?
+            .builder()
+            .build()
+            .map_err(refused)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(json: &str) -> Result<BalanceConfig, String> {
+        serde_json::from_str(json).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn every_setting_reads_as_the_builder_sets_it() {
+        let config = read(
+            r#"{"name": "inventory", "default_rtt": "20ms", "decay": "5s",
+                "failure_penalty": "2s", "no_ready_timeout": "500ms", "max_hint": "10s",
+                "max_ejected_share": 0.3, "load": "pending_requests", "endpoint_metrics": true,
+                "ejection": {"consecutive_failures": 3}}"#,
+        )
+        .unwrap();
+        let built = BalanceConfig::builder("inventory")
+            .default_rtt(Duration::from_millis(20))
+            .decay(Duration::from_secs(5))
+            .failure_penalty(Duration::from_secs(2))
+            .no_ready_timeout(Duration::from_millis(500))
+            .max_hint(Duration::from_secs(10))
+            .max_ejected_share(0.3)
+            .load(LoadMetric::PendingRequests)
+            .endpoint_metrics(true)
+            .ejection(
+                default_ejection_builder()
+                    .consecutive_failures(3)
+                    .build()
+                    .unwrap(),
+            )
+            .build()
+            .unwrap();
+        assert_eq!(format!("{config:?}"), format!("{built:?}"));
+        let off = read(r#"{"name": "inventory", "ejection": false}"#).unwrap();
+        assert!(off.ejection.is_none());
+    }
+
+    #[test]
+    fn bad_settings_name_their_field() {
+        let err = |json: &str| read(json).unwrap_err();
+        assert!(err(r#"{"name": "a", "max_ejected_share": 2}"#).contains("`max_ejected_share`"));
+        assert!(
+            err(r#"{"name": "a", "ejection": {"half_open_probes": 0}}"#)
+                .contains("`half_open_probes`")
+        );
+        assert!(err(r#"{"name": "a", "load": "random"}"#).contains("unknown variant `random`"));
+    }
+}

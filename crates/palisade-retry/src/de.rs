@@ -1,0 +1,213 @@
+//! A [`RetryConfig`] read from a file (feature `serde`): the builder's settings under the
+//! builder's names, every one but `name` optional, durations in a human form, unknown fields
+//! refused, and the builder's validation.
+//!
+//! ```toml
+//! name = "orders"
+//! max_attempts = 3
+//! attempt_timeout = "500ms"
+//! deadline = "2s"
+//! backoff = { base = "25ms", cap = "250ms", jitter = "full" }  # none, full, equal, decorrelated
+//! max_hint = "30s"
+//! budget = { percent = 0.2, ttl = "10s", min_per_sec = 10 }   # or { max_tokens = 100, token_ratio = 0.1 }
+//! replay_limit = 65536
+//! idempotency_keys = true
+//! ```
+
+use std::time::Duration;
+
+use palisade_core::ConfigError;
+use palisade_core::de::{duration, option_duration, refused};
+use serde::{Deserialize, Deserializer};
+
+use crate::backoff::{Backoff, Jitter};
+use crate::budget::BudgetConfig;
+use crate::config::{RetryConfig, RetryConfigBuilder};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    name: String,
+    max_attempts: Option<u32>,
+    #[serde(default, deserialize_with = "option_duration")]
+    attempt_timeout: Option<Duration>,
+    #[serde(default, deserialize_with = "option_duration")]
+    deadline: Option<Duration>,
+    backoff: Option<BackoffFile>,
+    #[serde(default, deserialize_with = "option_duration")]
+    max_hint: Option<Duration>,
+    budget: Option<BudgetFile>,
+    replay_limit: Option<usize>,
+    idempotency_keys: Option<bool>,
+    jitter_seed: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BackoffFile {
+    #[serde(deserialize_with = "duration")]
+    base: Duration,
+    #[serde(deserialize_with = "duration")]
+    cap: Duration,
+    jitter: Option<JitterFile>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum JitterFile {
+    None,
+    Full,
+    Equal,
+    Decorrelated,
+}
+
+/// Either budget's settings; which one is said by the fields given.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BudgetFile {
+    percent: Option<f64>,
+    #[serde(default, deserialize_with = "option_duration")]
+    ttl: Option<Duration>,
+    min_per_sec: Option<u32>,
+    max_tokens: Option<f64>,
+    token_ratio: Option<f64>,
+}
+
+impl BudgetFile {
+    fn config(self) -> Result<BudgetConfig, ConfigError> {
+        let percent = self.percent.is_some() || self.ttl.is_some() || self.min_per_sec.is_some();
+        let tokens = self.max_tokens.is_some() || self.token_ratio.is_some();
+        match (percent, tokens) {
+            (_, false) => Ok(BudgetConfig::percent_or_defaults(
+                self.ttl,
+                self.min_per_sec,
+                self.percent,
+            )),
+            (false, true) => match (self.max_tokens, self.token_ratio) {
+                (Some(max_tokens), Some(token_ratio)) => Ok(BudgetConfig::Tokens {
+                    max_tokens,
+                    token_ratio,
+                }),
+                _ => Err(ConfigError::new(
+                    "budget",
+                    "a token budget needs both max_tokens and token_ratio",
+                )),
+            },
+            (true, true) => Err(ConfigError::new(
+                "budget",
+                "is either a percentage (percent, ttl, min_per_sec) or tokens \
+                 (max_tokens, token_ratio), not both",
+            )),
+        }
+    }
+}
+
+impl File {
+    fn builder(self) -> Result<RetryConfigBuilder, ConfigError> {
+        let mut b = RetryConfig::builder(self.name);
+        if let Some(n) = self.max_attempts {
+            b = b.max_attempts(n);
+        }
+        if let Some(t) = self.attempt_timeout {
+            b = b.attempt_timeout(t);
+        }
+        if let Some(d) = self.deadline {
+            b = b.deadline(d);
+        }
+        if let Some(backoff) = self.backoff {
+            let jitter = match backoff.jitter.unwrap_or(JitterFile::Full) {
+                JitterFile::None => Jitter::None,
+                JitterFile::Full => Jitter::Full,
+                JitterFile::Equal => Jitter::Equal,
+                JitterFile::Decorrelated => Jitter::Decorrelated,
+            };
+            b = b.backoff(Backoff::exponential(backoff.base, backoff.cap).jitter(jitter));
+        }
+        if let Some(max) = self.max_hint {
+            b = b.max_hint(max);
+        }
+        if let Some(budget) = self.budget {
+            b = b.budget(budget.config()?);
+        }
+        if let Some(limit) = self.replay_limit {
+            b = b.replay_limit(limit);
+        }
+        if let Some(on) = self.idempotency_keys {
+            b = b.idempotency_keys(on);
+        }
+        if let Some(seed) = self.jitter_seed {
+            b = b.jitter_seed(seed);
+        }
+        Ok(b)
+    }
+}
+
+#[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
+impl<'de> Deserialize<'de> for RetryConfig {
+    /// The settings of [`RetryConfigBuilder`], by its methods' names; `name` is required.
+    /// See [the module](crate::de) for the form.
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        File::deserialize(deserializer)?
+            .builder()
+            .and_then(RetryConfigBuilder::build)
+            .map_err(refused)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(json: &str) -> Result<RetryConfig, String> {
+        serde_json::from_str(json).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn every_setting_reads_as_the_builder_sets_it() {
+        let config = read(
+            r#"{"name": "orders", "max_attempts": 4, "attempt_timeout": "500ms",
+                "deadline": "2s", "backoff": {"base": "10ms", "cap": "1s", "jitter": "equal"},
+                "max_hint": "5s", "budget": {"percent": 0.1}, "replay_limit": 1024,
+                "idempotency_keys": true, "jitter_seed": 3}"#,
+        )
+        .unwrap();
+        let built = RetryConfig::builder("orders")
+            .max_attempts(4)
+            .attempt_timeout(Duration::from_millis(500))
+            .deadline(Duration::from_secs(2))
+            .backoff(
+                Backoff::exponential(Duration::from_millis(10), Duration::from_secs(1))
+                    .jitter(Jitter::Equal),
+            )
+            .max_hint(Duration::from_secs(5))
+            .budget(BudgetConfig::percent(0.1))
+            .replay_limit(1024)
+            .idempotency_keys(true)
+            .jitter_seed(3)
+            .build()
+            .unwrap();
+        assert_eq!(config, built);
+        let tokens = read(r#"{"name": "a", "budget": {"max_tokens": 10, "token_ratio": 0.1}}"#);
+        assert_eq!(
+            tokens.unwrap().budget,
+            BudgetConfig::Tokens {
+                max_tokens: 10.0,
+                token_ratio: 0.1
+            }
+        );
+    }
+
+    #[test]
+    fn bad_settings_name_their_field() {
+        let err = |json: &str| read(json).unwrap_err();
+        assert!(err(r#"{"name": "a", "budget": {"percent": 20}}"#).contains("`budget.percent`"));
+        assert!(
+            err(r#"{"name": "a", "budget": {"percent": 0.2, "max_tokens": 3}}"#)
+                .contains("`budget`")
+        );
+        assert!(err(r#"{"name": "a", "max_attempts": 0}"#).contains("`max_attempts`"));
+        assert!(err(r#"{"name": "a", "deadline": "soon"}"#).contains("soon"));
+        assert!(err(r#"{"name": "a", "backoff": {"base": "1s"}}"#).contains("missing field `cap`"));
+        assert!(err(r#"{"name": "a", "retries": 3}"#).contains("unknown field `retries`"));
+    }
+}

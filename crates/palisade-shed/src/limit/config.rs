@@ -35,7 +35,8 @@ pub enum LimitConfig {
 }
 
 impl LimitConfig {
-    /// An algorithm of your own: `make` is called once for each shedder made.
+    /// An algorithm of your own: `make` is called once for each shedder made (and once by
+    /// [`ShedConfigBuilder::build`](crate::ShedConfigBuilder::build), to check its bounds).
     pub fn custom<L, F>(make: F) -> Self
     where
         L: Limit + Sync + 'static,

@@ -56,10 +56,7 @@ impl<P> RetryLayer<P> {
     /// ```
     pub fn with_budget(self, budget: impl Budget + 'static) -> Self {
         Self {
-            shared: Arc::new(Shared::with_budget(
-                self.shared.config.clone(),
-                Arc::new(budget),
-            )),
+            shared: self.shared.rebudgeted(budget),
             policy: self.policy,
         }
     }
@@ -120,10 +117,7 @@ impl<P> HttpRetryLayer<P> {
     /// [`RetryLayer::with_budget`].
     pub fn with_budget(self, budget: impl Budget + 'static) -> Self {
         Self {
-            shared: Arc::new(Shared::with_budget(
-                self.shared.config.clone(),
-                Arc::new(budget),
-            )),
+            shared: self.shared.rebudgeted(budget),
             policy: self.policy,
             replay: self.replay,
         }

@@ -27,8 +27,13 @@ impl Shared {
         Self::with_budget(config, budget)
     }
 
+    /// The same layer's state, drawing on `budget` instead: a layer's `with_budget`.
+    pub(crate) fn rebudgeted(&self, budget: impl Budget + 'static) -> Arc<Self> {
+        Arc::new(Self::with_budget(self.config.clone(), Arc::new(budget)))
+    }
+
     /// The state of a layer made from `config` that draws on `budget`.
-    pub(crate) fn with_budget(config: RetryConfig, budget: Arc<dyn Budget>) -> Self {
+    fn with_budget(config: RetryConfig, budget: Arc<dyn Budget>) -> Self {
         Self {
             budget,
             metrics: RetryMetrics::new(&config.name),

@@ -43,8 +43,8 @@ struct Gateway {
     metrics: PrometheusHandle,
 }
 
-/// The client stack over the fleet's addresses.
-fn client_stack(fleet: &[SocketAddr]) -> Fleet {
+/// The client stack over the fleet's addresses, as `config` sets it.
+fn client_stack(fleet: &[SocketAddr], config: &crate::config::Client) -> Fleet {
     let client = Client::builder(TokioExecutor::new()).build_http::<ReplayBody<Full<Bytes>>>();
     // The fleet is fixed here; `WatchDiscover` (addresses pushed from anywhere) or
     // `DnsDiscover` (A/AAAA, SRV) take its place when it is not.
@@ -53,27 +53,14 @@ fn client_stack(fleet: &[SocketAddr]) -> Fleet {
         .map(|addr| (*addr, HttpEndpoint::new(client.clone(), *addr)));
     let balance = Balance::with_classifier(
         static_list(endpoints),
-        BalanceConfig::builder("fleet")
-            // A fixed fleet of three: a series per backend is affordable, and the summary
-            // reads it (a churning fleet would grow series forever; off by default).
-            .endpoint_metrics(true)
-            .build()
-            .expect("a valid balance configuration"),
+        config.balance.clone(),
         HttpClassifier::default(),
     );
-    let breaker = BreakerConfig::builder("fleet")
-        .build()
-        .expect("a valid breaker configuration");
-    let retry = RetryConfig::builder("fleet")
-        // Retried POSTs carry an Idempotency-Key, so the fleet runs each once.
-        .idempotency_keys(true)
-        .build()
-        .expect("a valid retry configuration");
     let stack = ServiceBuilder::new()
         // Outermost, the breaker judges each request after its retries: one replica that
         // fails fast cannot open it while the balancer routes the retries to a healthy one.
-        .http_circuit_breaker(breaker)
-        .http_retry(retry)
+        .http_circuit_breaker(config.breaker.clone())
+        .http_retry(config.retry.clone())
         // The balancer is one shared state; a buffer lets every handler reach it.
         .buffer(1024)
         .service(balance)
@@ -92,30 +79,22 @@ where
     Ok(http::Response::from_parts(head, bytes))
 }
 
-/// Starts the gateway on `port` (0: any free port), with idempotency records in `store`,
-/// keeping the last `keep_orders` orders.
+/// Starts the gateway on `port` (0: any free port) with the layers `stack` configures,
+/// idempotency records in `store`, keeping the last `keep_orders` orders.
 pub(crate) async fn start(
     fleet: &[SocketAddr],
+    stack: &crate::config::Stack,
     store: Arc<dyn Store>,
     metrics: PrometheusHandle,
     port: u16,
     keep_orders: usize,
 ) -> std::io::Result<SocketAddr> {
     let gateway = Gateway {
-        fleet: client_stack(fleet),
+        fleet: client_stack(fleet, &stack.client),
         orders: Arc::default(),
         keep_orders,
         metrics,
     };
-    let shed = ShedConfig::builder("gateway")
-        .build()
-        .expect("a valid shed configuration");
-    let idempotency = IdempotencyConfig::builder("gateway", Scope::global())
-        // A real service scopes keys by the authenticated caller (`Scope::from_fn` reading
-        // what the auth layer put into the extensions); the demo has one kind of caller.
-        .required(true)
-        .build()
-        .expect("a valid idempotency configuration");
     // The scrape and the liveness probe stay outside the shedder: they must answer exactly
     // when it sheds.
     let ops = Router::new()
@@ -128,8 +107,11 @@ pub(crate) async fn start(
         .with_state(gateway)
         .layer(
             ServiceBuilder::new()
-                .layer(HttpShedLayer::with_config(shed))
-                .layer(IdempotencyLayer::with_shared_store(store, idempotency)),
+                .layer(HttpShedLayer::with_config(stack.server.shed.clone()))
+                .layer(IdempotencyLayer::with_shared_store(
+                    store,
+                    stack.server.idempotency.clone(),
+                )),
         )
         .merge(ops);
     let listener = TcpListener::bind(("127.0.0.1", port)).await?;

@@ -223,14 +223,20 @@ impl View {
                     &[("outcome", "retried")]
                 ),
                 m.sum(palisade::retry::metrics::BUDGET_EXHAUSTED_TOTAL, &[]),
-                m.state(palisade::breaker::metrics::STATE, &[("name", "fleet")]),
+                m.state(
+                    palisade::breaker::metrics::STATE,
+                    &[("name", names.breaker.as_str())]
+                ),
             ),
             format!(
                 "shed      gateway limit {:>4}   refused: gateway {:>4}, small backend {:>4}",
-                m.sum(palisade::shed::metrics::LIMIT, &[("name", "gateway")]),
+                m.sum(
+                    palisade::shed::metrics::LIMIT,
+                    &[("name", names.shed.as_str())]
+                ),
                 m.sum(
                     palisade::shed::metrics::REJECTED_TOTAL,
-                    &[("name", "gateway")]
+                    &[("name", names.shed.as_str())]
                 ),
                 m.sum(
                     palisade::shed::metrics::REJECTED_TOTAL,
@@ -241,11 +247,11 @@ impl View {
                 "keys      replayed at the gateway {:>4}   at the fleet {:>4}   conflicts {:>3}",
                 m.sum(
                     palisade::idempotency::metrics::REQUESTS_TOTAL,
-                    &[("name", "gateway"), ("result", "replayed")]
+                    &[("name", names.idempotency.as_str()), ("result", "replayed")]
                 ),
                 m.sum_except(
                     palisade::idempotency::metrics::REQUESTS_TOTAL,
-                    ("name", "gateway"),
+                    ("name", names.idempotency.as_str()),
                     &[("result", "replayed")]
                 ),
                 m.sum(

@@ -6,12 +6,17 @@
 //! cargo run --release --example demo -- --serve --port 8080   # keep the gateway up
 //! cargo run --release --example demo -- --redis redis://127.0.0.1:6379/   # records on Redis
 //! cargo run --release --example demo -- --soak 600        # ten minutes, faults every minute
+//! cargo run --release --example demo -- --config my.toml  # the layers' settings from a file
 //! ```
 //!
 //! In `--serve` mode the gateway offers `POST /orders` (JSON; needs an `Idempotency-Key`),
 //! `GET /orders`, `GET /orders/{id}`, `GET /metrics` (Prometheus) and `GET /healthz`.
+//!
+//! Every layer's settings come from `demo/demo.toml` (or `--config FILE`, a file of the same
+//! shape): change a limit, a budget or a breaker's threshold there and run again.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod config;
 mod fleet;
 mod gateway;
 mod load;
@@ -29,12 +34,19 @@ use palisade::idempotency::store::{MemoryStore, RedisStore, Store};
 use crate::load::Tally;
 use crate::scrape::Scrape;
 
-/// The fleet's backends by address, to show names where metrics say addresses.
-pub(crate) struct Names(Vec<(String, &'static str)>);
+/// The names that metrics say: the fleet's backends by address, to show names where metrics
+/// say addresses, and the `name` labels of the gateway's layers, as the configuration gives
+/// them.
+pub(crate) struct Names {
+    backends: Vec<(String, &'static str)>,
+    pub(crate) shed: String,
+    pub(crate) idempotency: String,
+    pub(crate) breaker: String,
+}
 
 impl Names {
     pub(crate) fn of(&self, addr: &str) -> String {
-        self.0
+        self.backends
             .iter()
             .find(|(a, _)| a == addr)
             .map_or_else(|| addr.to_owned(), |(_, name)| (*name).to_owned())
@@ -48,9 +60,10 @@ struct Args {
     duration: Duration,
     clients: usize,
     soak: bool,
+    config: Option<String>,
 }
 
-const USAGE: &str = "usage: demo [--duration SECONDS | --soak SECONDS] [--clients N] [--redis URL] [--serve [--port P]]";
+const USAGE: &str = "usage: demo [--duration SECONDS | --soak SECONDS] [--clients N] [--redis URL] [--config FILE] [--serve [--port P]]";
 
 /// How many orders the gateway keeps in a soak: the most recent, so that memory measures
 /// palisade rather than an order book that grows by design.
@@ -64,6 +77,7 @@ fn parse_args() -> Result<Args, String> {
         duration: Duration::from_secs(30),
         clients: 32,
         soak: false,
+        config: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -76,6 +90,7 @@ fn parse_args() -> Result<Args, String> {
                     .map_err(|_| "--port takes a port number")?
             }
             "--redis" => args.redis = Some(value("--redis")?),
+            "--config" => args.config = Some(value("--config")?),
             "--duration" | "--soak" => {
                 let secs: f64 = value(&arg)?
                     .parse()
@@ -122,6 +137,7 @@ async fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
+    let stack = config::Stack::read(args.config.as_deref())?;
     let metrics = PrometheusBuilder::new().install_recorder()?;
     // The fleet's instances share one store, as they would share a Redis.
     let fleet_memory = Arc::new(MemoryStore::new());
@@ -148,7 +164,15 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     } else {
         usize::MAX
     };
-    let gateway = gateway::start(&addrs, gateway_store, metrics.clone(), port, keep_orders).await?;
+    let gateway = gateway::start(
+        &addrs,
+        &stack,
+        gateway_store,
+        metrics.clone(),
+        port,
+        keep_orders,
+    )
+    .await?;
 
     println!("palisade demo");
     for (addr, name) in &fleet {
@@ -181,7 +205,12 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         return Ok(());
     }
 
-    let names = Names(fleet.iter().map(|(a, n)| (a.to_string(), *n)).collect());
+    let names = Names {
+        backends: fleet.iter().map(|(a, n)| (a.to_string(), *n)).collect(),
+        shed: stack.server.shed.name().to_owned(),
+        idempotency: stack.server.idempotency.name().to_owned(),
+        breaker: stack.client.breaker.name().to_owned(),
+    };
     let soak = args
         .soak
         .then(|| soak::Soak::start(args.duration, in_memory));
@@ -225,7 +254,7 @@ fn summary(tally: &Tally, m: &Scrape, duration: Duration, names: &Names, soak: O
         &[("result", "executed")],
     ) - m.sum(
         palisade::idempotency::metrics::REQUESTS_TOTAL,
-        &[("name", "gateway"), ("result", "executed")],
+        &[("name", names.idempotency.as_str()), ("result", "executed")],
     );
     let mut rows = vec![
         (
@@ -297,10 +326,13 @@ fn summary(tally: &Tally, m: &Scrape, duration: Duration, names: &Names, soak: O
             "breaker: the fleet's breaker",
             format!(
                 "{} now; opened {} times",
-                m.state(palisade::breaker::metrics::STATE, &[("name", "fleet")]),
+                m.state(
+                    palisade::breaker::metrics::STATE,
+                    &[("name", names.breaker.as_str())]
+                ),
                 m.sum(
                     palisade::breaker::metrics::TRANSITIONS_TOTAL,
-                    &[("name", "fleet"), ("to", "open")]
+                    &[("name", names.breaker.as_str()), ("to", "open")]
                 )
             ),
         ),
@@ -310,7 +342,7 @@ fn summary(tally: &Tally, m: &Scrape, duration: Duration, names: &Names, soak: O
                 "gateway {} · small backend {}",
                 m.sum(
                     palisade::shed::metrics::REJECTED_TOTAL,
-                    &[("name", "gateway")]
+                    &[("name", names.shed.as_str())]
                 ),
                 m.sum(
                     palisade::shed::metrics::REJECTED_TOTAL,
@@ -324,11 +356,11 @@ fn summary(tally: &Tally, m: &Scrape, duration: Duration, names: &Names, soak: O
                 "gateway {} (client retries) · fleet {} (gateway retries)",
                 m.sum(
                     palisade::idempotency::metrics::REQUESTS_TOTAL,
-                    &[("name", "gateway"), ("result", "replayed")]
+                    &[("name", names.idempotency.as_str()), ("result", "replayed")]
                 ),
                 m.sum_except(
                     palisade::idempotency::metrics::REQUESTS_TOTAL,
-                    ("name", "gateway"),
+                    ("name", names.idempotency.as_str()),
                     &[("result", "replayed")]
                 )
             ),

@@ -53,6 +53,11 @@ impl BalanceConfig {
         }
     }
 
+    /// The balancer's name: the `name` label of its metrics and events.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
     /// The defaults under `name`.
     fn defaults(name: Arc<str>) -> Self {
         {

@@ -59,6 +59,11 @@ impl IdempotencyConfig {
         }
     }
 
+    /// The layer's name: the `name` label of its metrics and events.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
     /// The defaults under `name`, with keys scoped by `scope`.
     pub(crate) fn defaults(name: Arc<str>, scope: Scope) -> Self {
         {

@@ -74,6 +74,11 @@ impl ShedConfig {
         }
     }
 
+    /// The shedder's name: the `name` label of its metrics and events.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
     /// The defaults under `name`.
     fn defaults(name: Arc<str>) -> Self {
         ShedConfig {

@@ -23,21 +23,15 @@ use hyper_util::rt::TokioExecutor;
 use palisade::balance::discover::dns::hickory_resolver::TokioResolver;
 use palisade::balance::discover::{DnsConfig, DnsDiscover, DnsEndpoint, DnsQuery};
 use palisade::balance::http::HttpEndpoint;
+use palisade::client::BoxClient;
 use palisade::core::ConfigError;
 use palisade::prelude::*;
 use palisade::retry::http::ReplayBody;
-use tower::util::BoxCloneSyncService;
 use tower::{BoxError, ServiceBuilder, ServiceExt};
 
-/// The client: a request to the service DNS names, and its answer with the body read.
-pub(crate) type OrdersClient =
-    BoxCloneSyncService<http::Request<Full<Bytes>>, http::Response<Bytes>, BoxError>;
-
-/// The client stack over the endpoints `resolver` finds for `query`.
-pub(crate) fn client(
-    resolver: TokioResolver,
-    query: DnsQuery,
-) -> Result<OrdersClient, ConfigError> {
+/// The client stack over the endpoints `resolver` finds for `query`, boxed into one type
+/// that a struct or axum's state can hold.
+pub(crate) fn client(resolver: TokioResolver, query: DnsQuery) -> Result<BoxClient, ConfigError> {
     // One hyper-util client, one connection pool; each endpoint points it at its address.
     // The retry layer hands it bodies it can replay.
     let hyper = Client::builder(TokioExecutor::new()).build_http::<ReplayBody<Full<Bytes>>>();
@@ -57,6 +51,7 @@ pub(crate) fn client(
         HttpClassifier::default(),
     );
     let stack = ServiceBuilder::new()
+        .layer(BoxClient::layer())
         // Outermost, the breaker judges each request after its retries: one replica that
         // fails fast cannot open it while the balancer routes the retries to a healthy one.
         .http_circuit_breaker("orders")
@@ -64,20 +59,8 @@ pub(crate) fn client(
         .http_retry("orders")
         // The balancer is one shared state; a buffer lets every clone of the client reach it.
         .buffer(1024)
-        .service(balance)
-        .and_then(read_body);
-    Ok(BoxCloneSyncService::new(stack))
-}
-
-/// Reads a response's body whole (the breaker has classified it by then, trailers too).
-async fn read_body<B>(response: http::Response<B>) -> Result<http::Response<Bytes>, BoxError>
-where
-    B: http_body::Body<Data = Bytes>,
-    B::Error: Into<BoxError>,
-{
-    let (head, body) = response.into_parts();
-    let bytes = body.collect().await.map_err(Into::into)?.to_bytes();
-    Ok(http::Response::from_parts(head, bytes))
+        .service(balance);
+    Ok(stack)
 }
 
 #[tokio::main]
@@ -98,7 +81,11 @@ async fn main() -> Result<(), BoxError> {
     for n in 1..=10 {
         let request = http::Request::get("/report").body(Full::default())?;
         match orders.clone().oneshot(request).await {
-            Ok(response) => println!("{n}: {} {:?}", response.status(), response.body()),
+            Ok(response) => {
+                let status = response.status();
+                let body = response.into_body().collect().await?.to_bytes();
+                println!("{n}: {status} {body:?}");
+            }
             // An open breaker, an exhausted budget or no endpoint at all: typed errors.
             Err(error) => println!("{n}: failed: {error}"),
         }

@@ -22,20 +22,18 @@ use hyper_util::rt::TokioExecutor;
 use metrics_exporter_prometheus::PrometheusHandle;
 use palisade::balance::discover::static_list;
 use palisade::balance::http::HttpEndpoint;
+use palisade::client::BoxClient;
 use palisade::idempotency::store::Store;
 use palisade::prelude::*;
 use palisade::retry::http::ReplayBody;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
-use tower::util::BoxCloneSyncService;
-use tower::{BoxError, ServiceBuilder, ServiceExt};
-
-/// The client stack's service: a request to the fleet, and its answer.
-type Fleet = BoxCloneSyncService<http::Request<Full<Bytes>>, http::Response<Bytes>, BoxError>;
+use tower::{ServiceBuilder, ServiceExt};
 
 #[derive(Clone)]
 struct Gateway {
-    fleet: Fleet,
+    /// The client stack, boxed into one type that axum's state can hold.
+    fleet: BoxClient,
     orders: Arc<Mutex<VecDeque<Value>>>,
     /// How many orders to keep: the most recent ones (a soak would otherwise measure the
     /// orders piling up rather than palisade's memory).
@@ -44,7 +42,7 @@ struct Gateway {
 }
 
 /// The client stack over the fleet's addresses, as `config` sets it.
-fn client_stack(fleet: &[SocketAddr], config: &crate::config::Client) -> Fleet {
+fn client_stack(fleet: &[SocketAddr], config: &crate::config::Client) -> BoxClient {
     let client = Client::builder(TokioExecutor::new()).build_http::<ReplayBody<Full<Bytes>>>();
     // The fleet is fixed here; `WatchDiscover` (addresses pushed from anywhere) or
     // `DnsDiscover` (A/AAAA, SRV) take its place when it is not.
@@ -56,27 +54,16 @@ fn client_stack(fleet: &[SocketAddr], config: &crate::config::Client) -> Fleet {
         config.balance.clone(),
         HttpClassifier::default(),
     );
-    let stack = ServiceBuilder::new()
-        // Outermost, the breaker judges each request after its retries: one replica that
-        // fails fast cannot open it while the balancer routes the retries to a healthy one.
-        .http_circuit_breaker(config.breaker.clone())
-        .http_retry(config.retry.clone())
-        // The balancer is one shared state; a buffer lets every handler reach it.
-        .buffer(1024)
-        .service(balance)
-        .and_then(read_body);
-    BoxCloneSyncService::new(stack)
-}
-
-/// Reads a response's whole body: the handlers answer with the order it holds.
-async fn read_body<B>(response: http::Response<B>) -> Result<http::Response<Bytes>, BoxError>
-where
-    B: http_body::Body<Data = Bytes>,
-    B::Error: Into<BoxError>,
-{
-    let (head, body) = response.into_parts();
-    let bytes = body.collect().await.map_err(Into::into)?.to_bytes();
-    Ok(http::Response::from_parts(head, bytes))
+    BoxClient::new(
+        ServiceBuilder::new()
+            // Outermost, the breaker judges each request after its retries: one replica that
+            // fails fast cannot open it while the balancer routes the retries to a healthy one.
+            .http_circuit_breaker(config.breaker.clone())
+            .http_retry(config.retry.clone())
+            // The balancer is one shared state; a buffer lets every handler reach it.
+            .buffer(1024)
+            .service(balance),
+    )
 }
 
 /// Starts the gateway on `port` (0: any free port) with the layers `stack` configures,
@@ -131,7 +118,11 @@ async fn create_order(State(gateway): State<Gateway>, Json(order): Json<Value>) 
         .expect("a valid request");
     match gateway.fleet.oneshot(request).await {
         Ok(response) if response.status() == StatusCode::CREATED => {
-            let Ok(created) = serde_json::from_slice::<Value>(response.body()) else {
+            let body = response.into_body().collect().await.map(|b| b.to_bytes());
+            let Some(created) = body
+                .ok()
+                .and_then(|body| serde_json::from_slice::<Value>(&body).ok())
+            else {
                 return problem(StatusCode::BAD_GATEWAY, "the fleet answered with no order");
             };
             let mut orders = gateway

@@ -38,7 +38,7 @@ async fn backend(status: StatusCode) -> (u16, Arc<AtomicUsize>) {
     (port, hits)
 }
 
-async fn get(client: &hyper_client::OrdersClient) -> StatusCode {
+async fn get(client: &palisade::client::BoxClient) -> StatusCode {
     let request = http::Request::get("/report")
         .body(Full::<Bytes>::default())
         .unwrap();

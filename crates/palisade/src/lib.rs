@@ -13,6 +13,7 @@
 //! | `shed` (default) | [`palisade-shed`](shed) | load shedding: adaptive concurrency limits, a CoDel-bounded queue, priorities |
 //! | `balance` (default) | [`palisade-balance`](balance) | discovery (static, watch) and failure-aware P2C balancing with ejection, hyper-util HTTP endpoints |
 //! | `idempotency` (default) | [`palisade-idempotency`](idempotency) | idempotency keys: a retried POST runs once; in memory, or on Redis with `redis` |
+//! | `client` (default) | this crate | [`client::BoxClient`]: any HTTP client stack as one `Clone + Send + Sync` type, for axum state |
 //! | `grpc` | [`palisade-balance`](balance) | a tonic `Channel` per endpoint (`balance::grpc`) |
 //! | `dns` | [`palisade-balance`](balance) | DNS discovery (A/AAAA, SRV) through hickory-resolver |
 //! | `redis` | [`palisade-idempotency`](idempotency) | the Redis store for idempotency records |
@@ -58,6 +59,9 @@ pub use palisade_retry as retry;
 pub use palisade_shed as shed;
 
 mod builder_ext;
+#[cfg(feature = "client")]
+#[cfg_attr(docsrs, doc(cfg(feature = "client")))]
+pub mod client;
 #[cfg(feature = "serde")]
 #[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
 pub mod config;

@@ -13,33 +13,26 @@ use std::time::Duration;
 use axum::Router;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
-use metrics_exporter_prometheus::PrometheusBuilder;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use palisade::prelude::*;
 use tower::ServiceBuilder;
 
 /// The app: `POST /orders` (idempotent by key), `GET /report` (fragile, behind a breaker),
 /// and, outside the shedder, `GET /metrics` and `GET /healthz`.
-pub(crate) fn app(metrics: metrics_exporter_prometheus::PrometheusHandle) -> Router {
+pub(crate) fn app(metrics: PrometheusHandle) -> Router {
     Router::new()
-        .route(
-            "/orders",
-            post(|body: String| async move { (StatusCode::CREATED, body) }),
-        )
+        .route("/orders", post(create_order))
         // A route whose dependency fails now and then: the breaker answers 503 with
         // Retry-After while it is open, instead of letting requests pile up.
         .route(
             "/report",
-            get(|| async {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-                "report"
-            })
-            .layer(HttpCircuitBreakerLayer::new("report")),
+            get(report).layer(HttpCircuitBreakerLayer::new("report")),
         )
         // Outermost first: shed before doing any work, then idempotency — its keys scoped
         // by the caller (`Scope::from_fn`); with no auth in this example, one global scope.
         .layer(
             ServiceBuilder::new()
-                .layer(HttpShedLayer::new("server"))
+                .http_shed("server")
                 .layer(IdempotencyLayer::new(
                     "orders",
                     MemoryStore::new(),
@@ -50,6 +43,17 @@ pub(crate) fn app(metrics: metrics_exporter_prometheus::PrometheusHandle) -> Rou
         // answer exactly when the shedder refuses.
         .route("/metrics", get(move || async move { metrics.render() }))
         .route("/healthz", get(|| async { "ok" }))
+}
+
+/// Creates an order: here, echoes it back. Runs once per `Idempotency-Key`.
+async fn create_order(order: String) -> (StatusCode, String) {
+    (StatusCode::CREATED, order)
+}
+
+/// A report from a dependency that takes its time.
+async fn report() -> &'static str {
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    "report"
 }
 
 #[tokio::main]

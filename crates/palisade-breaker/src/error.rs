@@ -4,6 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+#[cfg(feature = "http")]
 use palisade_core::Rejection;
 
 use crate::state::State;
@@ -70,6 +71,7 @@ impl std::error::Error for BreakerOpen {
     }
 }
 
+#[cfg(feature = "http")]
 impl Rejection for BreakerOpen {
     fn retry_after(&self) -> Option<Duration> {
         self.retry_after

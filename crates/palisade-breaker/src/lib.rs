@@ -84,6 +84,8 @@ pub mod de;
 mod error;
 mod future;
 mod handle;
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub mod http;
 mod keyed;
 mod layer;
@@ -101,9 +103,10 @@ pub use crate::config::{BreakerConfig, BreakerConfigBuilder, OpenDuration};
 pub use crate::error::BreakerOpen;
 pub use crate::future::ResponseFuture;
 pub use crate::handle::{BreakerCounts, BreakerHandle};
-pub use crate::http::HttpCircuitBreaker;
+#[cfg(feature = "http")]
+pub use crate::http::{HttpCircuitBreaker, HttpCircuitBreakerLayer};
 pub use crate::keyed::KeyedBreakers;
-pub use crate::layer::{CircuitBreakerLayer, HttpCircuitBreakerLayer};
+pub use crate::layer::CircuitBreakerLayer;
 pub use crate::pick::PickBreaker;
 pub use crate::service::CircuitBreaker;
 pub use crate::state::{State, Transition};

@@ -62,21 +62,28 @@ mod config_error;
 #[cfg(feature = "serde")]
 #[doc(hidden)]
 pub mod de;
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub mod grpc;
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub mod hint;
 // The layers' deterministic and shared randomness: public for palisade's own crates (and
 // its benches), not part of the API a user relies on.
 #[doc(hidden)]
 pub mod random;
 pub mod refusal;
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub mod response;
 
-pub use classify::{
-    Classification, Classify, ClassifyFn, ErrorsAsFailures, GrpcClassifier, HttpClassifier,
-    Outcome, classify_fn,
-};
+pub use classify::{Classification, Classify, ClassifyFn, ErrorsAsFailures, Outcome, classify_fn};
+#[cfg(feature = "http")]
+pub use classify::{GrpcClassifier, HttpClassifier};
 pub use config_error::ConfigError;
+#[cfg(feature = "http")]
 pub use grpc::GrpcCode;
+#[cfg(feature = "http")]
 pub use response::{Problem, Rejection, ResponseBody, rejection_response};
 
 /// The error of every palisade service in generic mode (the same type as `tower::BoxError`):
@@ -84,6 +91,8 @@ pub use response::{Problem, Rejection, ResponseBody, rejection_response};
 /// `downcast_ref`.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 /// The `Idempotency-Key` request header (draft-ietf-httpapi-idempotency-key-header): the
 /// name the idempotency layer reads by default and the retry layer writes on a POST it will
 /// retry, so that both ends of a hop agree without configuration.

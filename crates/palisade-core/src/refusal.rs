@@ -57,6 +57,8 @@ impl Refused {
 }
 
 /// The refusal mark of `response`, if a palisade layer in this process made it.
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub fn of_response<B>(response: &http::Response<B>) -> Option<&Refused> {
     response.extensions().get::<Refused>()
 }

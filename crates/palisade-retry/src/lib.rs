@@ -75,6 +75,8 @@ pub mod budget;
 #[cfg(feature = "serde")]
 #[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
 pub mod de;
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub mod http;
 pub mod metrics;
 pub mod policy;
@@ -82,6 +84,8 @@ pub mod policy;
 pub use crate::config::{RetryConfig, RetryConfigBuilder};
 pub use crate::error::{AttemptTimedOut, DeadlineExceeded};
 pub use crate::future::ResponseFuture;
-pub use crate::layer::{HttpRetryLayer, RetryLayer};
+#[cfg(feature = "http")]
+pub use crate::http::HttpRetryLayer;
+pub use crate::layer::RetryLayer;
 pub use crate::replay::{CloneRequests, Replay};
 pub use crate::service::Retry;

@@ -3,6 +3,7 @@
 use std::fmt;
 use std::time::Duration;
 
+#[cfg(feature = "http")]
 use palisade_core::{GrpcCode, Rejection};
 
 use crate::priority::Priority;
@@ -91,6 +92,7 @@ impl std::error::Error for Overloaded {
     }
 }
 
+#[cfg(feature = "http")]
 impl Rejection for Overloaded {
     fn grpc_code(&self) -> GrpcCode {
         GrpcCode::ResourceExhausted

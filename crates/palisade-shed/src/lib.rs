@@ -53,11 +53,14 @@ mod config;
 #[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
 pub mod de;
 mod error;
+mod future;
 mod handle;
 mod layer;
 mod limiter;
 mod service;
 
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub mod http;
 pub mod limit;
 pub mod metrics;
@@ -65,6 +68,9 @@ pub mod priority;
 
 pub use crate::config::{Queue, ShedConfig, ShedConfigBuilder};
 pub use crate::error::{Overloaded, Reason};
+pub use crate::future::ResponseFuture;
 pub use crate::handle::ShedHandle;
-pub use crate::layer::{HttpShedLayer, ShedLayer};
-pub use crate::service::{ResponseFuture, Shed};
+#[cfg(feature = "http")]
+pub use crate::http::HttpShedLayer;
+pub use crate::layer::ShedLayer;
+pub use crate::service::Shed;

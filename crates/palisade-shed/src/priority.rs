@@ -6,6 +6,7 @@
 //! default ones most of it (90 %), so that when the server is full the share left is kept
 //! for critical requests (Google SRE's criticality, Netflix's partitioned limits).
 
+#[cfg(feature = "http")]
 use http::{HeaderName, HeaderValue, Request};
 
 /// How much a request matters when there is not room for all of them.
@@ -36,6 +37,8 @@ impl Priority {
 
     /// Reads a header value: `critical`, `default` or `sheddable`, in any case; anything else
     /// is `None`.
+    #[cfg(feature = "http")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
     pub fn from_header(value: &HeaderValue) -> Option<Self> {
         let text = value.to_str().ok()?.trim();
         Self::ALL
@@ -91,11 +94,14 @@ impl<F: Fn(&Req) -> Priority, Req> PriorityOf<Req> for PriorityFn<F> {
 /// earlier layer, an auth layer for instance), else the `x-priority` header (name
 /// configurable), else [`Priority::Default`]. An unknown header value is the default, not an
 /// error: a priority is advice.
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 #[derive(Debug, Clone)]
 pub struct HttpPriority {
     header: HeaderName,
 }
 
+#[cfg(feature = "http")]
 impl Default for HttpPriority {
     fn default() -> Self {
         Self {
@@ -104,6 +110,7 @@ impl Default for HttpPriority {
     }
 }
 
+#[cfg(feature = "http")]
 impl HttpPriority {
     /// Reads the priority from `header` instead of `x-priority`.
     pub fn header(header: HeaderName) -> Self {
@@ -111,6 +118,7 @@ impl HttpPriority {
     }
 }
 
+#[cfg(feature = "http")]
 impl<B> PriorityOf<Request<B>> for HttpPriority {
     fn priority_of(&self, request: &Request<B>) -> Priority {
         if let Some(priority) = request.extensions().get::<Priority>() {
@@ -124,7 +132,7 @@ impl<B> PriorityOf<Request<B>> for HttpPriority {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "http"))]
 mod tests {
     use super::*;
 

@@ -1,15 +1,13 @@
 //! The generic shedding service: refusals are [`Overloaded`](crate::Overloaded) errors.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll};
 
-use pin_project_lite::pin_project;
 use tower_service::Service;
 
 use crate::admission::Admission;
-use crate::limiter::{Limiter, Permit};
+use crate::future::ResponseFuture;
+use crate::limiter::Limiter;
 use crate::priority::PriorityOf;
 
 use palisade_core::BoxError;
@@ -71,49 +69,6 @@ where
             Admission::Refused(_) => None,
             _ => Some(self.inner.call(request)),
         };
-        ResponseFuture {
-            admission,
-            permit: None,
-            inner,
-        }
-    }
-}
-
-pin_project! {
-    /// The response future of [`Shed`].
-    pub struct ResponseFuture<F> {
-        admission: Admission,
-        permit: Option<Permit>,
-        #[pin]
-        inner: Option<F>,
-    }
-}
-
-impl<F, T, E> Future for ResponseFuture<F>
-where
-    F: Future<Output = Result<T, E>>,
-    E: Into<BoxError>,
-{
-    type Output = Result<T, BoxError>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut this = self.project();
-        if this.permit.is_none() {
-            match ready!(this.admission.poll_admitted(cx)) {
-                Ok(permit) => *this.permit = Some(permit),
-                Err(refused) => return Poll::Ready(Err(refused.into())),
-            }
-        }
-        let Some(inner) = this.inner.as_mut().as_pin_mut() else {
-            unreachable!("an admitted call has an inner future");
-        };
-        let result = ready!(inner.poll(cx)).map_err(Into::into);
-        if let Some(mut permit) = this.permit.take() {
-            match &result {
-                Err(error) if palisade_core::refusal::is_refusal(&**error) => permit.skip_sample(),
-                _ => permit.record(),
-            }
-        }
-        Poll::Ready(result)
+        ResponseFuture::new(admission, inner)
     }
 }

@@ -25,7 +25,7 @@ pub trait PalisadeBuilderExt<L>: sealed::Sealed {
     ) -> ServiceBuilder<Stack<palisade_breaker::CircuitBreakerLayer, L>>;
 
     /// A circuit breaker in HTTP mode: refusals are `503` responses or gRPC `UNAVAILABLE`.
-    #[cfg(feature = "breaker")]
+    #[cfg(all(feature = "breaker", feature = "http"))]
     fn http_circuit_breaker(
         self,
         config: impl Into<palisade_breaker::BreakerConfig>,
@@ -40,7 +40,7 @@ pub trait PalisadeBuilderExt<L>: sealed::Sealed {
 
     /// Retries HTTP and gRPC requests with any body, as [`palisade_retry::policy::HttpPolicy`]
     /// says.
-    #[cfg(feature = "retry")]
+    #[cfg(all(feature = "retry", feature = "http"))]
     fn http_retry(
         self,
         config: impl Into<palisade_retry::RetryConfig>,
@@ -55,7 +55,7 @@ pub trait PalisadeBuilderExt<L>: sealed::Sealed {
 
     /// Load shedding in front of an HTTP or gRPC server: refusals are `503` responses or
     /// gRPC `RESOURCE_EXHAUSTED`.
-    #[cfg(feature = "shed")]
+    #[cfg(all(feature = "shed", feature = "http"))]
     fn http_shed(
         self,
         config: impl Into<palisade_shed::ShedConfig>,
@@ -81,7 +81,7 @@ impl<L> PalisadeBuilderExt<L> for ServiceBuilder<L> {
         ))
     }
 
-    #[cfg(feature = "breaker")]
+    #[cfg(all(feature = "breaker", feature = "http"))]
     fn http_circuit_breaker(
         self,
         config: impl Into<palisade_breaker::BreakerConfig>,
@@ -99,7 +99,7 @@ impl<L> PalisadeBuilderExt<L> for ServiceBuilder<L> {
         self.layer(palisade_retry::RetryLayer::with_config(config.into()))
     }
 
-    #[cfg(feature = "retry")]
+    #[cfg(all(feature = "retry", feature = "http"))]
     fn http_retry(
         self,
         config: impl Into<palisade_retry::RetryConfig>,
@@ -115,7 +115,7 @@ impl<L> PalisadeBuilderExt<L> for ServiceBuilder<L> {
         self.layer(palisade_shed::ShedLayer::with_config(config.into()))
     }
 
-    #[cfg(feature = "shed")]
+    #[cfg(all(feature = "shed", feature = "http"))]
     fn http_shed(
         self,
         config: impl Into<palisade_shed::ShedConfig>,

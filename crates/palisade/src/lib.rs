@@ -8,6 +8,7 @@
 //!
 //! | feature | crate | what it does |
 //! |---|---|---|
+//! | `http` (default) | every layer | the HTTP and gRPC modes: `Http*Layer`s, HTTP classifiers, refusals as `503` + problem+json or gRPC statuses |
 //! | `breaker` (default) | [`palisade-breaker`](breaker) | circuit breaker: fail-fast, gate mode for balancers, keyed, HTTP/gRPC-aware |
 //! | `retry` (default) | [`palisade-retry`](retry) | retries under a budget, replayable HTTP bodies, server hints, idempotency keys |
 //! | `shed` (default) | [`palisade-shed`](shed) | load shedding: adaptive concurrency limits, a CoDel-bounded queue, priorities |
@@ -22,7 +23,8 @@
 //! | `full` | all of them | every layer and every integration |
 //!
 //! The default is the layers without a network integration — no tonic, no hickory, no
-//! Redis: 78 crates in `cargo tree -e normal`, against 153 with `full`. Turn on what you
+//! Redis: 79 crates in `cargo tree -e normal`, against 162 with `full`; a breaker alone
+//! without `http` (`default-features = false, features = ["breaker"]`) is 27. Turn on what you
 //! use.
 //!
 //! ```
@@ -72,25 +74,32 @@ pub use crate::builder_ext::PalisadeBuilderExt;
 pub mod prelude {
     #[cfg(feature = "balance")]
     pub use palisade_balance::{Balance, BalanceConfig, NoReadyEndpoints};
+    #[cfg(all(feature = "breaker", feature = "http"))]
+    pub use palisade_breaker::HttpCircuitBreakerLayer;
     #[cfg(feature = "breaker")]
     pub use palisade_breaker::{
-        BreakerConfig, BreakerHandle, BreakerOpen, CircuitBreakerLayer, HttpCircuitBreakerLayer,
-        OpenDuration, Window,
+        BreakerConfig, BreakerHandle, BreakerOpen, CircuitBreakerLayer, OpenDuration, Window,
     };
-    pub use palisade_core::{ConfigError, GrpcClassifier, HttpClassifier, Outcome};
+    pub use palisade_core::{ConfigError, Outcome};
+    #[cfg(feature = "http")]
+    pub use palisade_core::{GrpcClassifier, HttpClassifier};
     #[cfg(feature = "idempotency")]
     pub use palisade_idempotency::{
         IdempotencyConfig, IdempotencyLayer, Scope, store::MemoryStore,
     };
+    #[cfg(all(feature = "retry", feature = "http"))]
+    pub use palisade_retry::HttpRetryLayer;
     #[cfg(feature = "retry")]
     pub use palisade_retry::{
-        AttemptTimedOut, DeadlineExceeded, HttpRetryLayer, RetryConfig, RetryLayer,
+        AttemptTimedOut, DeadlineExceeded, RetryConfig, RetryLayer,
         backoff::Backoff,
         budget::{Budget, PercentBudget, TokenBudget},
     };
+    #[cfg(all(feature = "shed", feature = "http"))]
+    pub use palisade_shed::HttpShedLayer;
     #[cfg(feature = "shed")]
     pub use palisade_shed::{
-        HttpShedLayer, Overloaded, ShedConfig, ShedHandle, ShedLayer,
+        Overloaded, ShedConfig, ShedHandle, ShedLayer,
         limit::{Aimd, Fixed, Gradient},
         priority::Priority,
     };

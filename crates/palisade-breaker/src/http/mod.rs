@@ -11,6 +11,7 @@
 
 mod body;
 mod future;
+mod layer;
 
 use std::task::{Context, Poll};
 
@@ -21,6 +22,7 @@ use tower_service::Service;
 
 pub use self::body::BreakerBody;
 pub use self::future::HttpResponseFuture;
+pub use self::layer::HttpCircuitBreakerLayer;
 use crate::handle::BreakerHandle;
 use crate::pick::PickBreaker;
 

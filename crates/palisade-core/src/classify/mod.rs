@@ -1,12 +1,16 @@
 //! Outcome classification: was a call a success, a failure, or neither?
 
+#[cfg(feature = "http")]
 mod grpc;
+#[cfg(feature = "http")]
 mod http;
 mod plain;
 
 use std::time::Duration;
 
+#[cfg(feature = "http")]
 pub use self::grpc::GrpcClassifier;
+#[cfg(feature = "http")]
 pub use self::http::HttpClassifier;
 pub use self::plain::{ClassifyFn, ErrorsAsFailures, classify_fn};
 
@@ -47,6 +51,8 @@ pub trait Classify<Res, E> {
 
     /// Classifies the end of a body whose response was [`Classification::AtEndOfStream`]:
     /// `trailers` is `None` when the body ended without any.
+    #[cfg(feature = "http")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
     fn classify_end_of_stream(&self, trailers: Option<&::http::HeaderMap>) -> Outcome {
         let _ = trailers;
         Outcome::Success

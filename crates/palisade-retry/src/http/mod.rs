@@ -13,6 +13,7 @@
 //! retried.
 
 mod body;
+mod layer;
 
 use std::sync::Arc;
 
@@ -20,6 +21,7 @@ use http::{HeaderValue, Request};
 
 use self::body::Recording;
 pub use self::body::ReplayBody;
+pub use self::layer::HttpRetryLayer;
 use crate::policy::http::is_idempotent;
 use crate::replay::Replay;
 use palisade_core::IDEMPOTENCY_KEY;

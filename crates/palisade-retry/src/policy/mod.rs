@@ -1,11 +1,16 @@
 //! What is retried: a [`Policy`] looks at a request before it is sent and at each attempt's
 //! result, and decides.
 
+#[cfg(feature = "http")]
 pub(crate) mod http;
 
 use std::time::Duration;
 
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub use self::http::HttpPolicy;
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub use palisade_core::hint::{parse_grpc_pushback, parse_retry_after};
 
 /// What to do after an attempt.

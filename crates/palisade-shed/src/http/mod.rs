@@ -11,6 +11,7 @@
 //! response head: a long-lived stream says nothing about how loaded the server is.
 
 mod body;
+mod layer;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -24,6 +25,7 @@ use pin_project_lite::pin_project;
 use tower_service::Service;
 
 pub use self::body::ShedBody;
+pub use self::layer::HttpShedLayer;
 use crate::admission::Admission;
 use crate::limiter::{Limiter, Permit};
 use crate::priority::PriorityOf;

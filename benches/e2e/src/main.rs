@@ -1,7 +1,10 @@
-//! End-to-end: a real load tool, wrk, against two real axum servers in their own processes —
-//! a bare hello-world, and the same app behind palisade's full server stack (shed →
-//! idempotency → breaker, with a Prometheus recorder taking every metric) — in the same
-//! run, alternating, so that both meet the same machine.
+//! End-to-end: a real load tool, wrk, against three real axum servers in their own
+//! processes — a bare hello-world; the same app behind palisade's full server stack (shed →
+//! idempotency → breaker, with a Prometheus recorder taking every metric); and the same app
+//! behind the same protective stack assembled from what a user would pick instead (tower's
+//! load shedding over tower-resilience's adaptive limiter and circuit breaker, axum's
+//! `HandleErrorLayer`, the same recorder; nothing in that ecosystem does idempotency) — in
+//! the same run, in rotating order, so that all three meet the same machine.
 //!
 //! ```text
 //! cargo run --release -p palisade-e2e -- [--duration SECS] [--rounds N]
@@ -14,13 +17,22 @@
 //! handler that awaits 5 ms of I/O, warmed by light traffic (one connection for 2 s), then
 //! 32 connections with the servers and wrk sharing the cores — the shape in which the
 //! shedder's old defaults refused a healthy server's traffic; its `refused_share` is the
-//! full stack's answers that were not 2xx. Each round runs both servers once per workload,
-//! in alternating order; the figures are the rounds' medians. With `taskset` on the machine
-//! the servers of `GET` and `POST` run on CPU 0 and wrk on CPU 1, so neither steals from
-//! the other.
+//! full stack's answers that were not 2xx. Each round runs every server once per workload,
+//! the first of one round going last in the next; the figures are the rounds' medians. With
+//! `taskset` on the machine the servers of `GET` and `POST` run on CPU 0 and wrk on CPU 1,
+//! so neither steals from the other.
+//!
+//! Two comparisons per workload: `throughput_ratio` and `p99_ratio`, full ÷ bare — what
+//! palisade costs — and `tower_throughput_ratio` and `tower_p99_ratio`, full ÷ tower — what
+//! choosing palisade over the tower-assembled stack gains (above 1 in throughput, below 1
+//! in p99, is a gain). Both stacks are configured to refuse nothing under this healthy
+//! load; `refused_share` and `tower_refused_share` show whether they did. Without
+//! idempotency the tower stack does less work on `POST`, so there the tower ratio errs in
+//! its favour.
 #![allow(clippy::print_stdout)]
 
 mod server;
+mod tower_stack;
 mod wrk;
 
 use std::path::PathBuf;
@@ -31,6 +43,12 @@ use serde_json::json;
 
 use crate::server::{Server, Variant};
 use crate::wrk::{Run, Workload};
+
+const USAGE: &str = "\
+usage: e2e [--duration SECS] [--rounds N] [--connections N] [--workload get|post|post-io|all] [--json FILE]
+runs wrk against a bare axum server, the same app behind palisade's server stack (full),
+and behind the same stack assembled from tower and tower-resilience (tower); reports
+full ÷ bare and full ÷ tower";
 
 struct Args {
     duration: Duration,
@@ -80,7 +98,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
 
 fn main() -> ExitCode {
     let mut args = std::env::args().skip(1).peekable();
-    // The same binary is the server: `e2e serve bare|full`.
+    // The same binary is the server: `e2e serve bare|full|tower`.
     if args.peek().map(String::as_str) == Some("serve") {
         return server::serve(args.nth(1).as_deref());
     }
@@ -88,9 +106,7 @@ fn main() -> ExitCode {
         Ok(args) => args,
         Err(message) => {
             eprintln!("error: {message}");
-            eprintln!(
-                "usage: e2e [--duration SECS] [--rounds N] [--connections N] [--workload get|post|post-io|all] [--json FILE]"
-            );
+            eprintln!("{USAGE}");
             return ExitCode::from(2);
         }
     };
@@ -113,74 +129,7 @@ fn run(args: &Args) -> Result<(), String> {
 
     let mut report = Vec::new();
     for &workload in &args.workloads {
-        // Fresh servers for each workload: one's warm-up does not teach the next.
-        let pin = workload.pinned() && server::pinned();
-        let bare = Server::start(Variant::Bare, pin)?;
-        let full = Server::start(Variant::Full, pin)?;
-        let connections = workload.connections(args.connections);
-        println!(
-            "{}: {connections} connections{}",
-            workload.name(),
-            if pin {
-                "; servers on CPU 0, wrk on CPU 1"
-            } else {
-                "; servers and wrk share the cores"
-            }
-        );
-        // Warm both up: connections, allocator, the shedder's limit.
-        for server in [&bare, &full] {
-            wrk::run(
-                server.addr(),
-                workload,
-                workload.warm_up_connections(connections),
-                Duration::from_secs(2),
-            )?;
-        }
-        let (mut bare_runs, mut full_runs) = (Vec::new(), Vec::new());
-        for round in 0..args.rounds {
-            // Alternate who goes first, so that neither always meets a warmer machine.
-            let order = if round % 2 == 0 {
-                [&bare, &full]
-            } else {
-                [&full, &bare]
-            };
-            for server in order {
-                let result = wrk::run(server.addr(), workload, connections, args.duration)?;
-                println!(
-                    "  {:<5} {:<4} {}",
-                    workload.name(),
-                    server.variant().name(),
-                    result
-                );
-                match server.variant() {
-                    Variant::Bare => bare_runs.push(result),
-                    Variant::Full => full_runs.push(result),
-                }
-            }
-        }
-        let (bare_median, full_median) = (Run::median(&bare_runs), Run::median(&full_runs));
-        let throughput = full_median.requests_per_second / bare_median.requests_per_second;
-        let p99 = full_median.p99.as_secs_f64() / bare_median.p99.as_secs_f64();
-        let refused = full_median.refused_share();
-        println!(
-            "{}: bare {} · full stack {} → throughput {throughput:.2}×, p99 {p99:.2}×, refused {:.3} %\n",
-            workload.name(),
-            bare_median,
-            full_median,
-            refused * 100.0
-        );
-        report.push(json!({
-            "workload": workload.name(),
-            "connections": connections,
-            "pinned": pin,
-            "refused_share": refused,
-            "bare": bare_median.to_json(),
-            "full": full_median.to_json(),
-            "throughput_ratio": throughput,
-            "p99_ratio": p99,
-            "runs": { "bare": bare_runs.iter().map(Run::to_json).collect::<Vec<_>>(),
-                      "full": full_runs.iter().map(Run::to_json).collect::<Vec<_>>() },
-        }));
+        report.push(run_workload(args, workload)?);
     }
     if let Some(path) = &args.json {
         let document = json!({
@@ -195,4 +144,90 @@ fn run(args: &Args) -> Result<(), String> {
         std::fs::write(path, text + "\n").map_err(|e| format!("{}: {e}", path.display()))?;
     }
     Ok(())
+}
+
+/// Runs one workload's warm-ups and rounds against fresh servers, prints its summary, and
+/// returns its part of the report.
+fn run_workload(args: &Args, workload: Workload) -> Result<serde_json::Value, String> {
+    // Fresh servers for each workload: one's warm-up does not teach the next.
+    let pin = workload.pinned() && server::pinned();
+    let servers = Variant::ALL
+        .into_iter()
+        .map(|variant| Server::start(variant, pin))
+        .collect::<Result<Vec<_>, _>>()?;
+    let connections = workload.connections(args.connections);
+    println!(
+        "{}: {connections} connections{}",
+        workload.name(),
+        if pin {
+            "; servers on CPU 0, wrk on CPU 1"
+        } else {
+            "; servers and wrk share the cores"
+        }
+    );
+    // Warm them all up: connections, allocator, the shedders' limits.
+    for server in &servers {
+        wrk::run(
+            server.addr(),
+            workload,
+            workload.warm_up_connections(connections),
+            Duration::from_secs(2),
+        )?;
+    }
+    // Each server's runs, in the order of `Variant::ALL`: bare, full, tower.
+    let mut runs: [Vec<Run>; 3] = Default::default();
+    for round in 0..args.rounds {
+        // Rotate who goes first, so that none always meets a warmer (or a hotter) machine.
+        for turn in 0..servers.len() {
+            let index = (round + turn) % servers.len();
+            let server = &servers[index];
+            let result = wrk::run(server.addr(), workload, connections, args.duration)?;
+            println!(
+                "  {:<7} {:<5} {}",
+                workload.name(),
+                server.variant().name(),
+                result
+            );
+            runs[index].push(result);
+        }
+    }
+    let [bare, full, tower] = &runs.each_ref().map(|runs| Run::median(runs));
+    let (throughput, p99) = ratios(full, bare);
+    let (tower_throughput, tower_p99) = ratios(full, tower);
+    let (refused, tower_refused) = (full.refused_share(), tower.refused_share());
+    println!(
+        "{}: bare {bare} · full stack {full} · tower stack {tower}\n  \
+         full ÷ bare: throughput {throughput:.2}×, p99 {p99:.2}× · \
+         full ÷ tower: throughput {tower_throughput:.2}×, p99 {tower_p99:.2}× · \
+         refused {:.3} % (tower {:.3} %)\n",
+        workload.name(),
+        refused * 100.0,
+        tower_refused * 100.0
+    );
+    let [bare_runs, full_runs, tower_runs] = runs
+        .each_ref()
+        .map(|runs| runs.iter().map(Run::to_json).collect::<Vec<_>>());
+    Ok(json!({
+        "workload": workload.name(),
+        "connections": connections,
+        "pinned": pin,
+        "refused_share": refused,
+        "tower_refused_share": tower_refused,
+        "bare": bare.to_json(),
+        "full": full.to_json(),
+        "tower": tower.to_json(),
+        "throughput_ratio": throughput,
+        "p99_ratio": p99,
+        "tower_throughput_ratio": tower_throughput,
+        "tower_p99_ratio": tower_p99,
+        "runs": { "bare": bare_runs, "full": full_runs, "tower": tower_runs },
+    }))
+}
+
+/// `a ÷ b` in throughput and in p99 latency.
+fn ratios(a: &Run, b: &Run) -> (f64, f64) {
+    (
+        a.requests_per_second / b.requests_per_second,
+        a.p99.as_secs_f64() / b.p99.as_secs_f64(),
+    )
 }

@@ -1,5 +1,5 @@
-//! The two servers under test, each in its own process (so that the full stack's metrics
-//! recorder, which is global, stays out of the bare one), and their handles.
+//! The three servers under test, each in its own process (so that a stack's metrics
+//! recorder, which is global, stays out of the others), and their handles.
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -14,26 +14,54 @@ use palisade_idempotency::{IdempotencyConfig, IdempotencyLayer, Scope};
 use palisade_shed::{HttpShedLayer, ShedConfig};
 use tower::ServiceBuilder;
 
+use crate::tower_stack::tower_stack;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Variant {
     /// axum alone.
     Bare,
     /// axum behind shed → idempotency → breaker, with a Prometheus recorder.
     Full,
+    /// axum behind the same stack assembled from tower and tower-resilience (which has no
+    /// idempotency), with a Prometheus recorder: see [`tower_stack`](crate::tower_stack).
+    Tower,
 }
 
 impl Variant {
+    /// Every variant, in the order of the report.
+    pub(crate) const ALL: [Variant; 3] = [Self::Bare, Self::Full, Self::Tower];
+
     pub(crate) fn name(self) -> &'static str {
         match self {
             Self::Bare => "bare",
             Self::Full => "full",
+            Self::Tower => "tower",
+        }
+    }
+
+    fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|variant| variant.name() == name)
+    }
+
+    /// The app this variant serves, with its metrics recorder installed if it has one.
+    fn app(self) -> Result<Router, String> {
+        match self {
+            Self::Bare => Ok(app()),
+            Self::Full => {
+                install_recorder()?;
+                full_stack().map_err(|error| error.to_string())
+            }
+            Self::Tower => {
+                install_recorder()?;
+                tower_stack()
+            }
         }
     }
 }
 
-/// The app both servers run: hello world, an order echoed back as created, and the same
+/// The app every server runs: hello world, an order echoed back as created, and the same
 /// after 5 ms of I/O (a call to another service).
-fn app() -> Router {
+pub(crate) fn app() -> Router {
     Router::new()
         .route("/", get(|| async { "Hello, World!" }))
         .route(
@@ -65,28 +93,25 @@ fn full_stack() -> Result<Router, palisade_core::ConfigError> {
     ))
 }
 
-/// `e2e serve bare|full`: serves on a free port of 127.0.0.1, printing the address.
+/// A Prometheus recorder taking every metric, as a service that exports them would have.
+fn install_recorder() -> Result<(), String> {
+    metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .map(drop)
+        .map_err(|error| format!("the metrics recorder: {error}"))
+}
+
+/// `e2e serve bare|full|tower`: serves on a free port of 127.0.0.1, printing the address.
 pub(crate) fn serve(variant: Option<&str>) -> ExitCode {
-    let app = match variant {
-        Some("bare") => app(),
-        Some("full") => {
-            if let Err(error) =
-                metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder()
-            {
-                eprintln!("error: the metrics recorder: {error}");
-                return ExitCode::FAILURE;
-            }
-            match full_stack() {
-                Ok(app) => app,
-                Err(error) => {
-                    eprintln!("error: {error}");
-                    return ExitCode::FAILURE;
-                }
-            }
-        }
-        _ => {
-            eprintln!("usage: e2e serve bare|full");
-            return ExitCode::from(2);
+    let Some(variant) = variant.and_then(Variant::from_name) else {
+        eprintln!("usage: e2e serve bare|full|tower");
+        return ExitCode::from(2);
+    };
+    let app = match variant.app() {
+        Ok(app) => app,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::FAILURE;
         }
     };
     let runtime = match tokio::runtime::Runtime::new() {

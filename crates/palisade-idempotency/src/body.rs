@@ -1,12 +1,14 @@
 //! The bodies the layer passes on: the request's (as it came, or buffered) and the
-//! response's (as the service made it, buffered, or replayed).
+//! response's (as the service made it, buffered, or replayed); and reading a response's
+//! body whole, to store it.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt;
 use pin_project_lite::pin_project;
 
 use palisade_core::BoxError;
@@ -197,4 +199,43 @@ where
             }
         }
     }
+}
+
+/// A response body read whole, or as far as it could be.
+pub(crate) enum Whole<B> {
+    /// All of it: the data and the trailers.
+    Read(Bytes, Option<HeaderMap>),
+    /// Over the limit: what was read, and the rest of the stream still to come.
+    TooLarge(Bytes, Pin<Box<B>>),
+    /// The body failed after what was read.
+    Failed(Bytes, BoxError),
+}
+
+/// Reads `body` to its end, unless it grows past `limit` bytes or fails.
+pub(crate) async fn read_whole<B>(mut body: Pin<Box<B>>, limit: usize) -> Whole<B>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    let mut data = BytesMut::new();
+    let mut trailers = None;
+    while let Some(frame) = body.frame().await {
+        match frame {
+            Ok(frame) => match frame.into_data() {
+                Ok(chunk) => {
+                    data.extend_from_slice(&chunk);
+                    if data.len() > limit {
+                        return Whole::TooLarge(data.freeze(), body);
+                    }
+                }
+                Err(frame) => {
+                    if let Ok(more) = frame.into_trailers() {
+                        trailers.get_or_insert_with(HeaderMap::new).extend(more);
+                    }
+                }
+            },
+            Err(error) => return Whole::Failed(data.freeze(), error.into()),
+        }
+    }
+    Whole::Read(data.freeze(), trailers)
 }

@@ -1,13 +1,15 @@
-//! The refusals: what a client is told when its keyed request is not run.
+//! The refusals: why a keyed request is not run, and the response that tells its client
+//! (problem+json, or a gRPC status).
 
 use std::fmt;
 use std::time::Duration;
 
-use http::StatusCode;
-use palisade_core::{GrpcCode, Rejection};
+use http::{HeaderValue, Response, StatusCode, header};
+use palisade_core::{GrpcCode, Rejection, rejection_response};
 
+use crate::body::ResponseBody;
 use crate::key::KeyError;
-use crate::metrics::Outcome;
+use crate::metrics::{IdempotencyMetrics, Outcome};
 
 /// Why a keyed request was refused. In HTTP it is answered with the status below and a
 /// problem+json body; in gRPC with the code below.
@@ -86,6 +88,24 @@ impl Refusal {
             Refusal::Mismatch => Outcome::Mismatch,
             _ => Outcome::Rejected,
         }
+    }
+
+    /// The answer to the refused request, in its protocol (problem+json, or a gRPC status
+    /// if `grpc`), logged and counted in `metrics`.
+    pub(crate) fn response<B>(
+        &self,
+        metrics: &IdempotencyMetrics,
+        grpc: bool,
+    ) -> Response<ResponseBody<B>> {
+        tracing::debug!(refusal = %self, "keyed request refused");
+        metrics.request(self.result());
+        let (mut head, body) = rejection_response::<B>(self, grpc).into_parts();
+        let body = body.into_rejection().unwrap_or_default();
+        if !grpc {
+            head.headers
+                .insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+        }
+        Response::from_parts(head, ResponseBody::whole(body, None))
     }
 }
 

@@ -5,22 +5,15 @@ use std::sync::Arc;
 use tower_layer::Layer;
 
 use crate::config::IdempotencyConfig;
-use crate::metrics::IdempotencyMetrics;
 use crate::scope::Scope;
 use crate::service::Idempotency;
+use crate::shared::Shared;
 use crate::store::Store;
 
 /// Applies [`Idempotency`] to a service: see the [crate documentation](crate).
 #[derive(Clone)]
 pub struct IdempotencyLayer {
     shared: Arc<Shared>,
-}
-
-/// What every service made by one layer shares.
-pub(crate) struct Shared {
-    pub(crate) config: IdempotencyConfig,
-    pub(crate) store: Arc<dyn Store>,
-    pub(crate) metrics: IdempotencyMetrics,
 }
 
 impl IdempotencyLayer {
@@ -39,11 +32,7 @@ impl IdempotencyLayer {
     /// A layer over a store chosen at run time, or shared with other layers.
     pub fn with_shared_store(store: Arc<dyn Store>, config: IdempotencyConfig) -> Self {
         Self {
-            shared: Arc::new(Shared {
-                metrics: IdempotencyMetrics::new(&config.name),
-                config,
-                store,
-            }),
+            shared: Arc::new(Shared::new(store, config)),
         }
     }
 

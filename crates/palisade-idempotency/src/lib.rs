@@ -37,15 +37,64 @@
 //!
 //! # Example
 //!
+//! A handler that creates an order, behind the layer; the client sends its POST, does not
+//! hear back, and sends it again with the same key. The order is made once, and the retry
+//! gets the first response back:
+//!
+//! ```
+//! use std::sync::Arc;
+//! use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+//!
+//! use bytes::Bytes;
+//! use http::{Request, Response, StatusCode};
+//! use http_body_util::{BodyExt, Full};
+//! use palisade_idempotency::{IdempotencyLayer, REPLAYED, RequestBody, Scope, store::MemoryStore};
+//! use tower::{Layer, ServiceExt, service_fn};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), tower::BoxError> {
+//! let orders_made = Arc::new(AtomicUsize::new(0));
+//! let made = orders_made.clone();
+//! let create_order = service_fn(move |_: Request<RequestBody<Full<Bytes>>>| {
+//!     let order = made.fetch_add(1, SeqCst) + 1;
+//!     async move {
+//!         Response::builder()
+//!             .status(StatusCode::CREATED)
+//!             .body(Full::new(Bytes::from(format!("order {order}"))))
+//!     }
+//! });
+//! // One scope for every caller here; a real service scopes keys by caller (see below).
+//! let layer = IdempotencyLayer::new("orders", MemoryStore::new(), Scope::global());
+//! let orders = layer.layer(create_order);
+//!
+//! let post = || {
+//!     Request::post("/orders")
+//!         .header("idempotency-key", "\"8e03978e-40d5-43e8-bc93-6894a57f9324\"")
+//!         .body(Full::new(Bytes::from("two coffees")))
+//! };
+//! let first = orders.clone().oneshot(post()?).await?;
+//! let retry = orders.clone().oneshot(post()?).await?;
+//!
+//! assert_eq!(orders_made.load(SeqCst), 1, "the handler ran once");
+//! assert_eq!(first.status(), StatusCode::CREATED);
+//! assert!(first.headers().get(REPLAYED).is_none());
+//! // The retry gets the stored response, marked as a replay.
+//! assert_eq!(retry.status(), StatusCode::CREATED);
+//! assert_eq!(retry.headers()[REPLAYED], "true");
+//! assert_eq!(retry.into_body().collect().await?.to_bytes(), "order 1");
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! In an axum application, with each key scoped to the caller:
+//!
 //! ```
 //! use axum::{Router, routing::post};
 //! use palisade_idempotency::{IdempotencyConfig, IdempotencyLayer, Scope, store::MemoryStore};
 //!
-//! let config = IdempotencyConfig::builder("orders", Scope::from_fn(|request| {
-//!         request.extensions.get::<User>().map(|user| user.id.clone())
-//!     }))
-//!     // Whose key is it? Here: the user an auth layer put into the request's extensions.
-//!
+//! // Whose key is it? Here: the user an auth layer put into the request's extensions.
+//! let scope = Scope::from_fn(|request| request.extensions.get::<User>().map(|user| user.id.clone()));
+//! let config = IdempotencyConfig::builder("orders", scope)
 //!     .build()
 //!     .expect("a valid configuration");
 //! let app: Router = Router::new()
@@ -64,6 +113,7 @@
 #![forbid(unsafe_code)]
 
 mod body;
+mod claim;
 mod config;
 #[cfg(feature = "serde")]
 #[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
@@ -74,19 +124,21 @@ mod future;
 // The key parser: public for the fuzz target (fuzz/), not part of the API.
 #[doc(hidden)]
 pub mod key;
-mod keyed;
 mod layer;
+mod lifecycle;
 pub mod metrics;
 pub mod policy;
 pub mod record;
+mod replay;
 mod scope;
 mod service;
+mod shared;
 pub mod store;
 
 pub use crate::body::{RequestBody, ResponseBody};
 pub use crate::config::{IdempotencyConfig, IdempotencyConfigBuilder};
 pub use crate::future::ResponseFuture;
-pub use crate::keyed::REPLAYED;
 pub use crate::layer::IdempotencyLayer;
+pub use crate::replay::REPLAYED;
 pub use crate::scope::Scope;
 pub use crate::service::Idempotency;

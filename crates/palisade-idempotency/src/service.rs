@@ -13,8 +13,8 @@ use crate::body::{RequestBody, ResponseBody};
 use crate::error::Refusal;
 use crate::future::ResponseFuture;
 use crate::key::key_from_headers;
-use crate::keyed;
-use crate::layer::Shared;
+use crate::lifecycle;
+use crate::shared::Shared;
 
 use palisade_core::BoxError;
 
@@ -101,7 +101,7 @@ where
         // The readied service runs the request; a clone takes its place (tower's way).
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
-        ResponseFuture::keyed(Box::pin(keyed::run(
+        ResponseFuture::keyed(Box::pin(lifecycle::run(
             inner,
             self.shared.clone(),
             key,
@@ -117,6 +117,6 @@ impl<S> Idempotency<S> {
         refusal: Refusal,
     ) -> ResponseFuture<F, RB, E> {
         let grpc = palisade_core::grpc::is_grpc(request.headers());
-        ResponseFuture::ready(keyed::refused(&self.shared.metrics, grpc, &refusal))
+        ResponseFuture::ready(refusal.response(&self.shared.metrics, grpc))
     }
 }

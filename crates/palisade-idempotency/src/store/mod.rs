@@ -26,10 +26,12 @@ use crate::record::{Fingerprint, Owner, RecordKey, StoredResponse};
 mod memory;
 #[cfg(feature = "redis")]
 mod redis;
+mod timed;
 
 pub use self::memory::{MemoryStore, MemoryStoreBuilder};
 #[cfg(feature = "redis")]
 pub use self::redis::RedisStore;
+pub(crate) use self::timed::TimedStore;
 
 /// The future of a store operation. Stores are called once or twice per keyed request, a
 /// round trip to Redis away: a box here costs nothing measurable and keeps `Store`

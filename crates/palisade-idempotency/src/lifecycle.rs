@@ -1,0 +1,192 @@
+//! The life of a keyed request, from the moment the service has its key to its answer:
+//! buffer and fingerprint it, claim its record, then run it and store (or release) the
+//! outcome — or replay, refuse, or wait, as the record says.
+//!
+//! This is the layer's one flow; the steps it takes live in their own rooms: reading
+//! bodies in `body.rs`, refusals in `error.rs`, replays in `replay.rs`, holding the claim
+//! in `claim.rs`, and the timed store in `store/timed.rs`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body::Body;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use palisade_core::grpc::is_grpc;
+use tokio::time::Instant;
+use tower_service::Service;
+
+use crate::body::{RequestBody, ResponseBody, Whole, read_whole};
+use crate::claim::{ClaimGuard, with_heartbeat};
+use crate::error::Refusal;
+use crate::metrics::Outcome;
+use crate::record::{Owner, RecordKey};
+use crate::replay::{replay, to_store};
+use crate::shared::Shared;
+use crate::store::{Claim, Record, TimedStore};
+
+use palisade_core::BoxError;
+
+/// How long a waiting duplicate sleeps between two looks at the record, at first and at
+/// most: short while the first request is likely about to finish, then backing off.
+const FIRST_LOOK: Duration = Duration::from_millis(10);
+const LAST_LOOK: Duration = Duration::from_millis(200);
+
+/// Answers `request`, which carries `key`, by running it through `inner` at most once per
+/// key within its scope.
+pub(crate) async fn run<S, B, RB>(
+    mut inner: S,
+    shared: Arc<Shared>,
+    key: String,
+    request: Request<B>,
+) -> Result<Response<ResponseBody<RB>>, S::Error>
+where
+    S: Service<Request<RequestBody<B>>, Response = Response<RB>>,
+    B: Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+    RB: Body<Data = Bytes>,
+    RB::Error: Into<BoxError>,
+{
+    let config = &shared.config;
+    let (parts, body) = request.into_parts();
+    let grpc = is_grpc(&parts.headers);
+    let refuse = |refusal: Refusal| Ok(refusal.response(&shared.metrics, grpc));
+
+    let Some(scope) = config.scope.of(&parts) else {
+        return refuse(Refusal::Unscoped);
+    };
+    let record = RecordKey::new(&scope, &key);
+    let body = match Limited::new(body, config.max_body).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(error) if error.is::<LengthLimitError>() => {
+            return refuse(Refusal::BodyTooLarge {
+                limit: config.max_body,
+            });
+        }
+        Err(_) => return refuse(Refusal::BodyUnreadable),
+    };
+    let fingerprint = config.fingerprinter.fingerprint(&parts, &body);
+    let owner = Owner::random();
+    let store = TimedStore::new(&*shared.store, &shared.metrics);
+
+    let deadline = config.wait.map(|wait| Instant::now() + wait);
+    let mut pause = FIRST_LOOK;
+    loop {
+        let claim = match store.claim(&record, fingerprint, owner, config.lease).await {
+            Ok(claim) => claim,
+            Err(error) if config.fail_open => {
+                tracing::warn!(%error, "idempotency store failed; running the request unprotected (fail-open)");
+                shared.metrics.request(Outcome::Unprotected);
+                let request = Request::from_parts(parts, RequestBody::buffered(body));
+                return Ok(inner.call(request).await?.map(ResponseBody::pass));
+            }
+            Err(error) => {
+                tracing::warn!(%error, "idempotency store failed; refusing the request (fail-closed)");
+                return refuse(Refusal::StoreUnavailable {
+                    retry_after: config.retry_after,
+                });
+            }
+        };
+        match claim {
+            Claim::Claimed => break,
+            Claim::Existing(
+                Record::InFlight { fingerprint: first }
+                | Record::Completed {
+                    fingerprint: first, ..
+                },
+            ) if first != fingerprint => return refuse(Refusal::Mismatch),
+            Claim::Existing(Record::Completed { response, .. }) => {
+                shared.metrics.request(Outcome::Replayed);
+                return Ok(replay(response));
+            }
+            Claim::Existing(Record::InFlight { .. }) => {
+                let Some(deadline) = deadline.filter(|d| Instant::now() < *d) else {
+                    return refuse(Refusal::InFlight {
+                        retry_after: config.retry_after,
+                    });
+                };
+                // Wait for the first to finish: then its response is replayed, or, if it
+                // released the key, this request claims it and runs.
+                tokio::time::sleep(pause.min(deadline - Instant::now())).await;
+                pause = (pause * 2).min(LAST_LOOK);
+            }
+        }
+    }
+
+    // Claimed: this request runs. The guard releases the key if the future is dropped (the
+    // client went away) or unwinds (the handler panicked) before the outcome is settled.
+    let mut guard = ClaimGuard::new(shared.store.clone(), record, owner);
+    let call = inner.call(Request::from_parts(parts, RequestBody::buffered(body)));
+    let outcome = with_heartbeat(call, &store, &record, owner, config.lease).await;
+    let response = match outcome {
+        Ok(response) => response,
+        Err(error) => {
+            guard.release(&store, "the service failed").await;
+            shared.metrics.request(Outcome::Released);
+            return Err(error);
+        }
+    };
+
+    let (head, body) = response.into_parts();
+    let (data, trailers) = match read_whole(Box::pin(body), config.max_response).await {
+        Whole::Read(data, trailers) => (data, trailers),
+        Whole::TooLarge(read, rest) => {
+            guard
+                .release(&store, "the response is too large to store")
+                .await;
+            shared.metrics.request(Outcome::Released);
+            return Ok(Response::from_parts(
+                head,
+                ResponseBody::then_rest(read, rest),
+            ));
+        }
+        Whole::Failed(read, error) => {
+            guard.release(&store, "the response body failed").await;
+            shared.metrics.request(Outcome::Released);
+            return Ok(Response::from_parts(
+                head,
+                ResponseBody::failed(read, error),
+            ));
+        }
+    };
+
+    if !config
+        .policy
+        .should_store(head.status, &head.headers, trailers.as_ref())
+    {
+        guard.release(&store, "the response is not final").await;
+        shared.metrics.request(Outcome::Released);
+        return Ok(Response::from_parts(
+            head,
+            ResponseBody::whole(data, trailers),
+        ));
+    }
+    let stored = to_store(&head, data.clone(), trailers.clone());
+    let result = match store.complete(&record, owner, &stored, config.ttl).await {
+        Ok(true) => {
+            guard.disarm();
+            Outcome::Executed
+        }
+        Ok(false) => {
+            // The lease ran out and someone else holds the key now: it is theirs to settle.
+            tracing::warn!(
+                ?record,
+                "the claim was lost before the response could be stored"
+            );
+            guard.disarm();
+            Outcome::Released
+        }
+        Err(_) => {
+            guard
+                .release(&store, "the response could not be stored")
+                .await;
+            Outcome::Released
+        }
+    };
+    shared.metrics.request(result);
+    Ok(Response::from_parts(
+        head,
+        ResponseBody::whole(data, trailers),
+    ))
+}

@@ -20,7 +20,6 @@ use std::marker::PhantomData;
 
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
-use indexmap::{IndexMap, IndexSet};
 use palisade_breaker::{BreakerConfig, BreakerHandle, CircuitBreaker, CircuitBreakerLayer, State};
 use palisade_core::{Classify, ErrorsAsFailures};
 use tokio::sync::oneshot;
@@ -31,6 +30,7 @@ use tower_service::Service;
 
 use crate::config::BalanceConfig;
 use crate::discover::Weighted;
+use crate::endpoint::Endpoints;
 use crate::error::NoReadyEndpoints;
 use crate::future::ResponseFuture;
 use crate::load::Load;
@@ -43,12 +43,6 @@ type Gated<S, C> = CircuitBreaker<S, C, BreakerHandle>;
 
 /// The endpoints being readied.
 type PendingSet<K, S, C, Req> = FuturesUnordered<Readying<K, Gated<S, C>, Req>>;
-
-struct Endpoint<S> {
-    service: S,
-    load: Arc<Load>,
-    requests: metrics::Counter,
-}
 
 /// A service that spreads requests over discovered endpoints.
 ///
@@ -75,16 +69,10 @@ where
     config: BalanceConfig,
     metrics: BalanceMetrics,
     classifier: C,
-    ready: IndexMap<D::Key, Endpoint<Gated<D::Service, C>>>,
+    /// Every endpoint, ready or being readied, with all the balancer keeps about it.
+    endpoints: Endpoints<D::Key, Gated<D::Service, C>>,
+    /// The services of the endpoints being readied, driven to readiness.
     pending: PendingSet<D::Key, D::Service, C, Req>,
-    /// Every endpoint's load and ejection breaker, ready or not: they outlive trips to
-    /// readying.
-    loads: IndexMap<D::Key, Arc<Load>>,
-    breakers: IndexMap<D::Key, BreakerHandle>,
-    /// Endpoints out of the rotation because their breaker is open.
-    ejected: IndexSet<D::Key>,
-    /// Pending endpoints, and how to stop readying each.
-    cancels: IndexMap<D::Key, oneshot::Sender<()>>,
     chosen: Option<Choice<D::Key>>,
     no_ready_since: Option<Pin<Box<Sleep>>>,
     draws: u64,
@@ -95,9 +83,9 @@ impl<D: Discover, Req, C> std::fmt::Debug for Balance<D, Req, C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Balance")
             .field("name", &self.config.name)
-            .field("ready", &self.ready.len())
+            .field("ready", &self.endpoints.ready_len())
             .field("pending", &self.pending.len())
-            .field("ejected", &self.ejected.len())
+            .field("ejected", &self.endpoints.ejected_len())
             .finish_non_exhaustive()
     }
 }
@@ -134,12 +122,8 @@ where
             discover,
             config,
             classifier,
-            ready: IndexMap::new(),
+            endpoints: Endpoints::new(),
             pending: FuturesUnordered::new(),
-            loads: IndexMap::new(),
-            breakers: IndexMap::new(),
-            ejected: IndexSet::new(),
-            cancels: IndexMap::new(),
             chosen: None,
             no_ready_since: None,
             draws: 0,
@@ -155,12 +139,12 @@ where
 
     /// Endpoints ready now, and endpoints being readied (ejected ones among them).
     pub fn endpoints(&self) -> (usize, usize) {
-        (self.ready.len(), self.cancels.len())
+        (self.endpoints.ready_len(), self.endpoints.readying_len())
     }
 
     /// Endpoints ejected now: out of the rotation until a probe restores them.
     pub fn ejected(&self) -> usize {
-        self.ejected.len()
+        self.endpoints.ejected_len()
     }
 }
 
@@ -232,30 +216,22 @@ where
                 Some(Err(error)) => return Err(error.into()),
                 Some(Ok(Change::Insert(key, service))) => {
                     tracing::info!(balancer = %self.config.name, endpoint = ?key, "endpoint added");
-                    self.remove(&key);
-                    let service = self.gate(&key, service);
-                    self.push_pending(key, service);
+                    let (breaker, service) = self.gate(&key, service);
+                    // In place of any endpoint under the same key, whose readying stops.
+                    let cancelled = self.endpoints.insert(key.clone(), breaker);
+                    self.push_pending(key, service, cancelled);
                 }
                 Some(Ok(Change::Remove(key))) => {
                     tracing::info!(balancer = %self.config.name, endpoint = ?key, "endpoint removed");
-                    self.remove(&key);
+                    self.endpoints.remove(&key);
                 }
             }
         }
         Ok(())
     }
 
-    fn remove(&mut self, key: &D::Key) {
-        self.ready.swap_remove(key);
-        // Dropping the sender cancels the endpoint's readying.
-        self.cancels.swap_remove(key);
-        self.loads.swap_remove(key);
-        self.breakers.swap_remove(key);
-        self.ejected.swap_remove(key);
-    }
-
-    /// Puts a new endpoint behind its ejection breaker.
-    fn gate(&mut self, key: &D::Key, service: D::Service) -> Gated<D::Service, C> {
+    /// Puts a new endpoint behind its ejection breaker; returns the breaker's handle too.
+    fn gate(&self, key: &D::Key, service: D::Service) -> (BreakerHandle, Gated<D::Service, C>) {
         let name = format!("{}:{key:?}", self.config.name);
         // Silent: the balancer counts ejections itself, with no series per endpoint.
         let (breaker, ejects) = match &self.config.ejection {
@@ -276,19 +252,22 @@ where
             // Counts, never ejects.
             handle.force_closed();
         }
-        self.breakers.insert(key.clone(), handle);
-        layer.layer(service)
+        (handle, layer.layer(service))
     }
 
     /// Whether one more ejection keeps the ejected share within its cap.
     fn may_eject(&self) -> bool {
-        let cap = (self.config.max_ejected_share * self.breakers.len() as f64) as usize;
-        self.ejected.len() < cap
+        let cap = (self.config.max_ejected_share * self.endpoints.len() as f64) as usize;
+        self.endpoints.ejected_len() < cap
     }
 
-    fn push_pending(&mut self, key: D::Key, service: Gated<D::Service, C>) {
-        let (cancel_tx, cancel) = oneshot::channel();
-        self.cancels.insert(key.clone(), cancel_tx);
+    /// Drives an endpoint's service to readiness, until `cancel` says it was removed.
+    fn push_pending(
+        &mut self,
+        key: D::Key,
+        service: Gated<D::Service, C>,
+        cancel: oneshot::Receiver<()>,
+    ) {
         self.pending.push(Readying {
             key: Some(key),
             service: Some(service),
@@ -302,43 +281,26 @@ where
         while let Poll::Ready(Some(readied)) = self.pending.poll_next_unpin(cx) {
             match readied {
                 Readied::Ready(key, service) => {
-                    if self.cancels.swap_remove(&key).is_some() {
-                        if self.ejected.swap_remove(&key) {
-                            tracing::info!(balancer = %self.config.name, endpoint = ?key, "endpoint back in rotation for a probe");
-                        }
-                        let load = self.load_of(&key);
-                        let requests = self.metrics.requests(&key);
-                        self.ready.insert(
-                            key,
-                            Endpoint {
-                                service,
-                                load,
-                                requests,
-                            },
-                        );
+                    let (config, metrics) = (&self.config, &self.metrics);
+                    let new_load = || {
+                        Arc::new(
+                            Load::new(config.default_rtt, config.decay, config.failure_penalty)
+                                .with(config.load, key.weight()),
+                        )
+                    };
+                    let requests = || metrics.requests(&key);
+                    let readied = self.endpoints.readied(&key, service, new_load, requests);
+                    if readied == Some(true) {
+                        tracing::info!(balancer = %self.config.name, endpoint = ?key, "endpoint back in rotation for a probe");
                     }
                 }
                 Readied::Failed(key) => {
                     tracing::warn!(balancer = %self.config.name, endpoint = ?key, "endpoint failed and was dropped");
-                    self.remove(&key);
+                    self.endpoints.remove(&key);
                 }
                 Readied::Cancelled => {}
             }
         }
-    }
-
-    /// The endpoint's load, kept across its trips between ready and pending.
-    fn load_of(&mut self, key: &D::Key) -> Arc<Load> {
-        let config = &self.config;
-        self.loads
-            .entry(key.clone())
-            .or_insert_with(|| {
-                Arc::new(
-                    Load::new(config.default_rtt, config.decay, config.failure_penalty)
-                        .with(config.load, key.weight()),
-                )
-            })
-            .clone()
     }
 
     /// A uniform draw in `0..n`.
@@ -350,14 +312,14 @@ where
 
     /// Power of two choices: two distinct ready endpoints at random, the less loaded one.
     fn p2c(&mut self) -> usize {
-        let n = self.ready.len();
+        let n = self.endpoints.ready_len();
         if n == 1 {
             return 0;
         }
         let a = self.draw(n);
         let b = (a + 1 + self.draw(n - 1)) % n;
         let now = Instant::now();
-        let cost = |i: usize| self.ready[i].load.cost(now);
+        let cost = |i: usize| self.endpoints.ready(i).load.cost(now);
         if cost(b) < cost(a) { b } else { a }
     }
 }
@@ -383,17 +345,20 @@ where
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
         self.poll_discover(cx)?;
         self.poll_pending(cx);
-        let ejected = self.ejected.len();
-        self.metrics
-            .set(self.ready.len(), self.cancels.len() - ejected, ejected);
+        let ejected = self.endpoints.ejected_len();
+        self.metrics.set(
+            self.endpoints.ready_len(),
+            self.endpoints.readying_len() - ejected,
+            ejected,
+        );
         if let Some(Choice::Endpoint(key)) = &self.chosen {
-            if self.ready.contains_key(key) {
+            if self.endpoints.is_ready(key) {
                 return Poll::Ready(Ok(()));
             }
             self.chosen = None;
         }
         loop {
-            if self.ready.is_empty() {
+            if self.endpoints.ready_len() == 0 {
                 let timeout = self.config.no_ready_timeout;
                 let timer = self
                     .no_ready_since
@@ -404,47 +369,41 @@ where
                 self.no_ready_since = None;
                 self.metrics.no_endpoints();
                 self.chosen = Some(Choice::NoneReady(NoReadyEndpoints {
-                    endpoints: self.cancels.len(),
+                    endpoints: self.endpoints.readying_len(),
                     waited: timeout,
                 }));
                 return Poll::Ready(Ok(()));
             }
             self.no_ready_since = None;
             let index = self.p2c();
-            let endpoint = &mut self.ready[index];
+            let (key, endpoint) = self.endpoints.ready_mut(index);
             match endpoint.service.poll_ready(cx) {
                 Poll::Ready(Ok(())) => {
-                    let key = self.ready.get_index(index).map(|(k, _)| k.clone());
-                    self.chosen = key.map(Choice::Endpoint);
+                    self.chosen = Some(Choice::Endpoint(key.clone()));
                     return Poll::Ready(Ok(()));
                 }
                 Poll::Pending => {
-                    let Some((key, endpoint)) = self.ready.swap_remove_index(index) else {
+                    let ejected = is_ejected(self.endpoints.breaker(index).state());
+                    if ejected && !self.may_eject() {
+                        // Past the cap: undo the ejection and keep using it (panic mode).
+                        let key = self.endpoints.key(index);
+                        tracing::warn!(balancer = %self.config.name, endpoint = ?key, "ejection cap reached; endpoint kept");
+                        self.metrics.panicked();
+                        self.endpoints.breaker(index).reset();
+                        self.endpoints.move_to_back(index);
                         continue;
-                    };
-                    let breaker = self.breakers.get(&key).cloned();
-                    if breaker.as_ref().is_some_and(|b| is_ejected(b.state())) {
-                        if self.may_eject() {
-                            tracing::warn!(balancer = %self.config.name, endpoint = ?key, "endpoint ejected");
-                            self.metrics.ejected();
-                            self.ejected.insert(key.clone());
-                        } else if let Some(breaker) = breaker {
-                            // Past the cap: undo the ejection and keep using it (panic mode).
-                            tracing::warn!(balancer = %self.config.name, endpoint = ?key, "ejection cap reached; endpoint kept");
-                            self.metrics.panicked();
-                            breaker.reset();
-                            self.ready.insert(key, endpoint);
-                            continue;
-                        }
                     }
                     // Not ready (or ejected): back to readying, and choose again.
-                    self.push_pending(key, endpoint.service);
+                    let (key, service, cancelled) = self.endpoints.unready(index, ejected);
+                    if ejected {
+                        tracing::warn!(balancer = %self.config.name, endpoint = ?key, "endpoint ejected");
+                        self.metrics.ejected();
+                    }
+                    self.push_pending(key, service, cancelled);
                 }
                 Poll::Ready(Err(_)) => {
-                    if let Some((key, _)) = self.ready.swap_remove_index(index) {
+                    if let Some(key) = self.endpoints.remove_ready(index) {
                         tracing::warn!(balancer = %self.config.name, endpoint = ?key, "endpoint failed and was dropped");
-                        self.loads.swap_remove(&key);
-                        self.breakers.swap_remove(&key);
                     }
                 }
             }
@@ -453,14 +412,14 @@ where
 
     fn call(&mut self, request: Req) -> Self::Future {
         let endpoint = match self.chosen.take() {
-            Some(Choice::Endpoint(key)) => self.ready.get_mut(&key),
+            Some(Choice::Endpoint(key)) => self.endpoints.get_ready_mut(&key),
             Some(Choice::NoneReady(refusal)) => return ResponseFuture::refused(refusal),
             None => None,
         };
         let Some(endpoint) = endpoint else {
             // `call` without a successful `poll_ready`: a caller's bug, answered, not a panic.
             return ResponseFuture::refused(NoReadyEndpoints {
-                endpoints: self.ready.len() + self.cancels.len(),
+                endpoints: self.endpoints.len(),
                 waited: std::time::Duration::ZERO,
             });
         };

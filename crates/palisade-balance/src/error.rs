@@ -3,6 +3,9 @@
 use std::fmt;
 use std::time::Duration;
 
+// The HTTP and gRPC answers to a refusal live behind palisade-core's `http` feature, which
+// this crate's `http` and `grpc` features turn on.
+#[cfg(any(feature = "http", feature = "grpc"))]
 use palisade_core::Rejection;
 
 /// No endpoint was ready within the balancer's `no_ready_timeout`: none discovered yet, or
@@ -35,6 +38,8 @@ impl fmt::Display for NoReadyEndpoints {
 
 impl std::error::Error for NoReadyEndpoints {}
 
+/// Answered as `503 Service Unavailable` with `Retry-After: 1`, or gRPC `UNAVAILABLE`.
+#[cfg(any(feature = "http", feature = "grpc"))]
 impl Rejection for NoReadyEndpoints {
     fn retry_after(&self) -> Option<Duration> {
         Some(Duration::from_secs(1))

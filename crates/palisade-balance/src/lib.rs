@@ -39,24 +39,57 @@
 //!
 //! # Example
 //!
+//! Two endpoints: one answers in 10 ms, the other is broken and fails every request at once.
+//! A least-loaded balancer that only looks at latency would find the broken one the fastest
+//! and send it the most; here a failure costs as much as a 1 s answer, so after failing once
+//! it is left alone, and the requests go where they are answered:
+//!
 //! ```
-//! use std::collections::BTreeSet;
-//! use palisade_balance::discover::WatchDiscover;
-//! use tokio::sync::watch;
-//! use tokio_stream::StreamExt;
-//! use tower::discover::Change;
+//! use std::sync::Arc;
+//! use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+//! use std::time::Duration;
 //!
-//! # #[tokio::main(flavor = "current_thread")] async fn main() {
-//! let (publish, addresses) = watch::channel(BTreeSet::from(["10.0.0.1:80", "10.0.0.2:80"]));
-//! // Make the service for an address (a hyper client bound to it, a tonic Channel...).
-//! let mut discover = WatchDiscover::new("orders", addresses, |addr: &&str| format!("client for {addr}"));
-//! assert!(matches!(discover.next().await, Some(Ok(Change::Insert("10.0.0.1:80", _)))));
-//! assert!(matches!(discover.next().await, Some(Ok(Change::Insert("10.0.0.2:80", _)))));
+//! use palisade_balance::{Balance, discover::static_list};
+//! use tower::{BoxError, Service, ServiceExt, service_fn};
 //!
-//! publish.send(BTreeSet::from(["10.0.0.2:80"])).unwrap();
-//! assert!(matches!(discover.next().await, Some(Ok(Change::Remove("10.0.0.1:80")))));
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() -> Result<(), BoxError> {
+//! // An endpoint, healthy or broken, and the requests it gets.
+//! let endpoint = |broken: bool| {
+//!     let calls = Arc::new(AtomicUsize::new(0));
+//!     let counted = calls.clone();
+//!     let service = service_fn(move |order: u32| {
+//!         counted.fetch_add(1, SeqCst);
+//!         async move {
+//!             if broken {
+//!                 return Err(BoxError::from("503 Service Unavailable"));
+//!             }
+//!             tokio::time::sleep(Duration::from_millis(10)).await;
+//!             Ok(order)
+//!         }
+//!     });
+//!     (service, calls)
+//! };
+//! let (healthy, healthy_calls) = endpoint(false);
+//! let (broken, broken_calls) = endpoint(true);
+//! let endpoints = static_list([("10.0.0.1:80", healthy), ("10.0.0.2:80", broken)]);
+//! let mut balance = Balance::new(endpoints, "orders");
+//!
+//! let mut answered = 0;
+//! for order in 0..50 {
+//!     if balance.ready().await?.call(order).await.is_ok() {
+//!         answered += 1;
+//!     }
+//! }
+//! assert!(broken_calls.load(SeqCst) <= 1, "the broken endpoint is left alone");
+//! assert!(answered >= 49);
+//! assert_eq!(healthy_calls.load(SeqCst), answered);
+//! # Ok(())
 //! # }
 //! ```
+//!
+//! Endpoints that come and go are followed through a [`discover`] source instead of the
+//! static list: see the example there.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod balance;
@@ -64,6 +97,7 @@ mod config;
 #[cfg(feature = "serde")]
 #[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
 pub mod de;
+mod endpoint;
 mod error;
 mod future;
 mod load;

@@ -1,6 +1,10 @@
 //! The response future: the inner service's own for requests the layer does not handle (no
 //! box), a ready answer for a refusal, a boxed flow for keyed requests (which wait on the
 //! store and buffer bodies anyway).
+//!
+//! The refusal is boxed too: a response inline would make every request's future — a GET
+//! that only passes through — some 200 bytes larger, and the layers and axum above move
+//! the future several times per request.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -26,7 +30,7 @@ pin_project! {
     #[project = KindProj]
     enum Kind<F, B, E> {
         Pass { #[pin] future: F },
-        Ready { response: Option<Response<ResponseBody<B>>> },
+        Ready { response: Option<Box<Response<ResponseBody<B>>>> },
         Keyed { future: KeyedFuture<B, E> },
     }
 }
@@ -41,7 +45,7 @@ impl<F, B, E> ResponseFuture<F, B, E> {
     pub(crate) fn ready(response: Response<ResponseBody<B>>) -> Self {
         Self {
             kind: Kind::Ready {
-                response: Some(response),
+                response: Some(Box::new(response)),
             },
         }
     }
@@ -65,7 +69,7 @@ where
                 .poll(cx)
                 .map_ok(|response| response.map(ResponseBody::pass)),
             KindProj::Ready { response } => match response.take() {
-                Some(response) => Poll::Ready(Ok(response)),
+                Some(response) => Poll::Ready(Ok(*response)),
                 None => panic!("ResponseFuture polled after completion"),
             },
             KindProj::Keyed { future } => future.as_mut().poll(cx),

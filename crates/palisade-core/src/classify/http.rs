@@ -1,3 +1,5 @@
+use std::sync::Arc;
+
 use http::{HeaderMap, Response, StatusCode};
 
 use super::{Classification, Classify, GrpcClassifier, Outcome};
@@ -25,42 +27,51 @@ use crate::grpc::is_grpc;
 /// ```
 #[derive(Debug, Clone)]
 pub struct HttpClassifier {
-    /// The outcome of each status from 100 to 999, indexed by `status - 100`.
-    by_status: Box<[Outcome; 900]>,
+    /// The outcome of each status from 100 to 999, indexed by `status - 100`, once one has
+    /// been set; `None` while the defaults hold. A classifier is cloned into every call's
+    /// future (and axum clones the whole stack per request), so the common one must be
+    /// cheap to clone: the default has no table, a custom one shares its table.
+    by_status: Option<Arc<[Outcome; 900]>>,
     errors: Outcome,
     grpc: GrpcClassifier,
 }
 
 impl Default for HttpClassifier {
     fn default() -> Self {
-        let mut by_status = Box::new([Outcome::Success; 900]);
-        for code in 400..500 {
-            by_status[code - 100] = Outcome::Ignored;
-        }
-        for code in 500..1000 {
-            by_status[code - 100] = Outcome::Failure;
-        }
         Self {
-            by_status,
+            by_status: None,
             errors: Outcome::Failure,
             grpc: GrpcClassifier::default(),
         }
     }
 }
 
+/// The default outcome of a status: `5xx` (and above) fail, `4xx` are ignored, the rest
+/// succeed.
+fn default_outcome(code: u16) -> Outcome {
+    match code {
+        400..=499 => Outcome::Ignored,
+        500.. => Outcome::Failure,
+        _ => Outcome::Success,
+    }
+}
+
 impl HttpClassifier {
     /// Sets the outcome of one status.
-    pub fn status(mut self, status: StatusCode, outcome: Outcome) -> Self {
-        self.by_status[usize::from(status.as_u16()) - 100] = outcome;
-        self
+    pub fn status(self, status: StatusCode, outcome: Outcome) -> Self {
+        self.statuses([status.as_u16()], outcome)
     }
 
     /// Sets the outcome of every status in `range` (for example `500..=599`); statuses
     /// outside 100..=999 are skipped.
     pub fn statuses(mut self, range: impl IntoIterator<Item = u16>, outcome: Outcome) -> Self {
+        let table = self.by_status.get_or_insert_with(|| {
+            Arc::new(std::array::from_fn(|i| default_outcome(i as u16 + 100)))
+        });
+        let table = Arc::make_mut(table);
         for code in range {
             if (100..1000).contains(&code) {
-                self.by_status[usize::from(code) - 100] = outcome;
+                table[usize::from(code) - 100] = outcome;
             }
         }
         self
@@ -80,7 +91,11 @@ impl HttpClassifier {
 
     /// The outcome of a plain-HTTP response with this status.
     pub fn outcome_of(&self, status: StatusCode) -> Outcome {
-        self.by_status[usize::from(status.as_u16()) - 100]
+        let code = status.as_u16();
+        match &self.by_status {
+            Some(table) => table[usize::from(code) - 100],
+            None => default_outcome(code),
+        }
     }
 }
 
@@ -134,6 +149,34 @@ mod tests {
 
     fn status(code: u16) -> Response<()> {
         Response::builder().status(code).body(()).unwrap()
+    }
+
+    #[test]
+    fn a_set_status_changes_that_status_only() {
+        let custom = HttpClassifier::default()
+            .status(StatusCode::TOO_MANY_REQUESTS, Outcome::Failure)
+            .statuses(502..=503, Outcome::Ignored);
+        let clone = custom.clone();
+        for code in 100..1000 {
+            let status = StatusCode::from_u16(code).unwrap();
+            let expected = match code {
+                429 => Outcome::Failure,
+                502 | 503 => Outcome::Ignored,
+                400..=499 => Outcome::Ignored,
+                500.. => Outcome::Failure,
+                _ => Outcome::Success,
+            };
+            assert_eq!(clone.outcome_of(status), expected, "{code}");
+            assert_eq!(
+                HttpClassifier::default().outcome_of(status),
+                default_outcome(code),
+                "{code}"
+            );
+        }
+        // Setting a status on a clone leaves the original as it was.
+        let changed = clone.status(StatusCode::OK, Outcome::Failure);
+        assert_eq!(changed.outcome_of(StatusCode::OK), Outcome::Failure);
+        assert_eq!(custom.outcome_of(StatusCode::OK), Outcome::Success);
     }
 
     #[test]

@@ -79,8 +79,10 @@ where
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        let grpc = is_grpc(request.headers());
         let admission = Admission::new(&self.limiter, self.priority.priority_of(&request));
+        // Only a request that may be refused needs to know how to be told: the header lookup
+        // is skipped for the admitted ones, nearly all of them.
+        let grpc = !matches!(admission, Admission::Admitted(_)) && is_grpc(request.headers());
         let inner = match admission {
             Admission::Refused(_) => None,
             _ => Some(self.inner.call(request)),

@@ -62,10 +62,10 @@ where
 impl<F, C, T, E> Future for ResponseFuture<F, C>
 where
     F: Future<Output = Result<T, E>>,
-    E: Into<tower::BoxError> + 'static,
+    E: Into<palisade_core::BoxError> + 'static,
     C: Classify<T, E>,
 {
-    type Output = Result<T, tower::BoxError>;
+    type Output = Result<T, palisade_core::BoxError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().kind.project() {

@@ -11,7 +11,7 @@ use crate::keyed::KeyedBreakers;
 use crate::service::CircuitBreaker;
 use crate::shared::Shared;
 
-/// Puts a circuit breaker in front of any service; errors become `tower::BoxError`s.
+/// Puts a circuit breaker in front of any service; errors become `BoxError`s (`tower::BoxError`).
 ///
 /// Every service the layer makes (and every clone of the layer) shares one breaker, so the
 /// layer can go on an axum `Router` whose services are cloned per request. For a breaker

@@ -15,7 +15,7 @@ use crate::shared::Permit;
 
 /// A service behind a circuit breaker; made by [`CircuitBreakerLayer`](crate::CircuitBreakerLayer).
 ///
-/// Its errors are `tower::BoxError`s: the inner service's errors as they were, or a
+/// Its errors are `palisade_core::BoxError`s: the inner service's errors as they were, or a
 /// [`BreakerOpen`](crate::BreakerOpen) when the breaker refused the call.
 ///
 /// - **Fail-fast mode** (the default): `poll_ready` is the inner service's readiness, and
@@ -125,12 +125,12 @@ impl Gate {
 impl<S, C, P, Req> Service<Req> for CircuitBreaker<S, C, P>
 where
     S: Service<Req>,
-    S::Error: Into<tower::BoxError> + 'static,
+    S::Error: Into<palisade_core::BoxError> + 'static,
     C: Classify<S::Response, S::Error> + Clone,
     P: PickBreaker<Req>,
 {
     type Response = S::Response;
-    type Error = tower::BoxError;
+    type Error = palisade_core::BoxError;
     type Future = ResponseFuture<S::Future, C>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {

@@ -338,7 +338,7 @@ impl Permit {
         self.recorded = true;
         let at = Instant::now();
         self.limiter.sample(Sample {
-            at,
+            at: at.into_std(),
             latency: at.saturating_duration_since(admitted),
             inflight: self.inflight,
         });

@@ -80,7 +80,7 @@ impl Limit for Aimd {
 
 #[cfg(test)]
 mod tests {
-    use tokio::time::Instant;
+    use std::time::Instant;
 
     use super::*;
 

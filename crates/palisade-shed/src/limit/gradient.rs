@@ -1,7 +1,7 @@
 use std::time::Duration;
 
 use palisade_core::ConfigError;
-use tokio::time::Instant;
+use std::time::Instant;
 
 use super::{Limit, Sample};
 

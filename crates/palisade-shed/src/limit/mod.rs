@@ -17,7 +17,7 @@ mod gradient;
 use std::time::Duration;
 
 use palisade_core::ConfigError;
-use tokio::time::Instant;
+use std::time::Instant;
 
 pub use self::aimd::Aimd;
 pub use self::config::LimitConfig;
@@ -27,7 +27,7 @@ pub use self::gradient::Gradient;
 /// What one finished request measured.
 #[derive(Debug, Clone, Copy)]
 pub struct Sample {
-    /// When it finished.
+    /// When it finished (`std`'s instant: under tokio's paused clock, the paused time).
     pub at: Instant,
     /// From admission to response.
     pub latency: Duration,

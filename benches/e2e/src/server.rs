@@ -93,12 +93,20 @@ fn full_stack() -> Result<Router, palisade_core::ConfigError> {
     ))
 }
 
-/// A Prometheus recorder taking every metric, as a service that exports them would have.
+/// A Prometheus recorder taking every metric, as a service that exports them would have —
+/// scraped every 10 s, as Prometheus would: a histogram keeps every value it is given until
+/// a scrape drains it, so a recorder never scraped would grow (and allocate) without end.
 fn install_recorder() -> Result<(), String> {
-    metrics_exporter_prometheus::PrometheusBuilder::new()
+    let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
         .install_recorder()
-        .map(drop)
-        .map_err(|error| format!("the metrics recorder: {error}"))
+        .map_err(|error| format!("the metrics recorder: {error}"))?;
+    std::thread::spawn(move || {
+        loop {
+            std::thread::sleep(std::time::Duration::from_secs(10));
+            drop(handle.render());
+        }
+    });
+    Ok(())
 }
 
 /// `e2e serve bare|full|tower`: serves on a free port of 127.0.0.1, printing the address.

@@ -27,7 +27,7 @@ use crate::handle::BreakerHandle;
 use crate::pick::PickBreaker;
 
 /// An HTTP service behind a circuit breaker; made by
-/// [`HttpCircuitBreakerLayer`](crate::HttpCircuitBreakerLayer).
+/// [`HttpCircuitBreakerLayer`].
 ///
 /// Errors of the inner service pass through unchanged (and count as failures); refusals
 /// are responses. `poll_ready` is the inner service's readiness.

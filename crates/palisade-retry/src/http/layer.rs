@@ -42,7 +42,7 @@ impl HttpRetryLayer {
 
 impl<P> HttpRetryLayer<P> {
     /// The same layer, drawing on `budget` instead of the one its configuration made: see
-    /// [`RetryLayer::with_budget`].
+    /// [`RetryLayer::with_budget`](crate::RetryLayer::with_budget).
     pub fn with_budget(self, budget: impl Budget + 'static) -> Self {
         Self {
             shared: self.shared.rebudgeted(budget),

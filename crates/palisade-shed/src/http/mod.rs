@@ -30,7 +30,7 @@ use crate::admission::Admission;
 use crate::limiter::{Limiter, Permit};
 use crate::priority::PriorityOf;
 
-/// An HTTP service behind a shedder; made by [`HttpShedLayer`](crate::HttpShedLayer).
+/// An HTTP service behind a shedder; made by [`HttpShedLayer`].
 ///
 /// Errors of the inner service pass through unchanged; refusals are responses.
 #[derive(Clone, Debug)]

@@ -44,6 +44,14 @@ pub(crate) enum Refusal {
         /// When to try again.
         retry_after: Duration,
     },
+    /// The handler ran in the store's transaction, but the transaction could not be
+    /// committed with the record of its response (the database failed, the claim was lost,
+    /// or the response cannot be stored): nothing it did is kept, so a retry runs it again.
+    /// 503 with `Retry-After`, `UNAVAILABLE`.
+    Uncommitted {
+        /// When to try again.
+        retry_after: Duration,
+    },
 }
 
 impl fmt::Display for Refusal {
@@ -67,6 +75,9 @@ impl fmt::Display for Refusal {
             ),
             Refusal::StoreUnavailable { .. } => f.write_str(
                 "idempotency records are unavailable, so the request was not run; retry later",
+            ),
+            Refusal::Uncommitted { .. } => f.write_str(
+                "the request's work could not be committed with its idempotency record, so none of it was kept; retry later",
             ),
         }
     }
@@ -119,7 +130,9 @@ impl Rejection for Refusal {
             Refusal::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Refusal::InFlight { .. } => StatusCode::CONFLICT,
             Refusal::Mismatch => StatusCode::UNPROCESSABLE_ENTITY,
-            Refusal::StoreUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Refusal::StoreUnavailable { .. } | Refusal::Uncommitted { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
         }
     }
 
@@ -130,16 +143,18 @@ impl Rejection for Refusal {
             | Refusal::Unscoped
             | Refusal::BodyUnreadable => GrpcCode::InvalidArgument,
             Refusal::BodyTooLarge { .. } => GrpcCode::ResourceExhausted,
-            Refusal::InFlight { .. } | Refusal::StoreUnavailable { .. } => GrpcCode::Unavailable,
+            Refusal::InFlight { .. }
+            | Refusal::StoreUnavailable { .. }
+            | Refusal::Uncommitted { .. } => GrpcCode::Unavailable,
             Refusal::Mismatch => GrpcCode::FailedPrecondition,
         }
     }
 
     fn retry_after(&self) -> Option<Duration> {
         match self {
-            Refusal::InFlight { retry_after } | Refusal::StoreUnavailable { retry_after } => {
-                Some(*retry_after)
-            }
+            Refusal::InFlight { retry_after }
+            | Refusal::StoreUnavailable { retry_after }
+            | Refusal::Uncommitted { retry_after } => Some(*retry_after),
             _ => None,
         }
     }
@@ -154,6 +169,7 @@ impl Rejection for Refusal {
             Refusal::InFlight { .. } => "idempotency-key-in-flight",
             Refusal::Mismatch => "idempotency-key-mismatch",
             Refusal::StoreUnavailable { .. } => "idempotency-store-unavailable",
+            Refusal::Uncommitted { .. } => "idempotency-uncommitted",
         }
     }
 
@@ -167,6 +183,7 @@ impl Rejection for Refusal {
             Refusal::InFlight { .. } => "Request with this Idempotency-Key in progress",
             Refusal::Mismatch => "Idempotency-Key reused for a different request",
             Refusal::StoreUnavailable { .. } => "Idempotency store unavailable",
+            Refusal::Uncommitted { .. } => "Request not committed",
         }
     }
 }

@@ -49,7 +49,7 @@ where
     RB::Error: Into<BoxError>,
 {
     let config = &shared.config;
-    let (parts, body) = request.into_parts();
+    let (mut parts, body) = request.into_parts();
     let grpc = is_grpc(&parts.headers);
     let refuse = |refusal: Refusal| Ok(refusal.response(&shared.metrics, grpc));
 
@@ -117,11 +117,26 @@ where
     // Claimed: this request runs. The guard releases the key if the future is dropped (the
     // client went away) or unwinds (the handler panicked) before the outcome is settled.
     let mut guard = ClaimGuard::new(shared.store.clone(), record, owner);
+    // What the store lends the handler (Postgres: a transaction bound to this claim).
+    let attachment = shared.store.attach(&record, owner);
+    if let Some(attachment) = &attachment {
+        parts.extensions.insert(attachment.clone());
+    }
+    // Undoes the handler's work in the attachment: true if there was any, in which case
+    // the handler's response no longer says what happened.
+    let abandon = || attachment.as_ref().is_some_and(|a| a.attached().abandon());
+    let uncommitted = || {
+        Ok(Refusal::Uncommitted {
+            retry_after: config.retry_after,
+        }
+        .response(&shared.metrics, grpc))
+    };
     let call = inner.call(Request::from_parts(parts, RequestBody::buffered(body)));
     let outcome = with_heartbeat(call, &store, &record, owner, config.lease).await;
     let response = match outcome {
         Ok(response) => response,
         Err(error) => {
+            abandon();
             guard.release(&store, "the service failed").await;
             shared.metrics.request(Outcome::Released);
             return Err(error);
@@ -132,9 +147,13 @@ where
     let (data, trailers) = match read_whole(Box::pin(body), config.max_response).await {
         Whole::Read(data, trailers) => (data, trailers),
         Whole::TooLarge(read, rest) => {
+            let undone = abandon();
             guard
                 .release(&store, "the response is too large to store")
                 .await;
+            if undone {
+                return uncommitted();
+            }
             shared.metrics.request(Outcome::Released);
             return Ok(Response::from_parts(
                 head,
@@ -142,7 +161,11 @@ where
             ));
         }
         Whole::Failed(read, error) => {
+            let undone = abandon();
             guard.release(&store, "the response body failed").await;
+            if undone {
+                return uncommitted();
+            }
             shared.metrics.request(Outcome::Released);
             return Ok(Response::from_parts(
                 head,
@@ -155,6 +178,9 @@ where
         .policy
         .should_store(head.status, &head.headers, trailers.as_ref())
     {
+        // Not final (a 5xx, by default): the handler's work in a transaction is undone with
+        // it, and its response says so.
+        abandon();
         guard.release(&store, "the response is not final").await;
         shared.metrics.request(Outcome::Released);
         return Ok(Response::from_parts(
@@ -163,7 +189,36 @@ where
         ));
     }
     let stored = to_store(&head, data.clone(), trailers.clone());
-    let result = match store.complete(&record, owner, &stored, config.ttl).await {
+    // In the handler's transaction if it opened one: its work and the record commit
+    // together, or neither does, and then its response would not be true.
+    let completed = match &attachment {
+        Some(attachment) => {
+            store
+                .complete_attached(attachment, &stored, config.ttl)
+                .await
+        }
+        None => Ok(None),
+    };
+    let completed = match completed {
+        Ok(Some(true)) => Ok(true),
+        Ok(Some(false)) => {
+            tracing::warn!(
+                ?record,
+                "the claim was lost before the transaction committed; nothing was kept"
+            );
+            guard.disarm();
+            return uncommitted();
+        }
+        Err(error) => {
+            tracing::warn!(?record, %error, "the keyed transaction did not commit; nothing was kept");
+            guard
+                .release(&store, "the transaction did not commit")
+                .await;
+            return uncommitted();
+        }
+        Ok(None) => store.complete(&record, owner, &stored, config.ttl).await,
+    };
+    let result = match completed {
         Ok(true) => {
             guard.disarm();
             Outcome::Executed

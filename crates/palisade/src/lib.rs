@@ -18,6 +18,8 @@
 //! | `grpc` | [`palisade-balance`](balance) | a tonic `Channel` per endpoint (`balance::grpc`) |
 //! | `dns` | [`palisade-balance`](balance) | DNS discovery (A/AAAA, SRV) through hickory-resolver |
 //! | `redis` | [`palisade-idempotency`](idempotency) | the Redis store for idempotency records |
+//! | `postgres` | [`palisade-idempotency`](idempotency) | the Postgres store, and the handler's transaction committed with the record of its response |
+//! | `axum` | [`palisade-idempotency`](idempotency) | axum extractors (the Postgres store's `KeyedTransaction`) |
 //! | `serde` | every layer | `Deserialize` for every configuration; [`config::deserialize`] names a bad field by its path |
 //! | `toml` | every layer | `config::from_toml`: a whole stack's configuration from a TOML file |
 //! | `full` | all of them | every layer and every integration |

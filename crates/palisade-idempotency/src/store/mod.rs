@@ -16,19 +16,31 @@
 //! The owner check on every write is the fencing: a holder whose lease ran out (its process
 //! paused, its handler slow beyond the lease) and whose key was claimed again cannot
 //! overwrite or delete the new holder's record; the write is refused and reported `false`.
+//!
+//! A store may also lend the request it lets run something to do its work in
+//! ([`Store::attach`]): `PostgresStore` (feature `postgres`) lends a database transaction,
+//! in which the completed record is written and committed together with the handler's own
+//! writes — exactly-once effects, not only exactly-once execution.
 
+use std::any::Any;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::record::{Fingerprint, Owner, RecordKey, StoredResponse};
 
 mod memory;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 #[cfg(feature = "redis")]
 mod redis;
 mod timed;
 
 pub use self::memory::{MemoryStore, MemoryStoreBuilder};
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub use self::postgres::PostgresStore;
 #[cfg(feature = "redis")]
 pub use self::redis::RedisStore;
 pub(crate) use self::timed::TimedStore;
@@ -129,4 +141,63 @@ pub trait Store: Send + Sync + 'static {
 
     /// The record, if there is one.
     fn lookup<'a>(&'a self, key: &'a RecordKey) -> StoreFuture<'a, Option<Record>>;
+
+    /// What the request that claimed `key` for `owner` may do its work in — the Postgres
+    /// store's transaction — handed to the handler through the request's extensions and
+    /// settled by the layer with the outcome. `None` (the default): nothing to lend, and the
+    /// record is completed on its own.
+    fn attach(&self, key: &RecordKey, owner: Owner) -> Option<Attachment> {
+        let _ = (key, owner);
+        None
+    }
+}
+
+/// What a store lends one claimed request: see [`Store::attach`]. The layer puts it into
+/// the request's extensions, where the store's own extractor finds it, and settles it once
+/// the handler has answered.
+#[derive(Clone)]
+pub struct Attachment(Arc<dyn Attached>);
+
+impl Attachment {
+    /// Wraps what a store lends.
+    pub fn new(attached: impl Attached) -> Self {
+        Self(Arc::new(attached))
+    }
+
+    /// The store's own type, for its extractor.
+    pub fn downcast_ref<T: Attached>(&self) -> Option<&T> {
+        self.0.as_any().downcast_ref()
+    }
+
+    pub(crate) fn attached(&self) -> &dyn Attached {
+        &*self.0
+    }
+}
+
+impl std::fmt::Debug for Attachment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Attachment").finish_non_exhaustive()
+    }
+}
+
+/// The store's side of an [`Attachment`]: how the layer settles what the handler did with
+/// it.
+pub trait Attached: Send + Sync + 'static {
+    /// Stores `response` for `ttl` together with what the handler did, atomically: `None`
+    /// if the handler did not use the attachment (the layer then completes the record on
+    /// its own), `Some(true)` once both are durable, `Some(false)` if the claim was lost
+    /// meanwhile (nothing the handler did is kept).
+    fn complete<'a>(
+        &'a self,
+        response: &'a StoredResponse,
+        ttl: Duration,
+    ) -> StoreFuture<'a, Option<bool>>;
+
+    /// Undoes what the handler did with it, if anything — the response is not to be stored
+    /// (the handler failed, or it is not final), so neither are its effects — and says
+    /// whether there was anything to undo.
+    fn abandon(&self) -> bool;
+
+    /// `self`, for [`Attachment::downcast_ref`].
+    fn as_any(&self) -> &dyn Any;
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::{Claim, Store, StoreError};
+use super::{Attachment, Claim, Store, StoreError};
 use crate::metrics::{IdempotencyMetrics, Op};
 use crate::record::{Fingerprint, Owner, RecordKey, StoredResponse};
 
@@ -50,6 +50,17 @@ impl<'a> TimedStore<'a> {
             self.store.claim(record, fingerprint, owner, lease),
         )
         .await
+    }
+
+    /// [`Attached::complete`](super::Attached::complete), timed as a completion.
+    pub(crate) async fn complete_attached(
+        &self,
+        attachment: &Attachment,
+        response: &StoredResponse,
+        ttl: Duration,
+    ) -> Result<Option<bool>, StoreError> {
+        self.op(Op::Complete, attachment.attached().complete(response, ttl))
+            .await
     }
 
     /// [`Store::complete`], timed.

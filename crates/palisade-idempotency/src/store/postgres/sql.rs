@@ -1,0 +1,137 @@
+//! The statements, written once per store for its table.
+//!
+//! Every time is the database's clock (`clock_timestamp()`), never the application's: the
+//! instances of a service agree on when a lease runs out as they agree on the record. A
+//! record past its `expires_at` is gone for every operation, as a Redis key past its expiry
+//! is; [`PostgresStore::cleanup`](super::PostgresStore::cleanup) deletes the rows later.
+
+/// A record's state column.
+pub(super) const IN_FLIGHT: i16 = 0;
+pub(super) const DONE: i16 = 1;
+
+/// The statements for one table.
+#[derive(Debug)]
+pub(super) struct Statements {
+    pub(super) create_schema: Option<String>,
+    pub(super) create_table: String,
+    pub(super) create_index: String,
+    pub(super) claim: String,
+    pub(super) complete: String,
+    pub(super) release: String,
+    pub(super) extend: String,
+    pub(super) lookup: String,
+    pub(super) cleanup: String,
+}
+
+impl Statements {
+    /// The statements for table `table` in `schema` (the connection's search path if
+    /// `None`); both names are checked identifiers (see [`identifier`]).
+    pub(super) fn new(schema: Option<&str>, table: &str) -> Self {
+        let qualified = match schema {
+            Some(schema) => format!("\"{schema}\".\"{table}\""),
+            None => format!("\"{table}\""),
+        };
+        let t = &qualified;
+        Self {
+            create_schema: schema.map(|s| format!("CREATE SCHEMA IF NOT EXISTS \"{s}\"")),
+            create_table: format!(
+                "CREATE TABLE IF NOT EXISTS {t} (
+                    key bytea PRIMARY KEY,
+                    state smallint NOT NULL,
+                    owner bytea,
+                    fingerprint bytea NOT NULL,
+                    response bytea,
+                    expires_at timestamptz NOT NULL
+                )"
+            ),
+            create_index: format!(
+                "CREATE INDEX IF NOT EXISTS \"{table}_expires_at\" ON {t} (expires_at)"
+            ),
+            // One statement: create the record (or take over one whose lease or time to
+            // live ran out), or read the live one. Its SELECT sees the snapshot taken
+            // before the INSERT, so it finds the row the INSERT did not take; a row
+            // committed by a concurrent claim after that snapshot is in neither, and the
+            // store asks again.
+            claim: format!(
+                "WITH claimed AS (
+                    INSERT INTO {t} AS r (key, state, owner, fingerprint, response, expires_at)
+                    VALUES ($1, {IN_FLIGHT}, $2, $3, NULL,
+                            clock_timestamp() + make_interval(secs => $4))
+                    ON CONFLICT (key) DO UPDATE
+                        SET state = EXCLUDED.state, owner = EXCLUDED.owner,
+                            fingerprint = EXCLUDED.fingerprint, response = NULL,
+                            expires_at = EXCLUDED.expires_at
+                        WHERE r.expires_at <= clock_timestamp()
+                    RETURNING 1
+                )
+                SELECT TRUE, NULL::smallint, NULL::bytea, NULL::bytea FROM claimed
+                UNION ALL
+                SELECT FALSE, state, fingerprint, response FROM {t}
+                    WHERE key = $1 AND expires_at > clock_timestamp()
+                      AND NOT EXISTS (SELECT 1 FROM claimed)"
+            ),
+            complete: format!(
+                "UPDATE {t} SET state = {DONE}, owner = NULL, response = $3,
+                        expires_at = clock_timestamp() + make_interval(secs => $4)
+                    WHERE key = $1 AND state = {IN_FLIGHT} AND owner = $2"
+            ),
+            release: format!(
+                "DELETE FROM {t} WHERE key = $1 AND state = {IN_FLIGHT} AND owner = $2"
+            ),
+            extend: format!(
+                "UPDATE {t} SET expires_at = clock_timestamp() + make_interval(secs => $3)
+                    WHERE key = $1 AND state = {IN_FLIGHT} AND owner = $2"
+            ),
+            lookup: format!(
+                "SELECT state, fingerprint, response FROM {t}
+                    WHERE key = $1 AND expires_at > clock_timestamp()"
+            ),
+            // Bounded: a table with millions of expired rows is emptied a batch at a time,
+            // each a short transaction, skipping rows a claim is taking over right now.
+            cleanup: format!(
+                "DELETE FROM {t} WHERE key IN (
+                    SELECT key FROM {t} WHERE expires_at <= clock_timestamp()
+                    LIMIT $1 FOR UPDATE SKIP LOCKED
+                )"
+            ),
+        }
+    }
+}
+
+/// Whether `name` may name a schema or a table here: letters, digits and `_`, not starting
+/// with a digit, at most 63 bytes (PostgreSQL's limit). Names are quoted into the
+/// statements, so this is what keeps them statements.
+pub(super) fn identifier(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    matches!(bytes.next(), Some(b) if b.is_ascii_alphabetic() || b == b'_')
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        && name.len() <= 63
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_plain_identifiers_are_names() {
+        for good in ["palisade_idempotency", "_t", "Orders2"] {
+            assert!(identifier(good), "{good}");
+        }
+        let long = "a".repeat(64);
+        for bad in ["", "2fa", "a-b", "a\"; DROP TABLE x; --", "a.b", "ü", &long] {
+            assert!(!identifier(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn statements_name_the_qualified_table() {
+        let s = Statements::new(Some("tenant_a"), "records");
+        assert!(s.claim.contains("\"tenant_a\".\"records\""));
+        assert!(s.create_index.contains("\"records_expires_at\""));
+        assert_eq!(
+            s.create_schema.as_deref(),
+            Some("CREATE SCHEMA IF NOT EXISTS \"tenant_a\"")
+        );
+        assert!(Statements::new(None, "records").create_schema.is_none());
+    }
+}

@@ -1,0 +1,245 @@
+//! The handler's transaction: lent to the claimed request, committed by the layer with the
+//! record of the response.
+//!
+//! The layer puts an [`Attachment`] into the request's extensions when its claim succeeds.
+//! [`KeyedTransaction`] finds it there, begins a transaction on the store's pool the first
+//! time it is asked (a handler that never asks opens none), and hands the handler the
+//! connection. The handler returns without committing; the layer then asks [`Lent`] to
+//! settle: complete the record in the same transaction and commit, or roll back.
+
+use std::any::Any;
+use std::fmt;
+use std::ops::{Deref, DerefMut};
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::{PgConnection, Postgres, Transaction};
+use tokio::sync::{Mutex, OwnedMutexGuard};
+
+use super::PostgresStore;
+use crate::record::{Owner, RecordKey, StoredResponse};
+use crate::store::{Attached, Attachment, StoreError, StoreFuture};
+
+/// Where the handler's transaction waits between the handler and the layer's commit.
+type Slot = Arc<Mutex<Option<Transaction<'static, Postgres>>>>;
+
+/// What [`PostgresStore`] lends one claimed request: its store, its claim, and the slot for
+/// the transaction the handler may begin.
+pub(crate) struct Lent {
+    store: PostgresStore,
+    key: RecordKey,
+    owner: Owner,
+    slot: Slot,
+}
+
+impl Lent {
+    pub(crate) fn new(store: PostgresStore, key: RecordKey, owner: Owner) -> Self {
+        Self {
+            store,
+            key,
+            owner,
+            slot: Arc::default(),
+        }
+    }
+}
+
+impl Attached for Lent {
+    fn complete<'a>(
+        &'a self,
+        response: &'a StoredResponse,
+        ttl: Duration,
+    ) -> StoreFuture<'a, Option<bool>> {
+        Box::pin(async move {
+            let Some(mut tx) = self.slot.lock().await.take() else {
+                return Ok(None);
+            };
+            // The owner check is part of the commit: a claim lost while the handler ran
+            // completes nothing, and the handler's writes go with it.
+            let held = self
+                .store
+                .complete_on(&mut tx, &self.key, self.owner, response, ttl)
+                .await?;
+            if held {
+                tx.commit().await.map_err(StoreError::new)?;
+            } else {
+                tx.rollback().await.map_err(StoreError::new)?;
+            }
+            Ok(Some(held))
+        })
+    }
+
+    fn abandon(&self) -> bool {
+        // Dropping a sqlx transaction rolls it back (when its connection goes back to the
+        // pool). A handler that still holds it (it spawned a task with it) rolls it back
+        // when that task drops it: it was begun, so it counts as undone either way.
+        match self.slot.try_lock() {
+            Ok(mut slot) => slot.take().is_some(),
+            Err(_) => true,
+        }
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+/// A database transaction bound to the request's idempotency key: the handler's writes in
+/// it are committed by the layer together with the record of the handler's response, or
+/// not at all. See [the module](super).
+///
+/// Use it as `&mut *tx` wherever sqlx takes an executor. Do not commit it: the layer does,
+/// once the response is known. Take it once per request.
+pub struct KeyedTransaction {
+    guard: OwnedMutexGuard<Option<Transaction<'static, Postgres>>>,
+}
+
+impl fmt::Debug for KeyedTransaction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyedTransaction").finish_non_exhaustive()
+    }
+}
+
+/// Why a [`KeyedTransaction`] could not be had.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum TransactionError {
+    /// The request was not claimed by an idempotency layer over a [`PostgresStore`]: the
+    /// layer is missing, the request has no key (or its method is not keyed), or the store
+    /// is another.
+    NotKeyed,
+    /// The request's transaction is already taken (by an earlier extractor of the same
+    /// request that is still alive).
+    AlreadyTaken,
+    /// The transaction could not begin.
+    Begin(sqlx::Error),
+}
+
+impl fmt::Display for TransactionError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NotKeyed => f.write_str(
+                "no keyed transaction: the request was not claimed by an idempotency layer over a PostgresStore",
+            ),
+            Self::AlreadyTaken => f.write_str("the request's keyed transaction is already taken"),
+            Self::Begin(error) => write!(f, "the keyed transaction could not begin: {error}"),
+        }
+    }
+}
+
+impl std::error::Error for TransactionError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Begin(error) => Some(error),
+            _ => None,
+        }
+    }
+}
+
+impl KeyedTransaction {
+    /// The transaction of the request whose extensions these are: begun on the first call,
+    /// the same one after (once the earlier [`KeyedTransaction`] is dropped). For hyper and
+    /// tonic handlers, which read the request's extensions themselves.
+    pub async fn from_extensions(
+        extensions: &http::Extensions,
+    ) -> Result<KeyedTransaction, TransactionError> {
+        let lent = extensions
+            .get::<Attachment>()
+            .and_then(Attachment::downcast_ref::<Lent>)
+            .ok_or(TransactionError::NotKeyed)?;
+        let mut guard = lent
+            .slot
+            .clone()
+            .try_lock_owned()
+            .map_err(|_| TransactionError::AlreadyTaken)?;
+        if guard.is_none() {
+            let tx = lent
+                .store
+                .pool()
+                .begin()
+                .await
+                .map_err(TransactionError::Begin)?;
+            *guard = Some(tx);
+        }
+        Ok(KeyedTransaction { guard })
+    }
+}
+
+impl Deref for KeyedTransaction {
+    type Target = PgConnection;
+
+    fn deref(&self) -> &PgConnection {
+        match self.guard.as_ref() {
+            Some(tx) => tx,
+            None => unreachable!("a KeyedTransaction is made with its transaction begun"),
+        }
+    }
+}
+
+impl DerefMut for KeyedTransaction {
+    fn deref_mut(&mut self) -> &mut PgConnection {
+        match self.guard.as_mut() {
+            Some(tx) => tx,
+            None => unreachable!("a KeyedTransaction is made with its transaction begun"),
+        }
+    }
+}
+
+/// How a handler's failure to get its transaction reads as a problem: a missing layer is
+/// the server's mistake (500), a database that will not begin one is unavailable (503).
+impl palisade_core::Rejection for TransactionError {
+    fn http_status(&self) -> http::StatusCode {
+        match self {
+            Self::Begin(_) => http::StatusCode::SERVICE_UNAVAILABLE,
+            _ => http::StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn retry_after(&self) -> Option<Duration> {
+        matches!(self, Self::Begin(_)).then_some(Duration::from_secs(1))
+    }
+
+    fn kind(&self) -> &'static str {
+        match self {
+            Self::Begin(_) => "keyed-transaction-unavailable",
+            _ => "no-keyed-transaction",
+        }
+    }
+
+    fn title(&self) -> &'static str {
+        match self {
+            Self::Begin(_) => "Database unavailable",
+            _ => "No keyed transaction",
+        }
+    }
+}
+
+#[cfg(feature = "axum")]
+mod extract {
+    use axum_core::extract::FromRequestParts;
+    use axum_core::response::{IntoResponse, Response};
+    use http::request::Parts;
+    use palisade_core::{Problem, Rejection};
+
+    use super::{KeyedTransaction, TransactionError};
+
+    impl<S: Sync> FromRequestParts<S> for KeyedTransaction {
+        type Rejection = TransactionError;
+
+        async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+            KeyedTransaction::from_extensions(&parts.extensions).await
+        }
+    }
+
+    /// As problem+json: 500 for a missing layer, 503 when the database will not begin one.
+    impl IntoResponse for TransactionError {
+        fn into_response(self) -> Response {
+            let body = Problem::from_rejection(&self).to_json();
+            (
+                self.http_status(),
+                [(http::header::CONTENT_TYPE, Problem::CONTENT_TYPE)],
+                body,
+            )
+                .into_response()
+        }
+    }
+}

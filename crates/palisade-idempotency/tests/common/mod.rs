@@ -1,0 +1,4 @@
+//! What several test files share.
+
+#[cfg(feature = "postgres")]
+pub(crate) mod postgres;

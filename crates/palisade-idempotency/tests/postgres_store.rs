@@ -1,0 +1,243 @@
+//! The Postgres store against the machine's PostgreSQL (`PALISADE_POSTGRES_URL`, by default
+//! `postgres://postgres@127.0.0.1:5432/test`), in real time (the database keeps the clock):
+//! each test in a schema of its own, dropped at its end.
+#![cfg(feature = "postgres")]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, StatusCode};
+use palisade_idempotency::record::{Fingerprint, Owner, RecordKey, StoredResponse};
+use palisade_idempotency::store::postgres::PostgresStore;
+use palisade_idempotency::store::{Claim, Record, Store};
+use sqlx::postgres::PgPoolOptions;
+
+mod common;
+
+use common::postgres::Schema;
+
+/// A lease long enough never to run out during a test.
+const LONG: Duration = Duration::from_secs(60);
+
+fn response(body: &'static [u8]) -> StoredResponse {
+    let mut headers = HeaderMap::new();
+    headers.insert("content-type", HeaderValue::from_static("application/json"));
+    headers.append("x-many", HeaderValue::from_static("one"));
+    headers.append("x-many", HeaderValue::from_static("two"));
+    headers.insert("x-opaque", HeaderValue::from_bytes(b"\xfa\xfb").unwrap());
+    StoredResponse {
+        status: StatusCode::CREATED,
+        headers,
+        body: Bytes::from_static(body),
+        trailers: None,
+    }
+}
+
+fn key(name: &str) -> RecordKey {
+    RecordKey::new("tenant", name)
+}
+
+#[tokio::test]
+async fn a_claim_runs_once_and_its_response_is_replayed_byte_for_byte() {
+    let schema = Schema::new().await;
+    let store = schema.store().await;
+    let (k, fp) = (key("order-1"), Fingerprint([7; 32]));
+    let (first, second) = (Owner::random(), Owner::random());
+
+    assert_eq!(
+        store.claim(&k, fp, first, LONG).await.unwrap(),
+        Claim::Claimed
+    );
+    assert_eq!(
+        store.claim(&k, fp, second, LONG).await.unwrap(),
+        Claim::Existing(Record::InFlight { fingerprint: fp })
+    );
+    let stored = response(b"{\"id\":1}");
+    assert!(
+        !store.complete(&k, second, &stored, LONG).await.unwrap(),
+        "only the owner completes"
+    );
+    assert!(store.complete(&k, first, &stored, LONG).await.unwrap());
+    let completed = Record::Completed {
+        fingerprint: fp,
+        response: stored.clone(),
+    };
+    assert_eq!(store.lookup(&k).await.unwrap(), Some(completed.clone()));
+    assert_eq!(
+        store.claim(&k, fp, second, LONG).await.unwrap(),
+        Claim::Existing(completed)
+    );
+    assert_eq!(store.lookup(&key("never")).await.unwrap(), None);
+    schema.drop().await;
+}
+
+#[tokio::test]
+async fn only_the_owner_releases_or_extends_and_a_release_lets_a_retry_claim() {
+    let schema = Schema::new().await;
+    let store = schema.store().await;
+    let (k, fp) = (key("order-2"), Fingerprint([1; 32]));
+    let (first, second) = (Owner::random(), Owner::random());
+    assert_eq!(
+        store.claim(&k, fp, first, LONG).await.unwrap(),
+        Claim::Claimed
+    );
+    assert!(!store.extend(&k, second, LONG).await.unwrap());
+    assert!(store.extend(&k, first, LONG).await.unwrap());
+    assert!(!store.release(&k, second).await.unwrap());
+    assert!(store.release(&k, first).await.unwrap());
+    assert_eq!(store.lookup(&k).await.unwrap(), None);
+    assert_eq!(
+        store.claim(&k, fp, second, LONG).await.unwrap(),
+        Claim::Claimed
+    );
+    schema.drop().await;
+}
+
+#[tokio::test]
+async fn a_lease_that_runs_out_frees_the_key_and_fences_its_old_owner() {
+    let schema = Schema::new().await;
+    let store = schema.store().await;
+    let (k, fp) = (key("order-3"), Fingerprint([2; 32]));
+    let (slow, retry) = (Owner::random(), Owner::random());
+    assert_eq!(
+        store
+            .claim(&k, fp, slow, Duration::from_millis(200))
+            .await
+            .unwrap(),
+        Claim::Claimed
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(store.lookup(&k).await.unwrap(), None, "expired is gone");
+    assert_eq!(
+        store.claim(&k, fp, retry, LONG).await.unwrap(),
+        Claim::Claimed
+    );
+    // The first holder wakes up: its writes are refused, the new holder's claim stands.
+    assert!(
+        !store
+            .complete(&k, slow, &response(b"late"), LONG)
+            .await
+            .unwrap()
+    );
+    assert!(!store.release(&k, slow).await.unwrap());
+    assert!(!store.extend(&k, slow, LONG).await.unwrap());
+    assert_eq!(
+        store.lookup(&k).await.unwrap(),
+        Some(Record::InFlight { fingerprint: fp })
+    );
+    schema.drop().await;
+}
+
+#[tokio::test]
+async fn expired_records_are_absent_at_once_and_cleaned_up_in_batches() {
+    let schema = Schema::new().await;
+    let store = schema.store().await;
+    for n in 0..5 {
+        let (k, owner) = (key(&format!("short-{n}")), Owner::random());
+        store
+            .claim(&k, Fingerprint([3; 32]), owner, LONG)
+            .await
+            .unwrap();
+        let ttl = Duration::from_millis(100);
+        assert!(
+            store
+                .complete(&k, owner, &response(b"x"), ttl)
+                .await
+                .unwrap()
+        );
+    }
+    let kept = key("kept");
+    store
+        .claim(&kept, Fingerprint([4; 32]), Owner::random(), LONG)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(store.lookup(&key("short-0")).await.unwrap(), None);
+    assert_eq!(store.cleanup(3).await.unwrap(), 3, "a batch at most");
+    assert_eq!(store.cleanup(3).await.unwrap(), 2);
+    assert_eq!(store.cleanup(3).await.unwrap(), 0);
+    assert!(
+        store.lookup(&kept).await.unwrap().is_some(),
+        "live records stay"
+    );
+    schema.drop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_concurrent_duplicates_over_two_instances_claim_once() {
+    let schema = Schema::new().await;
+    // Two instances of a service: two pools, one table.
+    let (a, b) = (
+        Arc::new(schema.store().await),
+        Arc::new(schema.store().await),
+    );
+    let (k, fp) = (key("contended"), Fingerprint([9; 32]));
+    let claims: Vec<_> = (0..1000)
+        .map(|n| {
+            let store = if n % 2 == 0 { a.clone() } else { b.clone() };
+            tokio::spawn(async move { store.claim(&k, fp, Owner::random(), LONG).await })
+        })
+        .collect();
+    let mut claimed = 0;
+    for claim in claims {
+        match claim.await.unwrap().unwrap() {
+            Claim::Claimed => claimed += 1,
+            Claim::Existing(Record::InFlight { fingerprint }) => assert_eq!(fingerprint, fp),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(claimed, 1);
+    schema.drop().await;
+}
+
+#[tokio::test]
+async fn names_are_checked_before_they_reach_sql() {
+    let pool = PgPoolOptions::new()
+        .connect_lazy(&common::postgres::url())
+        .unwrap();
+    let error = PostgresStore::new(pool.clone())
+        .table(None, "records; DROP TABLE orders")
+        .unwrap_err();
+    assert_eq!(error.field(), "table");
+    let error = PostgresStore::new(pool)
+        .table(Some("a-b"), "ok")
+        .unwrap_err();
+    assert_eq!(error.field(), "schema");
+}
+
+#[tokio::test]
+async fn ensure_schema_is_safe_to_run_from_every_instance_at_once() {
+    let schema = Schema::new().await;
+    let store = schema.store().await;
+    let runs: Vec<_> = (0..4)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move { store.ensure_schema().await })
+        })
+        .collect();
+    for run in runs {
+        run.await.unwrap().unwrap();
+    }
+    schema.drop().await;
+}
+
+#[tokio::test]
+async fn an_unreachable_database_fails_fast() {
+    // Nothing listens on port 1: the pool's acquire gives up, the operation fails.
+    let pool = PgPoolOptions::new()
+        .acquire_timeout(Duration::from_millis(500))
+        .connect_lazy("postgres://postgres@127.0.0.1:1/test")
+        .unwrap();
+    let store = PostgresStore::new(pool);
+    let started = std::time::Instant::now();
+    let result = store
+        .claim(&key("k"), Fingerprint([0; 32]), Owner::random(), LONG)
+        .await;
+    assert!(result.is_err());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+}

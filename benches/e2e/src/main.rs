@@ -8,16 +8,21 @@
 //!
 //! ```text
 //! cargo run --release -p palisade-e2e -- [--duration SECS] [--rounds N]
-//!     [--connections N] [--workload get|post|post-io|all] [--json FILE]
+//!     [--connections N] [--workload get|post|post-io|post-postgres|all] [--json FILE]
 //! ```
 //!
-//! Three workloads: `GET /` (hello world; the idempotency layer lets reads through),
+//! Four workloads: `GET /` (hello world; the idempotency layer lets reads through),
 //! `POST /orders` with a fresh `Idempotency-Key` on every request, which the full stack
-//! claims, stores and completes in its in-memory store, and `POST-io`: the same POST to a
+//! claims, stores and completes in its in-memory store; `POST-io`: the same POST to a
 //! handler that awaits 5 ms of I/O, warmed by light traffic (one connection for 2 s), then
 //! 32 connections with the servers and wrk sharing the cores — the shape in which the
 //! shedder's old defaults refused a healthy server's traffic; its `refused_share` is the
-//! full stack's answers that were not 2xx. Each round runs every server once per workload,
+//! full stack's answers that were not 2xx; and `POST-postgres`: the keyed POST to a handler
+//! that inserts the order into PostgreSQL (`E2E_POSTGRES_URL`, by default the local `test`
+//! database, in a schema made for the run) — in its own transaction on the bare and tower
+//! servers, in the keyed transaction that palisade's `PostgresStore` commits with the
+//! idempotency record on the full one; 32 connections, servers, wrk and PostgreSQL sharing
+//! the cores. Each round runs every server once per workload,
 //! the first of one round going last in the next; the figures are the rounds' medians. With
 //! `taskset` on the machine the servers of `GET` and `POST` run on CPU 0 and wrk on CPU 1,
 //! so neither steals from the other.
@@ -31,6 +36,7 @@
 //! its favour.
 #![allow(clippy::print_stdout)]
 
+mod postgres;
 mod server;
 mod tower_stack;
 mod wrk;
@@ -45,7 +51,7 @@ use crate::server::{Server, Variant};
 use crate::wrk::{Run, Workload};
 
 const USAGE: &str = "\
-usage: e2e [--duration SECS] [--rounds N] [--connections N] [--workload get|post|post-io|all] [--json FILE]
+usage: e2e [--duration SECS] [--rounds N] [--connections N] [--workload get|post|post-io|post-postgres|all] [--json FILE]
 runs wrk against a bare axum server, the same app behind palisade's server stack (full),
 and behind the same stack assembled from tower and tower-resilience (tower); reports
 full ÷ bare and full ÷ tower";
@@ -63,7 +69,12 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
         duration: Duration::from_secs(10),
         rounds: 3,
         connections: 64,
-        workloads: vec![Workload::Get, Workload::Post, Workload::PostIo],
+        workloads: vec![
+            Workload::Get,
+            Workload::Post,
+            Workload::PostIo,
+            Workload::PostPostgres,
+        ],
         json: None,
     };
     let number = |value: Option<String>, flag: &str| -> Result<u64, String> {
@@ -83,7 +94,13 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
                     Some("get") => vec![Workload::Get],
                     Some("post") => vec![Workload::Post],
                     Some("post-io") => vec![Workload::PostIo],
-                    Some("all") => vec![Workload::Get, Workload::Post, Workload::PostIo],
+                    Some("post-postgres") => vec![Workload::PostPostgres],
+                    Some("all") => vec![
+                        Workload::Get,
+                        Workload::Post,
+                        Workload::PostIo,
+                        Workload::PostPostgres,
+                    ],
                     _ => return Err("--workload takes get, post, post-io or all".into()),
                 }
             }
@@ -151,9 +168,22 @@ fn run(args: &Args) -> Result<(), String> {
 fn run_workload(args: &Args, workload: Workload) -> Result<serde_json::Value, String> {
     // Fresh servers for each workload: one's warm-up does not teach the next.
     let pin = workload.pinned() && server::pinned();
+    // POST-postgres: a schema of its own for the run, dropped with `database`.
+    let database = matches!(workload, Workload::PostPostgres)
+        .then(postgres::Database::create)
+        .transpose()?;
+    let env: Vec<(&str, String)> = database
+        .iter()
+        .flat_map(|db| {
+            [
+                ("E2E_SCHEMA", db.schema.clone()),
+                ("E2E_POSTGRES_URL", postgres::url()),
+            ]
+        })
+        .collect();
     let servers = Variant::ALL
         .into_iter()
-        .map(|variant| Server::start(variant, pin))
+        .map(|variant| Server::start(variant, pin, &env))
         .collect::<Result<Vec<_>, _>>()?;
     let connections = workload.connections(args.connections);
     println!(

@@ -4,16 +4,18 @@
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Child, Command, ExitCode, Stdio};
+use std::sync::Arc;
 
 use axum::Router;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use palisade_breaker::{BreakerConfig, HttpCircuitBreakerLayer};
-use palisade_idempotency::store::MemoryStore;
+use palisade_idempotency::store::{MemoryStore, Store};
 use palisade_idempotency::{IdempotencyConfig, IdempotencyLayer, Scope};
 use palisade_shed::{HttpShedLayer, ShedConfig};
 use tower::ServiceBuilder;
 
+use crate::postgres;
 use crate::tower_stack::tower_stack;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -46,10 +48,10 @@ impl Variant {
     /// The app this variant serves, with its metrics recorder installed if it has one.
     fn app(self) -> Result<Router, String> {
         match self {
-            Self::Bare => Ok(app()),
+            Self::Bare => routes(false),
             Self::Full => {
                 install_recorder()?;
-                full_stack().map_err(|error| error.to_string())
+                full_stack()
             }
             Self::Tower => {
                 install_recorder()?;
@@ -77,18 +79,43 @@ pub(crate) fn app() -> Router {
         )
 }
 
-/// The app behind palisade's server stack, each layer with its defaults.
-fn full_stack() -> Result<Router, palisade_core::ConfigError> {
-    let shed = ShedConfig::builder("e2e").build()?;
-    let idempotency = IdempotencyConfig::builder("e2e", Scope::global()).build()?;
-    let breaker = BreakerConfig::builder("e2e").build()?;
-    Ok(app().layer(
+/// The app's routes, and in a `POST-postgres` run (`E2E_SCHEMA` set) `/orders-pg`: its
+/// order inserted in the request's keyed transaction if `keyed`, else in a transaction of
+/// the handler's own.
+pub(crate) fn routes(keyed: bool) -> Result<Router, String> {
+    let Ok(schema) = std::env::var("E2E_SCHEMA") else {
+        return Ok(app());
+    };
+    let orders = if keyed {
+        Router::new().route("/orders-pg", post(postgres::keyed_transaction))
+    } else {
+        Router::new()
+            .route("/orders-pg", post(postgres::own_transaction))
+            .with_state(postgres::pool(&schema)?)
+    };
+    Ok(app().merge(orders))
+}
+
+/// The app behind palisade's server stack, each layer with its defaults; idempotency
+/// records in memory, or in PostgreSQL in a `POST-postgres` run.
+fn full_stack() -> Result<Router, String> {
+    let shed = ShedConfig::builder("e2e")
+        .build()
+        .map_err(|e| e.to_string())?;
+    let idempotency = IdempotencyConfig::builder("e2e", Scope::global())
+        .build()
+        .map_err(|e| e.to_string())?;
+    let breaker = BreakerConfig::builder("e2e")
+        .build()
+        .map_err(|e| e.to_string())?;
+    let store: Arc<dyn Store> = match std::env::var("E2E_SCHEMA") {
+        Ok(schema) => Arc::new(postgres::store(&postgres::pool(&schema)?, &schema)?),
+        Err(_) => Arc::new(MemoryStore::new()),
+    };
+    Ok(routes(true)?.layer(
         ServiceBuilder::new()
             .layer(HttpShedLayer::with_config(shed))
-            .layer(IdempotencyLayer::with_config(
-                MemoryStore::new(),
-                idempotency,
-            ))
+            .layer(IdempotencyLayer::with_shared_store(store, idempotency))
             .layer(HttpCircuitBreakerLayer::with_config(breaker)),
     ))
 }
@@ -115,17 +142,18 @@ pub(crate) fn serve(variant: Option<&str>) -> ExitCode {
         eprintln!("usage: e2e serve bare|full|tower");
         return ExitCode::from(2);
     };
-    let app = match variant.app() {
-        Ok(app) => app,
-        Err(error) => {
-            eprintln!("error: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("error: a tokio runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // In the runtime: a database pool starts its tasks when it is made.
+    let app = match runtime.block_on(async { variant.app() }) {
+        Ok(app) => app,
+        Err(error) => {
+            eprintln!("error: {error}");
             return ExitCode::FAILURE;
         }
     };
@@ -172,8 +200,13 @@ pub(crate) struct Server {
 }
 
 impl Server {
-    /// Starts `variant` in a child process (on CPU 0 if `pin`) and waits for its address.
-    pub(crate) fn start(variant: Variant, pin: bool) -> Result<Self, String> {
+    /// Starts `variant` in a child process (on CPU 0 if `pin`, with `env` set) and waits
+    /// for its address.
+    pub(crate) fn start(
+        variant: Variant,
+        pin: bool,
+        env: &[(&str, String)],
+    ) -> Result<Self, String> {
         let exe = std::env::current_exe().map_err(|e| format!("this binary's path: {e}"))?;
         let mut command = if pin {
             on_cpu(0, exe)
@@ -182,6 +215,7 @@ impl Server {
         };
         let mut child = command
             .args(["serve", variant.name()])
+            .envs(env.iter().map(|(name, value)| (*name, value.as_str())))
             .stdout(Stdio::piped())
             .spawn()
             .map_err(|e| format!("starting the {} server: {e}", variant.name()))?;

@@ -34,14 +34,14 @@ use tower_resilience::circuitbreaker::{
     CircuitBreakerError, CircuitBreakerLayer, FailureClassifier,
 };
 
-use crate::server::app;
+use crate::server::routes;
 
 /// The error the limiter passes up: the breaker's, around the app's (which has none).
 type StackError = AdaptiveError<CircuitBreakerError<Infallible>>;
 
 /// The app behind load shedding → breaker, outermost first, as in the `full` variant.
 pub(crate) fn tower_stack() -> Result<Router, String> {
-    Ok(app().layer(
+    Ok(routes(false)?.layer(
         ServiceBuilder::new()
             // axum serves only services that cannot fail; tower's layers fail instead of
             // answering, so the user writes the answers.

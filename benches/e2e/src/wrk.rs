@@ -19,6 +19,11 @@ pub(crate) enum Workload {
     /// The same POST to `/orders-io`, whose handler awaits 5 ms of I/O (a call to another
     /// service), after a light warm-up, with the servers and wrk sharing the cores.
     PostIo,
+    /// The same POST to `/orders-pg`, whose handler inserts the order into PostgreSQL: in
+    /// its own transaction (bare, tower), or in the keyed transaction that palisade's
+    /// `PostgresStore` commits with the idempotency record. Servers, wrk and PostgreSQL
+    /// share the cores.
+    PostPostgres,
 }
 
 /// wrk's script for [`Workload::Post`]: a key no request has used, per request.
@@ -41,6 +46,7 @@ impl Workload {
             Self::Get => "GET",
             Self::Post => "POST",
             Self::PostIo => "POST-io",
+            Self::PostPostgres => "POST-postgres",
         }
     }
 
@@ -49,13 +55,14 @@ impl Workload {
             Self::Get => "/",
             Self::Post => "/orders",
             Self::PostIo => "/orders-io",
+            Self::PostPostgres => "/orders-pg",
         }
     }
 
     /// Whether the servers and wrk run on a CPU each. `POST-io` shares them, as a user's
     /// test on a small machine does: the contention is part of what it measures.
     pub(crate) fn pinned(self) -> bool {
-        !matches!(self, Self::PostIo)
+        !matches!(self, Self::PostIo | Self::PostPostgres)
     }
 
     /// The warm-up before the measured rounds: `POST-io` warms with light traffic (one
@@ -67,10 +74,10 @@ impl Workload {
         }
     }
 
-    /// The connections of the measured runs: `POST-io` always uses 32.
+    /// The connections of the measured runs: `POST-io` and `POST-postgres` always use 32.
     pub(crate) fn connections(self, asked: usize) -> usize {
         match self {
-            Self::PostIo => 32,
+            Self::PostIo | Self::PostPostgres => 32,
             _ => asked,
         }
     }

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -24,9 +24,11 @@ use palisade::balance::discover::static_list;
 use palisade::balance::http::HttpEndpoint;
 use palisade::client::BoxClient;
 use palisade::idempotency::store::Store;
+use palisade::idempotency::store::postgres::KeyedTransaction;
 use palisade::prelude::*;
 use palisade::retry::http::ReplayBody;
 use serde_json::{Value, json};
+use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tower::{ServiceBuilder, ServiceExt};
 
@@ -38,8 +40,15 @@ struct Gateway {
     /// How many orders to keep: the most recent ones (a soak would otherwise measure the
     /// orders piling up rather than palisade's memory).
     keep_orders: usize,
+    /// With `--postgres`: the database the orders are kept in, each inserted in its
+    /// request's keyed transaction (committed with the idempotency record).
+    db: Option<PgPool>,
     metrics: PrometheusHandle,
 }
+
+/// The table the gateway keeps its orders in, with `--postgres`.
+pub(crate) const ORDERS_TABLE: &str = "CREATE TABLE IF NOT EXISTS palisade_demo_orders (
+    seq bigserial PRIMARY KEY, id text NOT NULL, body text NOT NULL)";
 
 /// The client stack over the fleet's addresses, as `config` sets it.
 fn client_stack(fleet: &[SocketAddr], config: &crate::config::Client) -> BoxClient {
@@ -67,19 +76,27 @@ fn client_stack(fleet: &[SocketAddr], config: &crate::config::Client) -> BoxClie
 }
 
 /// Starts the gateway on `port` (0: any free port) with the layers `stack` configures,
-/// idempotency records in `store`, keeping the last `keep_orders` orders.
+/// idempotency records in `store`, keeping the last `keep_orders` orders — in `db` if
+/// given (the idempotency store is then that database's `PostgresStore`).
 pub(crate) async fn start(
     fleet: &[SocketAddr],
     stack: &crate::config::Stack,
     store: Arc<dyn Store>,
+    db: Option<PgPool>,
     metrics: PrometheusHandle,
     port: u16,
     keep_orders: usize,
 ) -> std::io::Result<SocketAddr> {
+    let create = if db.is_some() {
+        post(create_order_in_postgres)
+    } else {
+        post(create_order)
+    };
     let gateway = Gateway {
         fleet: client_stack(fleet, &stack.client),
         orders: Arc::default(),
         keep_orders,
+        db,
         metrics,
     };
     // The scrape and the liveness probe stay outside the shedder: they must answer exactly
@@ -89,7 +106,7 @@ pub(crate) async fn start(
         .route("/healthz", get(|| async { "ok" }))
         .with_state(gateway.clone());
     let app = Router::new()
-        .route("/orders", get(list_orders).post(create_order))
+        .route("/orders", get(list_orders).merge(create))
         .route("/orders/{id}", get(one_order))
         .with_state(gateway)
         .layer(
@@ -111,61 +128,124 @@ pub(crate) async fn start(
     Ok(addr)
 }
 
-async fn create_order(State(gateway): State<Gateway>, Json(order): Json<Value>) -> Response {
+/// Asks the fleet to create `order`: the order it created, or the answer to give.
+async fn order_from_fleet(gateway: &Gateway, order: &Value) -> Result<Value, Response> {
     let request = http::Request::post("http://fleet/orders")
         .header(http::header::CONTENT_TYPE, "application/json")
         .body(Full::new(Bytes::from(order.to_string())))
         .expect("a valid request");
-    match gateway.fleet.oneshot(request).await {
+    match gateway.fleet.clone().oneshot(request).await {
         Ok(response) if response.status() == StatusCode::CREATED => {
             let body = response.into_body().collect().await.map(|b| b.to_bytes());
-            let Some(created) = body
-                .ok()
+            body.ok()
                 .and_then(|body| serde_json::from_slice::<Value>(&body).ok())
-            else {
-                return problem(StatusCode::BAD_GATEWAY, "the fleet answered with no order");
-            };
-            let mut orders = gateway
-                .orders
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            if orders.len() == gateway.keep_orders {
-                orders.pop_front();
-            }
-            orders.push_back(created.clone());
-            drop(orders);
-            (StatusCode::CREATED, Json(created)).into_response()
+                .ok_or_else(|| problem(StatusCode::BAD_GATEWAY, "the fleet answered with no order"))
         }
-        Ok(response) => problem(
+        Ok(response) => Err(problem(
             StatusCode::BAD_GATEWAY,
             &format!("the fleet answered {}", response.status()),
-        ),
-        Err(error) => problem(
+        )),
+        Err(error) => Err(problem(
             StatusCode::SERVICE_UNAVAILABLE,
             &format!("the fleet is unavailable: {error}"),
+        )),
+    }
+}
+
+async fn create_order(State(gateway): State<Gateway>, Json(order): Json<Value>) -> Response {
+    let created = match order_from_fleet(&gateway, &order).await {
+        Ok(created) => created,
+        Err(answer) => return answer,
+    };
+    let mut orders = gateway
+        .orders
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    if orders.len() == gateway.keep_orders {
+        orders.pop_front();
+    }
+    orders.push_back(created.clone());
+    drop(orders);
+    (StatusCode::CREATED, Json(created)).into_response()
+}
+
+/// With `--postgres`: the order kept in the request's keyed transaction, which the
+/// idempotency layer commits with the record of this answer — a gateway killed before
+/// the commit keeps nothing, one killed after it replays.
+async fn create_order_in_postgres(
+    State(gateway): State<Gateway>,
+    mut tx: KeyedTransaction,
+    Json(order): Json<Value>,
+) -> Response {
+    let created = match order_from_fleet(&gateway, &order).await {
+        Ok(created) => created,
+        Err(answer) => return answer,
+    };
+    let kept = sqlx::query("INSERT INTO palisade_demo_orders (id, body) VALUES ($1, $2)")
+        .bind(created["id"].as_str().unwrap_or_default())
+        .bind(created.to_string())
+        .execute(&mut *tx)
+        .await;
+    match kept {
+        Ok(_) => (StatusCode::CREATED, Json(created)).into_response(),
+        // Not stored: the layer rolls back and releases the key, and the client retries.
+        Err(error) => problem(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &format!("the order could not be kept: {error}"),
         ),
     }
 }
 
-async fn list_orders(State(gateway): State<Gateway>) -> Json<Vec<Value>> {
-    Json(
-        gateway
+async fn list_orders(State(gateway): State<Gateway>) -> Response {
+    if let Some(db) = &gateway.db {
+        let rows: Result<Vec<String>, _> =
+            sqlx::query_scalar("SELECT body FROM palisade_demo_orders ORDER BY seq")
+                .fetch_all(db)
+                .await;
+        return match rows {
+            Ok(rows) => {
+                let orders: Vec<Value> = rows
+                    .iter()
+                    .filter_map(|row| serde_json::from_str(row).ok())
+                    .collect();
+                Json(orders).into_response()
+            }
+            Err(error) => problem(StatusCode::SERVICE_UNAVAILABLE, &error.to_string()),
+        };
+    }
+    let orders: Vec<Value> = gateway
+        .orders
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .iter()
+        .cloned()
+        .collect();
+    Json(orders).into_response()
+}
+
+async fn one_order(State(gateway): State<Gateway>, Path(id): Path<String>) -> Response {
+    let found = match &gateway.db {
+        Some(db) => {
+            let row: Result<Option<String>, _> =
+                sqlx::query_scalar("SELECT body FROM palisade_demo_orders WHERE id = $1")
+                    .bind(&id)
+                    .fetch_optional(db)
+                    .await;
+            match row {
+                Ok(row) => row.and_then(|row| serde_json::from_str::<Value>(&row).ok()),
+                Err(error) => return problem(StatusCode::SERVICE_UNAVAILABLE, &error.to_string()),
+            }
+        }
+        None => gateway
             .orders
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .iter()
-            .cloned()
-            .collect(),
-    )
-}
-
-async fn one_order(State(gateway): State<Gateway>, Path(id): Path<String>) -> Response {
-    let orders = gateway
-        .orders
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner);
-    match orders.iter().find(|o| o["id"] == id.as_str()) {
-        Some(order) => Json(order.clone()).into_response(),
+            .find(|o| o["id"] == id.as_str())
+            .cloned(),
+    };
+    match found {
+        Some(order) => Json(order).into_response(),
         None => problem(StatusCode::NOT_FOUND, "no such order"),
     }
 }

@@ -5,6 +5,7 @@
 //! cargo run --release --example demo                     # about 30 s of load, then a summary
 //! cargo run --release --example demo -- --serve --port 8080   # keep the gateway up
 //! cargo run --release --example demo -- --redis redis://127.0.0.1:6379/   # records on Redis
+//! cargo run --release --example demo -- --postgres postgres://postgres@127.0.0.1/test   # orders and records in Postgres
 //! cargo run --release --example demo -- --soak 600        # ten minutes, faults every minute
 //! cargo run --release --example demo -- --config my.toml  # the layers' settings from a file
 //! ```
@@ -29,7 +30,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use metrics_exporter_prometheus::PrometheusBuilder;
-use palisade::idempotency::store::{MemoryStore, RedisStore, Store};
+use palisade::idempotency::store::{MemoryStore, PostgresStore, RedisStore, Store};
 
 use crate::load::Tally;
 use crate::scrape::Scrape;
@@ -57,13 +58,14 @@ struct Args {
     serve: bool,
     port: u16,
     redis: Option<String>,
+    postgres: Option<String>,
     duration: Duration,
     clients: usize,
     soak: bool,
     config: Option<String>,
 }
 
-const USAGE: &str = "usage: demo [--duration SECONDS | --soak SECONDS] [--clients N] [--redis URL] [--config FILE] [--serve [--port P]]";
+const USAGE: &str = "usage: demo [--duration SECONDS | --soak SECONDS] [--clients N] [--redis URL | --postgres URL] [--config FILE] [--serve [--port P]]";
 
 /// How many orders the gateway keeps in a soak: the most recent, so that memory measures
 /// palisade rather than an order book that grows by design.
@@ -74,6 +76,7 @@ fn parse_args() -> Result<Args, String> {
         serve: false,
         port: 8080,
         redis: None,
+        postgres: None,
         duration: Duration::from_secs(30),
         clients: 32,
         soak: false,
@@ -90,6 +93,7 @@ fn parse_args() -> Result<Args, String> {
                     .map_err(|_| "--port takes a port number")?
             }
             "--redis" => args.redis = Some(value("--redis")?),
+            "--postgres" => args.postgres = Some(value("--postgres")?),
             "--config" => args.config = Some(value("--config")?),
             "--duration" | "--soak" => {
                 let secs: f64 = value(&arg)?
@@ -143,13 +147,26 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let fleet_memory = Arc::new(MemoryStore::new());
     let mut in_memory = vec![fleet_memory.clone()];
     let fleet_store: Arc<dyn Store> = fleet_memory;
-    let gateway_store: Arc<dyn Store> = match &args.redis {
-        Some(url) => Arc::new(RedisStore::connect(url).await?),
-        None => {
+    let mut db = None;
+    let gateway_store: Arc<dyn Store> = match (&args.redis, &args.postgres) {
+        (Some(url), None) => Arc::new(RedisStore::connect(url).await?),
+        (None, Some(url)) => {
+            // Orders and idempotency records in one database: each order commits with the
+            // record of its answer.
+            let store = PostgresStore::connect(url).await?;
+            store.ensure_schema().await?;
+            sqlx::query(gateway::ORDERS_TABLE)
+                .execute(store.pool())
+                .await?;
+            db = Some(store.pool().clone());
+            Arc::new(store)
+        }
+        (None, None) => {
             let store = Arc::new(MemoryStore::new());
             in_memory.push(store.clone());
             store
         }
+        (Some(_), Some(_)) => return Err("--redis and --postgres: one store at a time".into()),
     };
     let faults = if args.soak {
         fleet::Faults::Every(Duration::from_secs(60))
@@ -168,6 +185,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         &addrs,
         &stack,
         gateway_store,
+        db,
         metrics.clone(),
         port,
         keep_orders,
@@ -180,10 +198,10 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     }
     println!(
         "  gateway          http://{gateway}  (shed → idempotency; client: breaker → retry → balance), records {}",
-        if args.redis.is_some() {
-            "on Redis"
-        } else {
-            "in memory"
+        match (&args.redis, &args.postgres) {
+            (Some(_), _) => "on Redis",
+            (_, Some(_)) => "and orders in Postgres",
+            _ => "in memory",
         }
     );
     println!(

@@ -25,10 +25,13 @@
 //! (see [`policy`]). Keys are looked up within a [`Scope`] the application must choose —
 //! the caller's identity — so no caller can ever receive another's response.
 //!
-//! Records live in a [`store::Store`]: [`store::MemoryStore`] for one instance, or
-//! `store::RedisStore` (feature `redis`) for a fleet. If the store fails, keyed requests
-//! are refused with 503 and `Retry-After` (fail closed) unless
-//! [`fail_open`](IdempotencyConfigBuilder::fail_open) is chosen.
+//! Records live in a [`store::Store`]: [`store::MemoryStore`] for one instance,
+//! `store::RedisStore` (feature `redis`) for a fleet, or `store::PostgresStore` (feature
+//! `postgres`) in the application's own database — where a handler that takes the
+//! request's `KeyedTransaction` has its writes committed in one transaction with the record
+//! of its response: exactly-once *effects*, across a crash before or after the commit. If
+//! the store fails, keyed requests are refused with 503 and `Retry-After` (fail closed)
+//! unless [`fail_open`](IdempotencyConfigBuilder::fail_open) is chosen.
 //!
 //! gRPC works the same way through tonic: the key is the `idempotency-key` metadata entry,
 //! a replay carries the stored trailers (`grpc-status` among them), and refusals are gRPC

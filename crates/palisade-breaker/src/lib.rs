@@ -83,6 +83,7 @@ mod config;
 pub mod de;
 mod error;
 mod future;
+pub mod guard;
 mod handle;
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
@@ -102,6 +103,7 @@ mod window;
 pub use crate::config::{BreakerConfig, BreakerConfigBuilder, OpenDuration};
 pub use crate::error::BreakerOpen;
 pub use crate::future::ResponseFuture;
+pub use crate::guard::CallPermit;
 pub use crate::handle::{BreakerCounts, BreakerHandle};
 #[cfg(feature = "http")]
 pub use crate::http::{HttpCircuitBreaker, HttpCircuitBreakerLayer};

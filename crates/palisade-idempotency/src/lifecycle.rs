@@ -68,7 +68,7 @@ where
     };
     let fingerprint = config.fingerprinter.fingerprint(&parts, &body);
     let owner = Owner::random();
-    let store = TimedStore::new(&*shared.store, &shared.metrics);
+    let store = TimedStore::new(&*shared.store, &shared.store_breaker, &shared.metrics);
 
     let deadline = config.wait.map(|wait| Instant::now() + wait);
     let mut pause = FIRST_LOOK;

@@ -1,8 +1,11 @@
-//! The state a layer shares with every service it makes: the configuration, the store and
-//! the metrics' handles. It lives apart from both so that the layer (which makes it) and
+//! The state a layer shares with every service it makes: the configuration, the store, the
+//! breaker in front of the store, and the metrics' handles. It lives apart from both so that the layer (which makes it) and
 //! the service (which reads it on each request) depend on it, not on each other.
 
 use std::sync::Arc;
+use std::time::Duration;
+
+use palisade_breaker::{BreakerConfig, BreakerHandle, OpenDuration};
 
 use crate::config::IdempotencyConfig;
 use crate::metrics::IdempotencyMetrics;
@@ -12,7 +15,29 @@ use crate::store::Store;
 pub(crate) struct Shared {
     pub(crate) config: IdempotencyConfig,
     pub(crate) store: Arc<dyn Store>,
+    /// Opens when the store keeps failing, so that keyed requests are refused (or run
+    /// unprotected, with `fail_open`) at once instead of each waiting out the store's
+    /// timeout: see [`store_breaker`].
+    pub(crate) store_breaker: BreakerHandle,
     pub(crate) metrics: IdempotencyMetrics,
+}
+
+/// The breaker in front of a layer's store, named `{name}-store` in its metrics: three
+/// failed operations in a row open it for 1 s, doubling up to 30 s while its probe keeps
+/// failing; one operation that succeeds closes it.
+pub(crate) fn store_breaker(layer: &str) -> BreakerHandle {
+    let config = BreakerConfig::builder(format!("{layer}-store"))
+        .consecutive_failures(3)
+        .no_failure_rate()
+        .open_duration(OpenDuration::exponential(
+            Duration::from_secs(1),
+            Duration::from_secs(30),
+        ))
+        .half_open_probes(1)
+        .successes_to_close(1)
+        .build()
+        .expect("a valid store breaker configuration");
+    BreakerHandle::standalone(config)
 }
 
 impl Shared {
@@ -20,6 +45,7 @@ impl Shared {
     pub(crate) fn new(store: Arc<dyn Store>, config: IdempotencyConfig) -> Self {
         Self {
             metrics: IdempotencyMetrics::new(&config.name),
+            store_breaker: store_breaker(&config.name),
             config,
             store,
         }

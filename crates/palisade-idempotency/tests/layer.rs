@@ -597,6 +597,72 @@ async fn a_store_that_fails_closes_the_door_unless_told_to_fail_open() {
     assert_eq!(open.calls(), 1);
 }
 
+/// A store that is down, and counts how often it was asked to claim.
+struct CountedDown(Arc<AtomicUsize>);
+
+impl Store for CountedDown {
+    fn claim<'a>(
+        &'a self,
+        key: &'a RecordKey,
+        fingerprint: Fingerprint,
+        owner: Owner,
+        lease: Duration,
+    ) -> StoreFuture<'a, Claim> {
+        self.0.fetch_add(1, SeqCst);
+        Down.claim(key, fingerprint, owner, lease)
+    }
+    fn complete<'a>(
+        &'a self,
+        key: &'a RecordKey,
+        owner: Owner,
+        response: &'a StoredResponse,
+        ttl: Duration,
+    ) -> StoreFuture<'a, bool> {
+        Down.complete(key, owner, response, ttl)
+    }
+    fn release<'a>(&'a self, key: &'a RecordKey, owner: Owner) -> StoreFuture<'a, bool> {
+        Down.release(key, owner)
+    }
+    fn extend<'a>(
+        &'a self,
+        key: &'a RecordKey,
+        owner: Owner,
+        lease: Duration,
+    ) -> StoreFuture<'a, bool> {
+        Down.extend(key, owner, lease)
+    }
+    fn lookup<'a>(&'a self, key: &'a RecordKey) -> StoreFuture<'a, Option<Record>> {
+        Down.lookup(key)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_store_that_keeps_failing_is_not_asked_again_until_a_probe_is_due() {
+    let asked = Arc::new(AtomicUsize::new(0));
+    let harness = Harness::with_store(CountedDown(asked.clone()), config());
+    let refused = async || {
+        let answer = harness.send(post("/", Some("k"), "")).await.unwrap();
+        assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            answer.problem()["type"],
+            "urn:palisade:problem:idempotency-store-unavailable"
+        );
+    };
+    // Three failures in a row open the store's breaker: the next requests are refused
+    // without asking the store (without waiting out its timeout, were it a real one).
+    for _ in 0..10 {
+        refused().await;
+    }
+    assert_eq!(asked.load(SeqCst), 3);
+    // Once the breaker's open time has passed, one request probes the store; it fails, and
+    // the breaker opens again, for longer.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    refused().await;
+    refused().await;
+    assert_eq!(asked.load(SeqCst), 4);
+    assert_eq!(harness.calls(), 0, "fail-closed: the handler never ran");
+}
+
 #[tokio::test(start_paused = true)]
 async fn results_are_counted() {
     use metrics_util::debugging::{DebugValue, DebuggingRecorder};

@@ -1,9 +1,12 @@
 //! A store as the layer uses it: each operation timed into
-//! `palisade_idempotency_store_seconds`, and each failure counted and logged, in one place
-//! rather than around every call.
+//! `palisade_idempotency_store_seconds`, each failure counted and logged, and each guarded
+//! by the layer's store breaker — a store that keeps failing is not asked again until the
+//! breaker lets a probe through, so that requests are refused at once rather than each
+//! waiting out a dead store's timeout — in one place rather than around every call.
 
 use std::time::Duration;
 
+use palisade_breaker::BreakerHandle;
 use tokio::time::Instant;
 
 use super::{Attachment, Claim, Store, StoreError};
@@ -13,22 +16,43 @@ use crate::record::{Fingerprint, Owner, RecordKey, StoredResponse};
 /// The store, with each operation timed and its failures counted.
 pub(crate) struct TimedStore<'a> {
     store: &'a dyn Store,
+    breaker: &'a BreakerHandle,
     metrics: &'a IdempotencyMetrics,
 }
 
 impl<'a> TimedStore<'a> {
-    /// `store`'s operations, recorded in `metrics`.
-    pub(crate) fn new(store: &'a dyn Store, metrics: &'a IdempotencyMetrics) -> Self {
-        Self { store, metrics }
+    /// `store`'s operations, behind `breaker`, recorded in `metrics`.
+    pub(crate) fn new(
+        store: &'a dyn Store,
+        breaker: &'a BreakerHandle,
+        metrics: &'a IdempotencyMetrics,
+    ) -> Self {
+        Self {
+            store,
+            breaker,
+            metrics,
+        }
     }
 
-    async fn op<T>(
-        &self,
-        op: Op,
-        future: impl Future<Output = Result<T, StoreError>>,
-    ) -> Result<T, StoreError> {
+    /// Runs the operation `call` makes, unless the breaker is open: then the store is not
+    /// asked at all.
+    async fn op<T, F>(&self, op: Op, call: impl FnOnce() -> F) -> Result<T, StoreError>
+    where
+        F: Future<Output = Result<T, StoreError>>,
+    {
+        let permit = match self.breaker.try_acquire() {
+            Ok(permit) => permit,
+            Err(open) => {
+                tracing::debug!(op = op.label(), "idempotency store breaker open: not asked");
+                return Err(StoreError::new(open));
+            }
+        };
         let started = Instant::now();
-        let result = future.await;
+        let result = call().await;
+        match &result {
+            Ok(_) => permit.success(),
+            Err(_) => permit.failure(),
+        }
         self.metrics
             .store_op(op, started.elapsed(), result.is_err());
         if let Err(error) = &result {
@@ -45,10 +69,9 @@ impl<'a> TimedStore<'a> {
         owner: Owner,
         lease: Duration,
     ) -> Result<Claim, StoreError> {
-        self.op(
-            Op::Claim,
-            self.store.claim(record, fingerprint, owner, lease),
-        )
+        self.op(Op::Claim, || {
+            self.store.claim(record, fingerprint, owner, lease)
+        })
         .await
     }
 
@@ -59,8 +82,10 @@ impl<'a> TimedStore<'a> {
         response: &StoredResponse,
         ttl: Duration,
     ) -> Result<Option<bool>, StoreError> {
-        self.op(Op::Complete, attachment.attached().complete(response, ttl))
-            .await
+        self.op(Op::Complete, || {
+            attachment.attached().complete(response, ttl)
+        })
+        .await
     }
 
     /// [`Store::complete`], timed.
@@ -71,10 +96,9 @@ impl<'a> TimedStore<'a> {
         response: &StoredResponse,
         ttl: Duration,
     ) -> Result<bool, StoreError> {
-        self.op(
-            Op::Complete,
-            self.store.complete(record, owner, response, ttl),
-        )
+        self.op(Op::Complete, || {
+            self.store.complete(record, owner, response, ttl)
+        })
         .await
     }
 
@@ -85,7 +109,7 @@ impl<'a> TimedStore<'a> {
         owner: Owner,
         lease: Duration,
     ) -> Result<bool, StoreError> {
-        self.op(Op::Extend, self.store.extend(record, owner, lease))
+        self.op(Op::Extend, || self.store.extend(record, owner, lease))
             .await
     }
 
@@ -95,7 +119,7 @@ impl<'a> TimedStore<'a> {
         record: &RecordKey,
         owner: Owner,
     ) -> Result<bool, StoreError> {
-        self.op(Op::Release, self.store.release(record, owner))
+        self.op(Op::Release, || self.store.release(record, owner))
             .await
     }
 }

@@ -7,6 +7,9 @@
 //! - `redis/*`: a POST with a new key and a replay on Redis, beside one `PING` over the same
 //!   connection: new key ÷ PING and replay ÷ PING are the costs in round trips. Needs
 //!   `redis-server` on the PATH (the bench starts one on a free port); skipped otherwise.
+//! - `postgres/*`: the same on `PostgresStore`, beside one `SELECT 1` on the same pool, in
+//!   a schema made for the run. Needs PostgreSQL (`PALISADE_POSTGRES_URL`, by default the
+//!   local `test` database); skipped otherwise.
 //!
 //! `cargo bench -p palisade-benches --bench idempotency`
 
@@ -148,5 +151,61 @@ fn bench_redis(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_memory, bench_redis);
+fn bench_postgres(c: &mut Criterion) {
+    use palisade_idempotency::store::PostgresStore;
+    use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+
+    let url = std::env::var("PALISADE_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let schema = format!("bench_{}", std::process::id());
+    let Ok(options) = url.parse::<PgConnectOptions>() else {
+        eprintln!("PALISADE_POSTGRES_URL does not parse: skipping the Postgres benches");
+        return;
+    };
+    let made = runtime.block_on(async {
+        let admin = PgPoolOptions::new()
+            .max_connections(1)
+            .connect(&url)
+            .await?;
+        sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\""))
+            .execute(&admin)
+            .await?;
+        let pool = PgPoolOptions::new()
+            .max_connections(4)
+            .connect_with(options.options([("search_path", schema.as_str())]))
+            .await?;
+        Ok::<_, sqlx::Error>((admin, pool))
+    });
+    let Ok((admin, pool)) = made else {
+        eprintln!("PostgreSQL is not reachable at {url}: skipping the Postgres benches");
+        return;
+    };
+    let store = PostgresStore::new(pool.clone());
+    runtime
+        .block_on(store.ensure_schema())
+        .expect("the records' table");
+    let ours = layered(store);
+    let mut group = c.benchmark_group("idempotency/postgres");
+    group.bench_function("select-1", |b| {
+        b.iter(|| {
+            runtime.block_on(async {
+                let one: i32 = sqlx::query_scalar("SELECT 1")
+                    .fetch_one(&pool)
+                    .await
+                    .expect("1");
+                std::hint::black_box(one);
+            })
+        })
+    });
+    bench_keyed(&mut group, &runtime, &ours);
+    group.finish();
+    let drop_schema = format!("DROP SCHEMA \"{schema}\" CASCADE");
+    let _ = runtime.block_on(sqlx::query(&drop_schema).execute(&admin));
+}
+
+criterion_group!(benches, bench_memory, bench_redis, bench_postgres);
 criterion_main!(benches);

@@ -67,6 +67,9 @@
 //! | `response` | `bytea` | the encoded response, once completed |
 //! | `expires_at` | `timestamptz` (indexed) | the lease's end, or the record's time to live |
 //!
+//! A claim is one statement (a second only to take over an expired record); a replay or a
+//! duplicate in flight only reads, so it writes nothing and waits for no disk.
+//!
 //! Times are the database's clock. Expired rows count as absent at once and are deleted by
 //! [`PostgresStore::cleanup`], in bounded batches — call it from a periodic task.
 
@@ -239,7 +242,19 @@ impl PostgresStore {
         if row.try_get::<bool, _>(0).map_err(StoreError::new)? {
             return Ok(Some(Claim::Claimed));
         }
-        record_of(&row, 1).map(|record| Some(Claim::Existing(record)))
+        if row.try_get::<bool, _>(4).map_err(StoreError::new)? {
+            return record_of(&row, 1).map(|record| Some(Claim::Existing(record)));
+        }
+        // Expired: gone for everyone; this claim takes its place, if no other did first.
+        let taken = sqlx::query(&self.statements.take_over)
+            .bind(&key.as_bytes()[..])
+            .bind(owner.0.to_be_bytes().to_vec())
+            .bind(&fingerprint.0[..])
+            .bind(lease.as_secs_f64())
+            .execute(&self.pool)
+            .await
+            .map_err(StoreError::new)?;
+        Ok((taken.rows_affected() == 1).then_some(Claim::Claimed))
     }
 
     async fn write(

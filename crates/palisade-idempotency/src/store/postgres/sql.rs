@@ -16,6 +16,7 @@ pub(super) struct Statements {
     pub(super) create_table: String,
     pub(super) create_index: String,
     pub(super) claim: String,
+    pub(super) take_over: String,
     pub(super) complete: String,
     pub(super) release: String,
     pub(super) extend: String,
@@ -47,28 +48,33 @@ impl Statements {
             create_index: format!(
                 "CREATE INDEX IF NOT EXISTS \"{table}_expires_at\" ON {t} (expires_at)"
             ),
-            // One statement: create the record (or take over one whose lease or time to
-            // live ran out), or read the live one. Its SELECT sees the snapshot taken
-            // before the INSERT, so it finds the row the INSERT did not take; a row
-            // committed by a concurrent claim after that snapshot is in neither, and the
-            // store asks again.
+            // One statement: create the record, or read the one there (and whether it is
+            // still live). `DO NOTHING` takes no lock on a row it finds, so a replay or a
+            // duplicate in flight writes nothing (no WAL to flush). Its SELECT sees the
+            // snapshot taken before the INSERT, so it finds the row the INSERT did not take;
+            // a row committed by a concurrent claim after that snapshot is in neither, and
+            // the store asks again.
             claim: format!(
                 "WITH claimed AS (
-                    INSERT INTO {t} AS r (key, state, owner, fingerprint, response, expires_at)
+                    INSERT INTO {t} (key, state, owner, fingerprint, response, expires_at)
                     VALUES ($1, {IN_FLIGHT}, $2, $3, NULL,
                             clock_timestamp() + make_interval(secs => $4))
-                    ON CONFLICT (key) DO UPDATE
-                        SET state = EXCLUDED.state, owner = EXCLUDED.owner,
-                            fingerprint = EXCLUDED.fingerprint, response = NULL,
-                            expires_at = EXCLUDED.expires_at
-                        WHERE r.expires_at <= clock_timestamp()
+                    ON CONFLICT (key) DO NOTHING
                     RETURNING 1
                 )
-                SELECT TRUE, NULL::smallint, NULL::bytea, NULL::bytea FROM claimed
+                SELECT TRUE, NULL::smallint, NULL::bytea, NULL::bytea, TRUE FROM claimed
                 UNION ALL
-                SELECT FALSE, state, fingerprint, response FROM {t}
-                    WHERE key = $1 AND expires_at > clock_timestamp()
-                      AND NOT EXISTS (SELECT 1 FROM claimed)"
+                SELECT FALSE, state, fingerprint, response, expires_at > clock_timestamp()
+                    FROM {t}
+                    WHERE key = $1 AND NOT EXISTS (SELECT 1 FROM claimed)"
+            ),
+            // A record whose lease or time to live ran out is taken over — only if it is
+            // still expired when the update locks it.
+            take_over: format!(
+                "UPDATE {t} SET state = {IN_FLIGHT}, owner = $2, fingerprint = $3,
+                        response = NULL,
+                        expires_at = clock_timestamp() + make_interval(secs => $4)
+                    WHERE key = $1 AND expires_at <= clock_timestamp()"
             ),
             complete: format!(
                 "UPDATE {t} SET state = {DONE}, owner = NULL, response = $3,

@@ -45,6 +45,7 @@ impl BreakerHandle {
 
 /// The right to make one call through a breaker, and the duty to say how it ended: see
 /// [`BreakerHandle::try_acquire`].
+#[must_use = "report how the call ended: success(), failure() or record(outcome)"]
 pub struct CallPermit(Permit);
 
 impl std::fmt::Debug for CallPermit {

@@ -77,7 +77,7 @@ impl fmt::Display for Refusal {
                 "idempotency records are unavailable, so the request was not run; retry later",
             ),
             Refusal::Uncommitted { .. } => f.write_str(
-                "the request's work could not be committed with its idempotency record, so none of it was kept; retry later",
+                "the request's work could not be committed with its idempotency record; retry with the same key",
             ),
         }
     }

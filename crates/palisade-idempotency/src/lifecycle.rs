@@ -24,7 +24,7 @@ use crate::metrics::Outcome;
 use crate::record::{Owner, RecordKey};
 use crate::replay::{replay, to_store};
 use crate::shared::Shared;
-use crate::store::{Claim, Record, TimedStore};
+use crate::store::{Claim, Record, Settled, TimedStore};
 
 use palisade_core::BoxError;
 
@@ -197,11 +197,11 @@ where
                 .complete_attached(attachment, &stored, config.ttl)
                 .await
         }
-        None => Ok(None),
+        None => Ok(Settled::NotUsed),
     };
     let completed = match completed {
-        Ok(Some(true)) => Ok(true),
-        Ok(Some(false)) => {
+        Ok(Settled::Committed) => Ok(true),
+        Ok(Settled::ClaimLost) => {
             tracing::warn!(
                 ?record,
                 "the claim was lost before the transaction committed; nothing was kept"
@@ -209,14 +209,27 @@ where
             guard.disarm();
             return uncommitted();
         }
+        Ok(Settled::Aborted) => {
+            // The handler's own work failed in its transaction: nothing is kept, the answer
+            // is not stored, and a retry runs again.
+            guard
+                .release(&store, "the handler's transaction aborted")
+                .await;
+            shared.metrics.request(Outcome::Released);
+            return Ok(Response::from_parts(
+                head,
+                ResponseBody::whole(data, trailers),
+            ));
+        }
         Err(error) => {
-            tracing::warn!(?record, %error, "the keyed transaction did not commit; nothing was kept");
+            tracing::warn!(?record, %error, "the keyed transaction did not commit");
+            abandon();
             guard
                 .release(&store, "the transaction did not commit")
                 .await;
             return uncommitted();
         }
-        Ok(None) => store.complete(&record, owner, &stored, config.ttl).await,
+        Ok(_) => store.complete(&record, owner, &stored, config.ttl).await,
     };
     let result = match completed {
         Ok(true) => {

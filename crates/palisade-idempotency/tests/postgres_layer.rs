@@ -92,6 +92,15 @@ fn order_service(
             .await?;
             let status = match path.as_str() {
                 "/fail" => StatusCode::INTERNAL_SERVER_ERROR,
+                "/reject" => {
+                    // A write that breaks a constraint (NOT NULL), handled with an answer:
+                    // the transaction is aborted, so nothing of it can be kept.
+                    let broken = sqlx::query(&format!("INSERT INTO {table} (body) VALUES (NULL)"))
+                        .execute(&mut *tx)
+                        .await;
+                    assert!(broken.is_err());
+                    StatusCode::CONFLICT
+                }
                 "/steal" => {
                     // Another request takes the key over meanwhile (as if this one's lease
                     // had run out): the owner check at commit must undo this insert.
@@ -173,6 +182,26 @@ async fn a_failed_answer_keeps_nothing_and_the_retry_runs() {
     // The key was released: the retry runs, and this time succeeds.
     assert_eq!(shop.post("/", "o-2", "pen").await.0, StatusCode::CREATED);
     assert_eq!(shop.calls.load(SeqCst), 2);
+    assert_eq!(shop.orders().await, 1);
+    shop.schema.drop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_whose_own_transaction_aborts_keeps_nothing_and_trips_no_breaker() {
+    let shop = Shop::open().await;
+    // More than the three failures in a row that would open the store's breaker.
+    for _ in 0..4 {
+        let rejected = shop.post("/reject", "o-6", "mug").await;
+        assert_eq!((rejected.0, rejected.2), (StatusCode::CONFLICT, false));
+    }
+    assert_eq!(shop.calls.load(SeqCst), 4, "not stored: each retry ran");
+    assert_eq!(
+        shop.orders().await,
+        0,
+        "nothing of an aborted transaction is kept"
+    );
+    // The store is fine, and says so: a new request goes through.
+    assert_eq!(shop.post("/", "o-7", "mug").await.0, StatusCode::CREATED);
     assert_eq!(shop.orders().await, 1);
     shop.schema.drop().await;
 }

@@ -180,18 +180,34 @@ impl std::fmt::Debug for Attachment {
     }
 }
 
+/// How [`Attached::complete`] settled the handler's work and the record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Settled {
+    /// The handler did not use the attachment: the layer completes the record on its own.
+    NotUsed,
+    /// The handler's work and the record are durable, together.
+    Committed,
+    /// The claim was lost meanwhile (another request holds the key): nothing the handler
+    /// did is kept.
+    ClaimLost,
+    /// The handler's own work failed in it (a constraint it broke, a serialization
+    /// failure, a transaction it let abort): nothing is kept, and the record is not
+    /// stored — the store is fine, the request simply did not succeed.
+    Aborted,
+}
+
 /// The store's side of an [`Attachment`]: how the layer settles what the handler did with
 /// it.
 pub trait Attached: Send + Sync + 'static {
-    /// Stores `response` for `ttl` together with what the handler did, atomically: `None`
-    /// if the handler did not use the attachment (the layer then completes the record on
-    /// its own), `Some(true)` once both are durable, `Some(false)` if the claim was lost
-    /// meanwhile (nothing the handler did is kept).
+    /// Stores `response` for `ttl` together with what the handler did, atomically, and says
+    /// how that went; an error is the store's (the database unreachable), after which
+    /// nothing the handler did may have been kept.
     fn complete<'a>(
         &'a self,
         response: &'a StoredResponse,
         ttl: Duration,
-    ) -> StoreFuture<'a, Option<bool>>;
+    ) -> StoreFuture<'a, Settled>;
 
     /// Undoes what the handler did with it, if anything — the response is not to be stored
     /// (the handler failed, or it is not final), so neither are its effects — and says

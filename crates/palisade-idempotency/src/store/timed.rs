@@ -9,7 +9,7 @@ use std::time::Duration;
 use palisade_breaker::BreakerHandle;
 use tokio::time::Instant;
 
-use super::{Attachment, Claim, Store, StoreError};
+use super::{Attachment, Claim, Settled, Store, StoreError};
 use crate::metrics::{IdempotencyMetrics, Op};
 use crate::record::{Fingerprint, Owner, RecordKey, StoredResponse};
 
@@ -40,8 +40,12 @@ impl<'a> TimedStore<'a> {
     where
         F: Future<Output = Result<T, StoreError>>,
     {
+        // Claims and completions wait for the breaker; releases and extensions do not —
+        // refusing them would hold keys in flight (or let live claims lapse) for as long as
+        // it is open — but their outcomes still count.
         let permit = match self.breaker.try_acquire() {
-            Ok(permit) => permit,
+            Ok(permit) => Some(permit),
+            Err(_) if matches!(op, Op::Release | Op::Extend) => None,
             Err(open) => {
                 tracing::debug!(op = op.label(), "idempotency store breaker open: not asked");
                 return Err(StoreError::new(open));
@@ -49,9 +53,10 @@ impl<'a> TimedStore<'a> {
         };
         let started = Instant::now();
         let result = call().await;
-        match &result {
-            Ok(_) => permit.success(),
-            Err(_) => permit.failure(),
+        match (permit, &result) {
+            (Some(permit), Ok(_)) => permit.success(),
+            (Some(permit), Err(_)) => permit.failure(),
+            (None, _) => {}
         }
         self.metrics
             .store_op(op, started.elapsed(), result.is_err());
@@ -81,7 +86,7 @@ impl<'a> TimedStore<'a> {
         attachment: &Attachment,
         response: &StoredResponse,
         ttl: Duration,
-    ) -> Result<Option<bool>, StoreError> {
+    ) -> Result<Settled, StoreError> {
         self.op(Op::Complete, || {
             attachment.attached().complete(response, ttl)
         })

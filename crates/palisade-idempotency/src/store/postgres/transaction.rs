@@ -18,7 +18,7 @@ use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use super::PostgresStore;
 use crate::record::{Owner, RecordKey, StoredResponse};
-use crate::store::{Attached, Attachment, StoreError, StoreFuture};
+use crate::store::{Attached, Attachment, Settled, StoreError, StoreFuture};
 
 /// Where the handler's transaction waits between the handler and the layer's commit.
 type Slot = Arc<Mutex<Option<Transaction<'static, Postgres>>>>;
@@ -48,23 +48,29 @@ impl Attached for Lent {
         &'a self,
         response: &'a StoredResponse,
         ttl: Duration,
-    ) -> StoreFuture<'a, Option<bool>> {
+    ) -> StoreFuture<'a, Settled> {
         Box::pin(async move {
-            let Some(mut tx) = self.slot.lock().await.take() else {
-                return Ok(None);
+            // `try_lock`: a handler that kept its transaction beyond its answer (moved into a
+            // task) must not stall the completion; its work is not kept.
+            let taken = match self.slot.try_lock() {
+                Ok(mut slot) => slot.take(),
+                Err(_) => return Ok(Settled::Aborted),
+            };
+            let Some(mut tx) = taken else {
+                return Ok(Settled::NotUsed);
             };
             // The owner check is part of the commit: a claim lost while the handler ran
             // completes nothing, and the handler's writes go with it.
             let held = self
                 .store
                 .complete_on(&mut tx, &self.key, self.owner, response, ttl)
-                .await?;
-            if held {
-                tx.commit().await.map_err(StoreError::new)?;
-            } else {
-                tx.rollback().await.map_err(StoreError::new)?;
-            }
-            Ok(Some(held))
+                .await;
+            let settled = match held {
+                Ok(true) => tx.commit().await.map(|()| Settled::Committed),
+                Ok(false) => tx.rollback().await.map(|()| Settled::ClaimLost),
+                Err(error) => return handlers_own(error),
+            };
+            settled.or_else(|error| handlers_own(StoreError::new(error)))
         })
     }
 
@@ -83,12 +89,33 @@ impl Attached for Lent {
     }
 }
 
+/// An error in the handler's transaction that the handler caused — it broke a constraint
+/// (SQLSTATE class 23, also at a deferred COMMIT), let the transaction abort (25P02), or
+/// lost a serialization or deadlock race (40001, 40P01) — is its request's failure, not
+/// the store's: nothing is kept, the record is not stored, and the store's breaker is not
+/// told. Any other error is the store's.
+fn handlers_own(error: StoreError) -> Result<Settled, StoreError> {
+    let code = std::error::Error::source(&error)
+        .and_then(|e| e.downcast_ref::<sqlx::Error>())
+        .and_then(|e| e.as_database_error())
+        .and_then(|e| e.code().map(|code| code.into_owned()));
+    match code.as_deref() {
+        Some(code) if code.starts_with("23") || ["25P02", "40001", "40P01"].contains(&code) => {
+            Ok(Settled::Aborted)
+        }
+        _ => Err(error),
+    }
+}
+
 /// A database transaction bound to the request's idempotency key: the handler's writes in
 /// it are committed by the layer together with the record of the handler's response, or
 /// not at all. See [the module](super).
 ///
-/// Use it as `&mut *tx` wherever sqlx takes an executor. Do not commit it: the layer does,
-/// once the response is known. Take it once per request.
+/// Use it as `&mut *tx` wherever sqlx takes an executor. Do not commit it, nor send a
+/// `COMMIT` through it: the layer commits once the response is known, with the record.
+/// Take it once per request, and do not keep it beyond the handler. A write that may fail
+/// and be handled (a unique violation answered `409`) goes in a savepoint, or the whole
+/// transaction aborts and nothing is kept.
 pub struct KeyedTransaction {
     guard: OwnedMutexGuard<Option<Transaction<'static, Postgres>>>,
 }

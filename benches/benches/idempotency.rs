@@ -7,6 +7,8 @@
 //! - `redis/*`: a POST with a new key and a replay on Redis, beside one `PING` over the same
 //!   connection: new key ÷ PING and replay ÷ PING are the costs in round trips. Needs
 //!   `redis-server` on the PATH (the bench starts one on a free port); skipped otherwise.
+//!   Then Redis is killed: `post-store-down` is a keyed request refused once the store's
+//!   breaker has opened.
 //! - `postgres/*`: the same on `PostgresStore`, beside one `SELECT 1` on the same pool, in
 //!   a schema made for the run. Needs PostgreSQL (`PALISADE_POSTGRES_URL`, by default the
 //!   local `test` database); skipped otherwise.
@@ -122,7 +124,7 @@ fn bench_redis(c: &mut Criterion) {
         eprintln!("redis-server is not installed: skipping the Redis benches");
         return;
     }
-    let redis = RedisServer::start();
+    let mut redis = RedisServer::start();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -148,6 +150,22 @@ fn bench_redis(c: &mut Criterion) {
         })
     });
     bench_keyed(&mut group, &runtime, &ours);
+    // Redis down: the first keyed requests wait out the connection timeout and open the
+    // store's breaker; from then on a keyed request is refused (503) without asking Redis.
+    redis.kill();
+    let fresh = AtomicU64::new(0);
+    let refused = || {
+        request(
+            http::Method::POST,
+            Some(format!("down-{}", fresh.fetch_add(1, Relaxed))),
+        )
+    };
+    for _ in 0..3 {
+        runtime.block_on(send(&ours, refused()));
+    }
+    group.bench_function("post-store-down/palisade", |b| {
+        b.iter(|| runtime.block_on(send(&ours, refused())))
+    });
     group.finish();
 }
 

@@ -27,6 +27,10 @@
 //! `taskset` on the machine the servers of `GET` and `POST` run on CPU 0 and wrk on CPU 1,
 //! so neither steals from the other.
 //!
+//! Each run also reads its server's CPU time (user and system, `/proc/PID/stat`) before and
+//! after, and reports it per answered request: what a stack costs, apart from how busy the
+//! machine was.
+//!
 //! Two comparisons per workload: `throughput_ratio` and `p99_ratio`, full ÷ bare — what
 //! palisade costs — and `tower_throughput_ratio` and `tower_p99_ratio`, full ÷ tower — what
 //! choosing palisade over the tower-assembled stack gains (above 1 in throughput, below 1
@@ -211,7 +215,14 @@ fn run_workload(args: &Args, workload: Workload) -> Result<serde_json::Value, St
         for turn in 0..servers.len() {
             let index = (round + turn) % servers.len();
             let server = &servers[index];
-            let result = wrk::run(server.addr(), workload, connections, args.duration)?;
+            let before = server.cpu_time();
+            let mut result = wrk::run(server.addr(), workload, connections, args.duration)?;
+            result.cpu_per_request = before
+                .zip(server.cpu_time())
+                .filter(|_| result.requests > 0)
+                .map(|(before, after)| {
+                    after.saturating_sub(before).div_f64(result.requests as f64)
+                });
             println!(
                 "  {:<7} {:<5} {}",
                 workload.name(),

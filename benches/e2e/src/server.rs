@@ -5,6 +5,7 @@ use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::http::StatusCode;
@@ -241,6 +242,21 @@ impl Server {
         self.addr
     }
 
+    /// The CPU time, user and system, the server process has used so far, from
+    /// `/proc/PID/stat` (`None` where there is no `/proc`). `taskset` execs the server, so
+    /// the child's pid is the server's.
+    pub(crate) fn cpu_time(&self) -> Option<Duration> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).ok()?;
+        // After the command name (in parentheses), utime and stime are the 12th and 13th
+        // fields, in clock ticks.
+        let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+        let ticks: u64 =
+            fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+        Some(Duration::from_secs_f64(
+            ticks as f64 / clock_ticks()? as f64,
+        ))
+    }
+
     pub(crate) fn variant(&self) -> Variant {
         self.variant
     }
@@ -251,4 +267,13 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The kernel's clock ticks a second (`getconf CLK_TCK`), asked once.
+fn clock_ticks() -> Option<u64> {
+    static TICKS: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        let output = Command::new("getconf").arg("CLK_TCK").output().ok()?;
+        String::from_utf8_lossy(&output.stdout).trim().parse().ok()
+    })
 }

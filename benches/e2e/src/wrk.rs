@@ -95,6 +95,9 @@ pub(crate) struct Run {
     pub(crate) non_success: u64,
     /// Connection errors, reads, writes and timeouts.
     pub(crate) socket_errors: u64,
+    /// The server process's CPU time (user and system) per answered request, where the
+    /// machine tells it (`/proc`): what the stack costs, apart from how busy the machine was.
+    pub(crate) cpu_per_request: Option<Duration>,
 }
 
 impl Run {
@@ -115,6 +118,12 @@ impl Run {
             )),
             non_success: runs.iter().map(|r| r.non_success).sum(),
             socket_errors: runs.iter().map(|r| r.socket_errors).sum(),
+            cpu_per_request: runs
+                .iter()
+                .map(|r| r.cpu_per_request.map(|d| d.as_secs_f64()))
+                .collect::<Option<Vec<_>>>()
+                .filter(|cpu| !cpu.is_empty())
+                .map(|cpu| Duration::from_secs_f64(middle(cpu))),
         }
     }
 
@@ -131,6 +140,7 @@ impl Run {
             "p99_ms": self.p99.as_secs_f64() * 1e3,
             "non_success": self.non_success,
             "socket_errors": self.socket_errors,
+            "cpu_us_per_request": self.cpu_per_request.map(|d| d.as_secs_f64() * 1e6),
         })
     }
 }
@@ -144,6 +154,9 @@ impl fmt::Display for Run {
             self.p50.as_secs_f64() * 1e3,
             self.p99.as_secs_f64() * 1e3
         )?;
+        if let Some(cpu) = self.cpu_per_request {
+            write!(f, ", {:.1} µs CPU/req", cpu.as_secs_f64() * 1e6)?;
+        }
         if self.non_success + self.socket_errors > 0 {
             write!(
                 f,
@@ -215,6 +228,7 @@ fn parse(text: &str) -> Option<Run> {
         p99: Duration::ZERO,
         non_success: 0,
         socket_errors: 0,
+        cpu_per_request: None,
     };
     let (mut p50, mut p99) = (None, None);
     for line in text.lines().map(str::trim) {

@@ -281,7 +281,9 @@ fn serve() {
                     pause().await;
                     Ok::<_, StatusCode>((StatusCode::CREATED, format!("order {id}: {body}")))
                 };
-                keyed(Router::new().route("/orders", post(handler)), store, config)
+                Router::new()
+                    .route("/orders", post(handler))
+                    .layer(IdempotencyLayer::with_config(store, config))
             }
             other => {
                 let store: Arc<dyn Store> = match other {
@@ -320,10 +322,6 @@ fn serve() {
         }
         axum::serve(listener, app).await.unwrap();
     });
-}
-
-fn keyed(router: Router, store: PostgresStore, config: IdempotencyConfig) -> Router {
-    router.layer(IdempotencyLayer::with_config(store, config))
 }
 
 /// The operation's key, as the client sent it (`"op-7"` → `op-7`).

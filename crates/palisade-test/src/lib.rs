@@ -10,7 +10,9 @@
 //! the same order of calls give the same latencies and failures.
 //!
 //! [`redis::RedisServer`] runs a real `redis-server` on a free port, for tests of what keeps
-//! state in Redis; a test can kill it and start it again. With the feature `dns`,
+//! state in Redis; a test can kill it and start it again. [`redis_cluster::RedisCluster`] runs
+//! a whole Redis Cluster (three primaries, three replicas) whose nodes a test can pause, kill,
+//! fail over and restart. With the feature `dns`,
 //! [`dns::DnsServer`] runs hickory's DNS server in-process, with records a test can edit.
 //!
 //! ```
@@ -40,6 +42,7 @@ pub mod dns;
 mod http;
 mod peers;
 pub mod redis;
+pub mod redis_cluster;
 mod stats;
 
 pub use crate::backend::{Backend, BackendError, Reply};

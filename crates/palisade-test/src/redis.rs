@@ -43,7 +43,7 @@ impl RedisServer {
         let mut last_failure = String::new();
         for _ in 0..PORT_ATTEMPTS {
             let port = free_port();
-            match spawn(port) {
+            match spawn(port, &[]) {
                 Ok(child) => {
                     return Self {
                         port,
@@ -92,7 +92,7 @@ impl RedisServer {
         self.kill();
         let deadline = Instant::now() + STARTUP;
         loop {
-            match spawn(self.port) {
+            match spawn(self.port, &[]) {
                 Ok(child) => {
                     self.child = Some(child);
                     return;
@@ -117,7 +117,7 @@ impl Drop for RedisServer {
 }
 
 /// A port that was free a moment ago: the kernel's pick for port 0.
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
         .expect("cannot bind 127.0.0.1:0 to find a free port");
     listener
@@ -126,15 +126,16 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// Spawns `redis-server` on `port` and waits until it answers (as itself: see
-/// [`server_pid`]); `Err` (with the server killed) if it exits first or does not answer in
-/// time.
-fn spawn(port: u16) -> Result<Child, String> {
+/// Spawns `redis-server` on `port`, with `extra` arguments after the common ones, and waits
+/// until it answers (as itself: see [`server_pid`]); `Err` (with the server killed) if it
+/// exits first or does not answer in time.
+pub(crate) fn spawn(port: u16, extra: &[&str]) -> Result<Child, String> {
     let mut child = Command::new("redis-server")
         .args(["--port", &port.to_string()])
         .args(["--bind", "127.0.0.1"])
         .args(["--save", ""])
         .args(["--appendonly", "no"])
+        .args(extra)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())

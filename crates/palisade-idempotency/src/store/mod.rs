@@ -42,7 +42,7 @@ pub use self::memory::{MemoryStore, MemoryStoreBuilder};
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub use self::postgres::PostgresStore;
 #[cfg(feature = "redis")]
-pub use self::redis::RedisStore;
+pub use self::redis::{Durability, RedisStore};
 pub(crate) use self::timed::TimedStore;
 
 /// The future of a store operation. Stores are called once or twice per keyed request, a

@@ -1,8 +1,8 @@
 //! A store as the layer uses it: each operation timed into
-//! `palisade_idempotency_store_seconds`, each failure counted and logged, and each guarded
-//! by the layer's store breaker — a store that keeps failing is not asked again until the
-//! breaker lets a probe through, so that requests are refused at once rather than each
-//! waiting out a dead store's timeout — in one place rather than around every call.
+//! `palisade_idempotency_store_seconds`, each failure counted and logged, and claims guarded
+//! by the layer's store breaker — a store that keeps failing is not asked to claim again
+//! until the breaker lets a probe through, so that requests are refused at once rather than
+//! each waiting out a dead store's timeout — in one place rather than around every call.
 
 use std::time::Duration;
 
@@ -40,12 +40,15 @@ impl<'a> TimedStore<'a> {
     where
         F: Future<Output = Result<T, StoreError>>,
     {
-        // Claims and completions wait for the breaker; releases and extensions do not —
-        // refusing them would hold keys in flight (or let live claims lapse) for as long as
-        // it is open — but their outcomes still count.
+        // Only claims wait for the breaker: a refused claim is a request that did not run.
+        // Everything after a claim settles work that was done or is under way — refusing a
+        // completion would throw away an answer the handler already gave (and let a retry
+        // run it again), refusing a release or an extension would hold keys in flight or
+        // let live claims lapse — so those go to the store whatever the breaker says, and
+        // their outcomes still count.
         let permit = match self.breaker.try_acquire() {
             Ok(permit) => Some(permit),
-            Err(_) if matches!(op, Op::Release | Op::Extend) => None,
+            Err(_) if !matches!(op, Op::Claim) => None,
             Err(open) => {
                 tracing::debug!(op = op.label(), "idempotency store breaker open: not asked");
                 return Err(StoreError::new(open));

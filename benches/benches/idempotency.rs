@@ -9,6 +9,10 @@
 //!   `redis-server` on the PATH (the bench starts one on a free port); skipped otherwise.
 //!   Then Redis is killed: `post-store-down` is a keyed request refused once the store's
 //!   breaker has opened.
+//! - `redis-cluster/*`: the same on a Redis Cluster (three primaries, three replicas, started
+//!   on free ports), beside one `PING` through the cluster connection: beside `redis/*`,
+//!   the cluster's own cost. `redis-cluster-wait1/*`: with durable claims
+//!   (`Durability::replicas(1)`), each claim and completion followed by `WAIT 1`.
 //! - `postgres/*`: the same on `PostgresStore`, beside one `SELECT 1` on the same pool, in
 //!   a schema made for the run. Needs PostgreSQL (`PALISADE_POSTGRES_URL`, by default the
 //!   local `test` database); skipped otherwise.
@@ -169,6 +173,60 @@ fn bench_redis(c: &mut Criterion) {
     group.finish();
 }
 
+fn bench_redis_cluster(c: &mut Criterion) {
+    use palisade_idempotency::store::{Durability, RedisStore};
+    use palisade_test::redis_cluster::RedisCluster;
+
+    if std::process::Command::new("redis-server")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("redis-server is not installed: skipping the Redis Cluster benches");
+        return;
+    }
+    let cluster = RedisCluster::start();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let (store, mut connection) = runtime.block_on(async {
+        let store = RedisStore::cluster(cluster.nodes())
+            .await
+            .expect("connect to the cluster");
+        let client = redis::cluster::ClusterClient::new(
+            cluster
+                .nodes()
+                .iter()
+                .map(|node| format!("redis://{node}/")),
+        )
+        .expect("cluster URLs");
+        let connection = client
+            .get_async_connection()
+            .await
+            .expect("connect to the cluster");
+        (store, connection)
+    });
+    let mut group = c.benchmark_group("idempotency/redis-cluster");
+    group.bench_function("ping", |b| {
+        b.iter(|| {
+            runtime.block_on(async {
+                let pong: String = redis::cmd("PING")
+                    .query_async(&mut connection)
+                    .await
+                    .expect("PONG");
+                std::hint::black_box(pong);
+            })
+        })
+    });
+    bench_keyed(&mut group, &runtime, &layered(store.clone()));
+    group.finish();
+    let mut group = c.benchmark_group("idempotency/redis-cluster-wait1");
+    let durable = store.durable(Durability::replicas(1));
+    bench_keyed(&mut group, &runtime, &layered(durable));
+    group.finish();
+}
+
 fn bench_postgres(c: &mut Criterion) {
     use palisade_idempotency::store::PostgresStore;
     use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -225,5 +283,11 @@ fn bench_postgres(c: &mut Criterion) {
     let _ = runtime.block_on(sqlx::query(&drop_schema).execute(&admin));
 }
 
-criterion_group!(benches, bench_memory, bench_redis, bench_postgres);
+criterion_group!(
+    benches,
+    bench_memory,
+    bench_redis,
+    bench_redis_cluster,
+    bench_postgres
+);
 criterion_main!(benches);

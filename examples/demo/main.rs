@@ -5,6 +5,7 @@
 //! cargo run --release --example demo                     # about 30 s of load, then a summary
 //! cargo run --release --example demo -- --serve --port 8080   # keep the gateway up
 //! cargo run --release --example demo -- --redis redis://127.0.0.1:6379/   # records on Redis
+//! cargo run --release --example demo -- --redis-cluster 127.0.0.1:7000,127.0.0.1:7001   # on a Redis Cluster, claims held by a replica
 //! cargo run --release --example demo -- --postgres postgres://postgres@127.0.0.1/test   # orders and records in Postgres
 //! cargo run --release --example demo -- --soak 600        # ten minutes, faults every minute
 //! cargo run --release --example demo -- --config my.toml  # the layers' settings from a file
@@ -30,7 +31,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use metrics_exporter_prometheus::PrometheusBuilder;
-use palisade::idempotency::store::{MemoryStore, PostgresStore, RedisStore, Store};
+use palisade::idempotency::store::{Durability, MemoryStore, PostgresStore, RedisStore, Store};
 
 use crate::load::Tally;
 use crate::scrape::Scrape;
@@ -57,15 +58,44 @@ impl Names {
 struct Args {
     serve: bool,
     port: u16,
-    redis: Option<String>,
-    postgres: Option<String>,
+    store: StoreChoice,
     duration: Duration,
     clients: usize,
     soak: bool,
     config: Option<String>,
 }
 
-const USAGE: &str = "usage: demo [--duration SECONDS | --soak SECONDS] [--clients N] [--redis URL | --postgres URL] [--config FILE] [--serve [--port P]]";
+const USAGE: &str = "usage: demo [--duration SECONDS | --soak SECONDS] [--clients N] [--redis URL | --redis-cluster HOST:PORT,... | --postgres URL] [--config FILE] [--serve [--port P]]";
+
+/// Where the gateway keeps its idempotency records.
+enum StoreChoice {
+    Memory,
+    Redis(String),
+    /// The nodes of a Redis Cluster, `host:port` each.
+    RedisCluster(Vec<String>),
+    /// Orders and records both, in one database.
+    Postgres(String),
+}
+
+impl StoreChoice {
+    /// This choice, unless another store was chosen already.
+    fn replace(&mut self, choice: Self) -> Result<(), String> {
+        if !matches!(self, Self::Memory) {
+            return Err("--redis, --redis-cluster and --postgres: one store at a time".into());
+        }
+        *self = choice;
+        Ok(())
+    }
+
+    fn describe(&self) -> &'static str {
+        match self {
+            Self::Memory => "in memory",
+            Self::Redis(_) => "on Redis",
+            Self::RedisCluster(_) => "on a Redis Cluster, each claim held by a replica",
+            Self::Postgres(_) => "and orders in Postgres",
+        }
+    }
+}
 
 /// How many orders the gateway keeps in a soak: the most recent, so that memory measures
 /// palisade rather than an order book that grows by design.
@@ -75,8 +105,7 @@ fn parse_args() -> Result<Args, String> {
     let mut args = Args {
         serve: false,
         port: 8080,
-        redis: None,
-        postgres: None,
+        store: StoreChoice::Memory,
         duration: Duration::from_secs(30),
         clients: 32,
         soak: false,
@@ -92,8 +121,22 @@ fn parse_args() -> Result<Args, String> {
                     .parse()
                     .map_err(|_| "--port takes a port number")?
             }
-            "--redis" => args.redis = Some(value("--redis")?),
-            "--postgres" => args.postgres = Some(value("--postgres")?),
+            "--redis" => args.store.replace(StoreChoice::Redis(value("--redis")?))?,
+            "--redis-cluster" => {
+                let nodes = value("--redis-cluster")?
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|node| !node.is_empty())
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>();
+                if nodes.is_empty() {
+                    return Err("--redis-cluster takes host:port,host:port,...".into());
+                }
+                args.store.replace(StoreChoice::RedisCluster(nodes))?
+            }
+            "--postgres" => args
+                .store
+                .replace(StoreChoice::Postgres(value("--postgres")?))?,
             "--config" => args.config = Some(value("--config")?),
             "--duration" | "--soak" => {
                 let secs: f64 = value(&arg)?
@@ -148,9 +191,16 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let mut in_memory = vec![fleet_memory.clone()];
     let fleet_store: Arc<dyn Store> = fleet_memory;
     let mut db = None;
-    let gateway_store: Arc<dyn Store> = match (&args.redis, &args.postgres) {
-        (Some(url), None) => Arc::new(RedisStore::connect(url).await?),
-        (None, Some(url)) => {
+    let gateway_store: Arc<dyn Store> = match &args.store {
+        StoreChoice::Redis(url) => Arc::new(RedisStore::connect(url).await?),
+        // Durable claims: a failover of the primary that holds a claim cannot let a
+        // duplicate order through.
+        StoreChoice::RedisCluster(nodes) => Arc::new(
+            RedisStore::cluster(nodes)
+                .await?
+                .durable(Durability::replicas(1)),
+        ),
+        StoreChoice::Postgres(url) => {
             // Orders and idempotency records in one database: each order commits with the
             // record of its answer.
             let store = PostgresStore::connect(url).await?;
@@ -161,12 +211,11 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             db = Some(store.pool().clone());
             Arc::new(store)
         }
-        (None, None) => {
+        StoreChoice::Memory => {
             let store = Arc::new(MemoryStore::new());
             in_memory.push(store.clone());
             store
         }
-        (Some(_), Some(_)) => return Err("--redis and --postgres: one store at a time".into()),
     };
     let faults = if args.soak {
         fleet::Faults::Every(Duration::from_secs(60))
@@ -198,11 +247,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     }
     println!(
         "  gateway          http://{gateway}  (shed → idempotency; client: breaker → retry → balance), records {}",
-        match (&args.redis, &args.postgres) {
-            (Some(_), _) => "on Redis",
-            (_, Some(_)) => "and orders in Postgres",
-            _ => "in memory",
-        }
+        args.store.describe()
     );
     println!(
         "  the flaky backend fails from {} s to {} s{}\n",

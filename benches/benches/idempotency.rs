@@ -116,16 +116,23 @@ fn bench_memory(c: &mut Criterion) {
     group.finish();
 }
 
+/// Whether `redis-server` is on the PATH; says which benches it skips if not.
+fn redis_installed(benches: &str) -> bool {
+    let installed = std::process::Command::new("redis-server")
+        .arg("--version")
+        .output()
+        .is_ok();
+    if !installed {
+        eprintln!("redis-server is not installed: skipping the {benches} benches");
+    }
+    installed
+}
+
 fn bench_redis(c: &mut Criterion) {
     use palisade_idempotency::store::RedisStore;
     use palisade_test::redis::RedisServer;
 
-    if std::process::Command::new("redis-server")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        eprintln!("redis-server is not installed: skipping the Redis benches");
+    if !redis_installed("Redis") {
         return;
     }
     let mut redis = RedisServer::start();
@@ -177,12 +184,7 @@ fn bench_redis_cluster(c: &mut Criterion) {
     use palisade_idempotency::store::{Durability, RedisStore};
     use palisade_test::redis_cluster::RedisCluster;
 
-    if std::process::Command::new("redis-server")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        eprintln!("redis-server is not installed: skipping the Redis Cluster benches");
+    if !redis_installed("Redis Cluster") {
         return;
     }
     let cluster = RedisCluster::start();

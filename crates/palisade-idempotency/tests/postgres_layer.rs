@@ -80,7 +80,7 @@ fn order_service(
     service_fn(move |request: Request<RequestBody<Full<Bytes>>>| {
         let (table, calls, store) = (table.clone(), calls.clone(), store.clone());
         async move {
-            calls.fetch_add(1, SeqCst);
+            let earlier_calls = calls.fetch_add(1, SeqCst);
             let mut tx = KeyedTransaction::from_extensions(request.extensions()).await?;
             let path = request.uri().path().to_owned();
             let body = request.into_body().collect().await?.to_bytes();
@@ -109,6 +109,11 @@ fn order_service(
                         .execute(store.pool())
                         .await?;
                     StatusCode::CREATED
+                }
+                "/hang-once" if earlier_calls == 0 => {
+                    // The client goes away while the handler still holds its transaction.
+                    std::future::pending::<()>().await;
+                    unreachable!()
                 }
                 _ => StatusCode::CREATED,
             };
@@ -313,4 +318,59 @@ async fn the_axum_extractor_hands_the_transaction_and_refuses_without_a_key() {
     assert!(body.contains("no-keyed-transaction"), "{body}");
     assert_eq!(count(&schema, &table).await, 1);
     schema.drop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_gone_before_the_commit_leaves_nothing_and_the_retry_runs_once() {
+    let shop = Shop::open().await;
+    // Wait until the handler has inserted its order (uncommitted: it holds the row lock of
+    // an insert on the orders table), then drop the request, as hyper does when the
+    // client disconnects.
+    let schema = shop.schema.name.clone();
+    let inserting = format!(
+        "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation
+            JOIN pg_namespace n ON n.oid = c.relnamespace
+            WHERE n.nspname = '{schema}' AND c.relname = 'orders'
+              AND l.mode = 'RowExclusiveLock' AND l.pid <> pg_backend_pid()"
+    );
+    let inserted = async {
+        loop {
+            let held: i64 = sqlx::query_scalar(&inserting)
+                .fetch_one(&shop.schema.pool)
+                .await
+                .unwrap();
+            if held > 0 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    };
+    let gone = shop
+        .svc
+        .clone()
+        .oneshot(post_with_key("/hang-once", Some("o-gone"), "book"));
+    tokio::select! {
+        _ = gone => panic!("the hanging handler answered"),
+        () = inserted => {}
+    }
+
+    // The transaction rolled back with the dropped request and the key was released: the
+    // retry runs the handler again, and there is one order.
+    let retry = loop {
+        let retry = shop.post("/hang-once", "o-gone", "book").await;
+        if retry.0 != StatusCode::CONFLICT {
+            break retry;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    };
+    assert_eq!((retry.0, retry.2), (StatusCode::CREATED, false));
+    assert_eq!(shop.calls.load(SeqCst), 2);
+    assert_eq!(shop.orders().await, 1);
+    let again = shop.post("/hang-once", "o-gone", "book").await;
+    assert_eq!(
+        (again.0, &again.1, again.2),
+        (StatusCode::CREATED, &retry.1, true)
+    );
+    assert_eq!(shop.orders().await, 1);
+    shop.schema.drop().await;
 }

@@ -17,17 +17,19 @@ use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use palisade_idempotency::record::{Fingerprint, Owner, RecordKey, StoredResponse};
-use palisade_idempotency::store::{Claim, Durability, Record, RedisStore, Store};
+use palisade_idempotency::store::{Claim, Durability, Record, RedisStore, Store, StoreError};
 use palisade_idempotency::{IdempotencyConfig, IdempotencyLayer, REPLAYED, RequestBody, Scope};
 use palisade_test::redis_cluster::RedisCluster;
 use tower::{BoxError, Layer, Service, ServiceExt, service_fn};
 
-/// Claims and completions held by one replica; a completion resent for up to 8 s, which
-/// covers the failover and the old primary's return as a replica (`WAIT 1` needs one).
-const DURABLE: Durability = Durability::replicas(1).patience(Duration::from_secs(8));
+/// Claims and completions held by one replica; a completion resent for up to 20 s, which
+/// covers the failover and the old primary's return as a replica (`WAIT 1` needs one),
+/// however busy the machine (8 s was not enough with every test of the workspace running).
+const DURABLE: Durability = Durability::replicas(1).patience(Duration::from_secs(20));
 
-/// How long a client keeps retrying one operation before the test gives up.
-const PATIENCE: Duration = Duration::from_secs(60);
+/// How long a client keeps retrying one operation before the test gives up: more than a
+/// lease, since a claim a replica got but whose release it missed holds its key until then.
+const PATIENCE: Duration = Duration::from_secs(90);
 
 /// Executions of the handler, by idempotency key.
 type Executions = Arc<Mutex<HashMap<String, u32>>>;
@@ -48,7 +50,7 @@ fn server(
 + 'static {
     let config = IdempotencyConfig::builder("cluster", Scope::global())
         // Longer than the durable completion's patience (see `DURABLE`).
-        .lease(Duration::from_secs(12))
+        .lease(Duration::from_secs(30))
         .ttl(Duration::from_secs(600))
         .wait_for_in_flight(Duration::from_secs(10))
         .build()
@@ -374,6 +376,19 @@ async fn without_durable_claims_a_failover_loses_claims() {
     eprintln!("claims without durability across a failover: {run:?}");
 }
 
+/// Claims `key`, for a minute, as nobody in particular.
+async fn claim_new(store: &RedisStore, key: &str) -> Result<Claim, StoreError> {
+    let key = RecordKey::new("test", key);
+    store
+        .claim(
+            &key,
+            Fingerprint([0; 32]),
+            Owner(7),
+            Duration::from_secs(60),
+        )
+        .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cluster_connection_stuck_after_a_failover_under_load_is_replaced() {
     let cluster = RedisCluster::start();
@@ -389,15 +404,7 @@ async fn a_cluster_connection_stuck_after_a_failover_under_load_is_replaced() {
                     if stop.load(Relaxed) {
                         break;
                     }
-                    let key = RecordKey::new("load", &format!("{task}-{i}"));
-                    let _ = store
-                        .claim(
-                            &key,
-                            Fingerprint([0; 32]),
-                            Owner(7),
-                            Duration::from_secs(60),
-                        )
-                        .await;
+                    let _ = claim_new(&store, &format!("load-{task}-{i}")).await;
                 }
             })
         })
@@ -421,15 +428,7 @@ async fn a_cluster_connection_stuck_after_a_failover_under_load_is_replaced() {
     for round in 0.. {
         let mut failures = 0;
         for i in 0..30 {
-            let key = RecordKey::new("after", &format!("{round}-{i}"));
-            let claim = store
-                .claim(
-                    &key,
-                    Fingerprint([0; 32]),
-                    Owner(7),
-                    Duration::from_secs(60),
-                )
-                .await;
+            let claim = claim_new(&store, &format!("after-{round}-{i}")).await;
             failures += usize::from(claim.is_err());
         }
         if failures == 0 {

@@ -40,8 +40,10 @@ impl Durability {
     /// How long a write waits for its replicas by default: 200 ms.
     pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(200);
 
-    /// How long a completion is sent again by default: 5 s.
-    pub const DEFAULT_PATIENCE: Duration = Duration::from_secs(5);
+    /// How long a completion is sent again by default: 30 s, enough for a failover with
+    /// Redis's default `cluster-node-timeout` (15 s) and the election after it, and half
+    /// the layer's default lease.
+    pub const DEFAULT_PATIENCE: Duration = Duration::from_secs(30);
 
     /// Claims and completions wait for `replicas` replicas (at least one; more than a
     /// primary has can never be reached, and every write then fails).

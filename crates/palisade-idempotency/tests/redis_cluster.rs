@@ -31,8 +31,19 @@ const DURABLE: Durability = Durability::replicas(1).patience(Duration::from_secs
 /// lease, since a claim a replica got but whose release it missed holds its key until then.
 const PATIENCE: Duration = Duration::from_secs(90);
 
-/// Executions of the handler, by idempotency key.
-type Executions = Arc<Mutex<HashMap<String, u32>>>;
+/// Executions of the handler, by idempotency key: when each began, in ms since [`epoch`].
+type Executions = Arc<Mutex<HashMap<String, Vec<u128>>>>;
+
+/// The moment the test's clocks count from.
+fn epoch() -> std::time::Instant {
+    static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    *EPOCH.get_or_init(std::time::Instant::now)
+}
+
+/// Milliseconds since [`epoch`].
+fn now_ms() -> u128 {
+    epoch().elapsed().as_millis()
+}
 
 /// The layer over `store` in front of a handler that counts its executions by key and
 /// takes `work` to answer `"{key} #{n}"`.
@@ -65,9 +76,9 @@ fn server(
                     .to_owned();
                 let n = {
                     let mut executions = executions.lock().unwrap();
-                    let n = executions.entry(key.clone()).or_default();
-                    *n += 1;
-                    *n
+                    let runs = executions.entry(key.clone()).or_default();
+                    runs.push(now_ms());
+                    runs.len()
                 };
                 tokio::time::sleep(work).await;
                 Ok::<_, Infallible>(
@@ -227,7 +238,10 @@ async fn a_thousand_duplicates_across_every_slot_range_run_once_each() {
     assert_eq!(replays, 900);
     let executions = executions.lock().unwrap();
     assert_eq!(executions.len(), 100);
-    assert!(executions.values().all(|n| *n == 1), "{executions:?}");
+    assert!(
+        executions.values().all(|runs| runs.len() == 1),
+        "{executions:?}"
+    );
     let spread = records_by_primary(&cluster);
     assert!(
         spread.iter().all(|(_, records)| *records > 0),
@@ -253,6 +267,11 @@ struct FailoverRun {
 /// on is acknowledged by the primary alone — a lagging replica or a broken link, then a
 /// crash, the moment in which Redis loses acknowledged writes.
 async fn failover_run(durability: Option<Durability>) -> FailoverRun {
+    // The store's warnings, shown with the output of a test that fails.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("palisade_idempotency=warn")
+        .with_test_writer()
+        .try_init();
     let mut cluster = RedisCluster::start();
     let mut store = RedisStore::cluster(cluster.nodes()).await.unwrap();
     if let Some(durability) = durability {
@@ -275,6 +294,11 @@ async fn failover_run(durability: Option<Durability>) -> FailoverRun {
         })
         .collect();
 
+    let steps = Arc::new(Mutex::new(Vec::<(&'static str, u128)>::new()));
+    let step = {
+        let steps = steps.clone();
+        move |what: &'static str| steps.lock().unwrap().push((what, now_ms()))
+    };
     let fault = tokio::task::spawn_blocking(move || {
         std::thread::sleep(Duration::from_millis(1000));
         let victim = cluster.primaries()[0];
@@ -289,6 +313,7 @@ async fn failover_run(durability: Option<Durability>) -> FailoverRun {
             ],
         );
         cluster.pause(replica);
+        step("replica paused");
         // Fill what the replica link can hold until the primary drops it.
         let filler = "x".repeat(4 << 20);
         let slot_key = victim_key(&cluster, victim);
@@ -325,11 +350,15 @@ async fn failover_run(durability: Option<Durability>) -> FailoverRun {
             "the primary dropped its replica"
         );
         // The primary alone acknowledges writes for a while, then dies.
+        step("primary dropped its replica");
         std::thread::sleep(Duration::from_millis(700));
         cluster.kill(victim);
+        step("primary killed");
         cluster.resume(replica);
         cluster.take_over(replica);
+        step("replica took over");
         cluster.restart(victim);
+        step("old primary back as a replica");
         cluster
     });
 
@@ -341,8 +370,16 @@ async fn failover_run(durability: Option<Durability>) -> FailoverRun {
     let _cluster = fault.await.unwrap();
     let executions = executions.lock().unwrap();
     assert_eq!(executions.len(), 200, "every key ran");
+    // What a failure needs to be understood: when the keys that ran twice ran, beside
+    // when the fault's steps happened.
+    for (key, runs) in executions.iter().filter(|(_, runs)| runs.len() > 1) {
+        eprintln!(
+            "{key} ran at {runs:?} ms; the fault: {:?}",
+            steps.lock().unwrap()
+        );
+    }
     FailoverRun {
-        duplicates: executions.values().map(|n| n - 1).sum(),
+        duplicates: executions.values().map(|runs| runs.len() as u32 - 1).sum(),
         differing_answers: answers
             .values()
             .filter(|bodies| bodies.iter().any(|body| *body != bodies[0]))

@@ -19,7 +19,9 @@ use std::time::Duration;
 ///   until enough replicas acknowledge it or [`patience`](Self::patience) runs out (a
 ///   failover in between is followed: the promoted replica holds the claim, since the claim
 ///   was durable). Sending it again is harmless: the very completion the record's owner
-///   already made is accepted once more.
+///   already made is accepted once more. A refusal (the record is not the owner's) is
+///   believed only when the replicas back it too: in a failover, an old primary restarted
+///   empty can claim its slots for a moment and answer that the record is gone.
 ///
 /// `WAIT` does not make Redis a consensus store: a replica that acknowledged a write can
 /// still lose a race to be promoted against one that did not, when a primary has two or

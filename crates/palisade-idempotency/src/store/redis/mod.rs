@@ -312,8 +312,8 @@ fn decode_claim(reply: Value, key: &str) -> Result<Claim, StoreError> {
     }
 }
 
-/// Sends a durable completion until enough replicas acknowledge it, the record turns out
-/// not to be the owner's, or the durability's patience runs out.
+/// Sends a durable completion until enough replicas acknowledge the answer — that it is
+/// done, or that the record is not the owner's — or the durability's patience runs out.
 ///
 /// Resending is safe: the completion of an owner that already completed is accepted again
 /// without a change. Resending is what carries a completion across a failover: the claim
@@ -330,15 +330,12 @@ async fn complete_durably(
     let mut pause = FIRST_PAUSE;
     loop {
         let failure = match invoke_and_wait(con, invocation, durability).await {
-            Ok((reply, acks)) => {
-                if !flag(reply, key)? {
-                    return Ok(false);
-                }
-                if acks >= durability.replicas {
-                    return Ok(true);
-                }
-                not_durable("completion", acks, durability, key)
-            }
+            // Only an answer its replicas back is believed, a refusal included: a node
+            // that has no replicas to acknowledge may be one that should not answer at
+            // all — an old primary restarted empty that still thinks the slot is its own,
+            // for a moment, would say the claim is gone when the real primary holds it.
+            Ok((reply, acks)) if acks >= durability.replicas => return flag(reply, key),
+            Ok((_, acks)) => not_durable("completion", acks, durability, key),
             Err(error) => StoreError::new(error),
         };
         if Instant::now() + pause > deadline {

@@ -21,12 +21,11 @@ use palisade_core::HttpClassifier;
 use tokio::net::TcpListener;
 use tower::{Service, ServiceExt};
 
-/// A backend on its own thread and runtime, answering its name; sending on the returned
-/// channel kills it: the runtime and every connection it holds go away at once.
-fn backend(name: &'static str) -> (SocketAddr, mpsc::Sender<()>) {
+/// A backend on its own thread and runtime, answering its name, until it is killed.
+fn backend(name: &'static str) -> (SocketAddr, Backend) {
     let (addr_tx, addr_rx) = mpsc::channel();
     let (kill, killed) = mpsc::channel::<()>();
-    std::thread::spawn(move || {
+    let thread = std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -40,7 +39,32 @@ fn backend(name: &'static str) -> (SocketAddr, mpsc::Sender<()>) {
         });
         runtime.shutdown_background();
     });
-    (addr_rx.recv().unwrap(), kill)
+    let addr = addr_rx.recv().unwrap();
+    (
+        addr,
+        Backend {
+            kill,
+            thread: Some(thread),
+        },
+    )
+}
+
+/// A running backend's thread, and the way to stop it.
+struct Backend {
+    kill: mpsc::Sender<()>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Backend {
+    /// Kills the backend: its runtime, its listener and every connection it holds go away
+    /// at once — and are gone when this returns (waiting for the thread makes it so: a kill
+    /// that lands later, mid-test, fails requests the test expects to succeed).
+    fn kill(&mut self) {
+        let _ = self.kill.send(());
+        if let Some(thread) = self.thread.take() {
+            thread.join().unwrap();
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -68,7 +92,8 @@ async fn a_killed_backend_is_ejected_and_nothing_else_fails() {
     assert_eq!(answers.len(), 3, "all three serve: {answers:?}");
 
     // Kill "a" while the balancer still has it in rotation.
-    backends[0].1.send(()).unwrap();
+    let mut backends = backends;
+    backends[0].1.kill();
     let mut failures = 0;
     for _ in 0..100 {
         if send(&mut balance).await.is_err() {

@@ -199,6 +199,27 @@ async fn the_store_semantics_hold_on_a_cluster_and_records_spread_over_every_pri
             assert_eq!(store.lookup(&key).await.unwrap(), None);
         }
     }
+    // Every node forgets the scripts (as a restarted or promoted one has never seen them):
+    // a durable claim and completion, pipelined with their WAIT, load them and go on.
+    for node in cluster.nodes() {
+        let port = node.rsplit(':').next().unwrap().parse().unwrap();
+        assert_eq!(cluster.cli(port, &["script", "flush"]).trim(), "OK");
+    }
+    let key = RecordKey::new("tenant", "after-a-flush");
+    assert_eq!(
+        store
+            .claim(&key, fingerprint, Owner(1), lease)
+            .await
+            .unwrap(),
+        Claim::Claimed
+    );
+    assert!(
+        store
+            .complete(&key, Owner(1), &response, lease)
+            .await
+            .unwrap()
+    );
+
     let spread = records_by_primary(&cluster);
     assert_eq!(spread.len(), 3);
     assert!(
@@ -269,7 +290,7 @@ struct FailoverRun {
 async fn failover_run(durability: Option<Durability>) -> FailoverRun {
     // The store's warnings, shown with the output of a test that fails.
     let _ = tracing_subscriber::fmt()
-        .with_env_filter("palisade_idempotency=warn")
+        .with_env_filter("palisade_idempotency=warn,palisade_idempotency::store::redis=debug")
         .with_test_writer()
         .try_init();
     let mut cluster = RedisCluster::start();
@@ -295,6 +316,7 @@ async fn failover_run(durability: Option<Durability>) -> FailoverRun {
         .collect();
 
     let steps = Arc::new(Mutex::new(Vec::<(&'static str, u128)>::new()));
+    tracing::warn!("the test's clock starts {} ms ago", now_ms());
     let step = {
         let steps = steps.clone();
         move |what: &'static str| steps.lock().unwrap().push((what, now_ms()))

@@ -318,8 +318,11 @@ fn decode_claim(reply: Value, key: &str) -> Result<Claim, StoreError> {
 /// Resending is safe: the completion of an owner that already completed is accepted again
 /// without a change. Resending is what carries a completion across a failover: the claim
 /// was durable, so the promoted replica holds it, and the next attempt completes it there.
+///
+/// Each attempt takes the store's current connection: one that stopped answering is
+/// replaced meanwhile (see [`Connection`]), and resending on it would only time out again.
 async fn complete_durably(
-    con: &mut Connection,
+    store: &RedisStore,
     invocation: &redis::ScriptInvocation<'_>,
     durability: Durability,
     key: &str,
@@ -329,7 +332,8 @@ async fn complete_durably(
     let deadline = Instant::now() + durability.patience;
     let mut pause = FIRST_PAUSE;
     loop {
-        let failure = match invoke_and_wait(con, invocation, durability).await {
+        let mut con = store.connection();
+        let failure = match invoke_and_wait(&mut con, invocation, durability).await {
             // Only an answer its replicas back is believed, a refusal included: a node
             // that has no replicas to acknowledge may be one that should not answer at
             // all — an old primary restarted empty that still thinks the slot is its own,
@@ -399,7 +403,6 @@ impl Store for RedisStore {
         ttl: Duration,
     ) -> StoreFuture<'a, bool> {
         let key = self.key(key);
-        let mut con = self.connection();
         let durability = self.durability;
         Box::pin(async move {
             let mut invocation = COMPLETE.prepare_invoke();
@@ -409,8 +412,9 @@ impl Store for RedisStore {
                 .arg(&response.encode()[..])
                 .arg(millis(ttl));
             match durability {
-                Some(durability) => complete_durably(&mut con, &invocation, durability, &key).await,
+                Some(durability) => complete_durably(self, &invocation, durability, &key).await,
                 None => {
+                    let mut con = self.connection();
                     let reply: Value = invocation
                         .invoke_async(&mut con)
                         .await

@@ -102,12 +102,13 @@ impl Cluster {
             Ok(Ok(connection)) => {
                 let mut current = self.current.write().unwrap_or_else(PoisonError::into_inner);
                 *current = (current.0 + 1, connection);
-                self.timeouts_in_a_row.store(0, Ordering::Relaxed);
             }
             Ok(Err(error)) => tracing::warn!(%error, "reconnecting to the Redis Cluster"),
             Err(_) => tracing::warn!("reconnecting to the Redis Cluster timed out"),
         }
-        // If it failed, the next timeouts try again.
+        // If it failed, as many timeouts again try again: a cluster that is down is not
+        // reconnected to at every request.
+        self.timeouts_in_a_row.store(0, Ordering::Relaxed);
         self.replacing.store(false, Ordering::Release);
     }
 }

@@ -315,8 +315,8 @@ fn decode_claim(reply: Value, key: &str) -> Result<Claim, StoreError> {
 /// Sends a durable completion until enough replicas acknowledge the answer — that it is
 /// done, or that the record is not the owner's — or the durability's patience runs out.
 ///
-/// Resending is safe: the completion of an owner that already completed is accepted again
-/// without a change. Resending is what carries a completion across a failover: the claim
+/// Resending is safe: the very completion its owner already made is accepted again without
+/// a change. Resending is what carries a completion across a failover: the claim
 /// was durable, so the promoted replica holds it, and the next attempt completes it there.
 ///
 /// Each attempt takes the store's current connection: one that stopped answering is

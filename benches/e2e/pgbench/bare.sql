@@ -1,0 +1,3 @@
+BEGIN;
+INSERT INTO pgb.orders (body) VALUES ('{"item":"x"}') RETURNING id;
+COMMIT;

@@ -15,7 +15,8 @@
 //!   (`Durability::replicas(1)`), each claim and completion followed by `WAIT 1`.
 //! - `postgres/*`: the same on `PostgresStore`, beside one `SELECT 1` on the same pool, in
 //!   a schema made for the run. Needs PostgreSQL (`PALISADE_POSTGRES_URL`, by default the
-//!   local `test` database); skipped otherwise.
+//!   local `test` database); skipped otherwise. `postgres-at-commit/*`: the store claiming
+//!   at commit, the handler taking no transaction.
 //!
 //! `cargo bench -p palisade-benches --bench idempotency`
 
@@ -266,7 +267,7 @@ fn bench_postgres(c: &mut Criterion) {
     runtime
         .block_on(store.ensure_schema())
         .expect("the records' table");
-    let ours = layered(store);
+    let ours = layered(store.clone());
     let mut group = c.benchmark_group("idempotency/postgres");
     group.bench_function("select-1", |b| {
         b.iter(|| {
@@ -280,6 +281,11 @@ fn bench_postgres(c: &mut Criterion) {
         })
     });
     bench_keyed(&mut group, &runtime, &ours);
+    group.finish();
+    // Claiming at commit, with a handler that takes no transaction: a new key is the
+    // record's one statement; a replay runs the handler, then finds the record.
+    let mut group = c.benchmark_group("idempotency/postgres-at-commit");
+    bench_keyed(&mut group, &runtime, &layered(store.claim_at_commit()));
     group.finish();
     let drop_schema = format!("DROP SCHEMA \"{schema}\" CASCADE");
     let _ = runtime.block_on(sqlx::query(&drop_schema).execute(&admin));

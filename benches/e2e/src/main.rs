@@ -8,7 +8,8 @@
 //!
 //! ```text
 //! cargo run --release -p palisade-e2e -- [--duration SECS] [--rounds N]
-//!     [--connections N] [--workload get|post|post-io|post-postgres|all] [--json FILE]
+//!     [--connections N] [--workload get|post|post-io|post-postgres|all]
+//!     [--postgres-claim at-commit|before] [--json FILE]
 //! ```
 //!
 //! Four workloads: `GET /` (hello world; the idempotency layer lets reads through),
@@ -21,8 +22,9 @@
 //! that inserts the order into PostgreSQL (`E2E_POSTGRES_URL`, by default the local `test`
 //! database, in a schema made for the run) — in its own transaction on the bare and tower
 //! servers, in the keyed transaction that palisade's `PostgresStore` commits with the
-//! idempotency record on the full one; 32 connections, servers, wrk and PostgreSQL sharing
-//! the cores. Each round runs every server once per workload,
+//! idempotency record on the full one (claiming at commit, since the handler does all its
+//! work in that transaction; `--postgres-claim before` measures the store's default);
+//! 32 connections, servers, wrk and PostgreSQL sharing the cores. Each round runs every server once per workload,
 //! the first of one round going last in the next; the figures are the rounds' medians. With
 //! `taskset` on the machine the servers of `GET` and `POST` run on CPU 0 and wrk on CPU 1,
 //! so neither steals from the other.
@@ -55,7 +57,8 @@ use crate::server::{Server, Variant};
 use crate::wrk::{Run, Workload};
 
 const USAGE: &str = "\
-usage: e2e [--duration SECS] [--rounds N] [--connections N] [--workload get|post|post-io|post-postgres|all] [--json FILE]
+usage: e2e [--duration SECS] [--rounds N] [--connections N] [--workload get|post|post-io|post-postgres|all]
+           [--postgres-claim at-commit|before] [--json FILE]
 runs wrk against a bare axum server, the same app behind palisade's server stack (full),
 and behind the same stack assembled from tower and tower-resilience (tower); reports
 full ÷ bare and full ÷ tower";
@@ -66,6 +69,9 @@ struct Args {
     connections: usize,
     workloads: Vec<Workload>,
     json: Option<PathBuf>,
+    /// How palisade's `PostgresStore` claims in `POST-postgres`: `at-commit` (the handler
+    /// does all its work in the keyed transaction) or `before`, the store's default.
+    postgres_claim: &'static str,
 }
 
 fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
@@ -80,6 +86,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
             Workload::PostPostgres,
         ],
         json: None,
+        postgres_claim: "at-commit",
     };
     let number = |value: Option<String>, flag: &str| -> Result<u64, String> {
         value
@@ -93,6 +100,13 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
             "--rounds" => parsed.rounds = number(args.next(), &arg)? as usize,
             "--connections" => parsed.connections = number(args.next(), &arg)? as usize,
             "--json" => parsed.json = Some(args.next().ok_or("--json needs a file")?.into()),
+            "--postgres-claim" => {
+                parsed.postgres_claim = match args.next().as_deref() {
+                    Some("at-commit") => "at-commit",
+                    Some("before") => "before",
+                    _ => return Err("--postgres-claim takes at-commit or before".into()),
+                }
+            }
             "--workload" => {
                 parsed.workloads = match args.next().as_deref() {
                     Some("get") => vec![Workload::Get],
@@ -105,7 +119,11 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
                         Workload::PostIo,
                         Workload::PostPostgres,
                     ],
-                    _ => return Err("--workload takes get, post, post-io or all".into()),
+                    _ => {
+                        return Err(
+                            "--workload takes get, post, post-io, post-postgres or all".into()
+                        );
+                    }
                 }
             }
             other => return Err(format!("unexpected argument `{other}`")),
@@ -159,6 +177,7 @@ fn run(args: &Args) -> Result<(), String> {
             "duration_seconds": args.duration.as_secs(),
             "rounds": args.rounds,
             "pinned": server::pinned(),
+            "postgres_claim": args.postgres_claim,
             "workloads": report,
         });
         let text = serde_json::to_string_pretty(&document).map_err(|e| e.to_string())?;
@@ -182,6 +201,7 @@ fn run_workload(args: &Args, workload: Workload) -> Result<serde_json::Value, St
             [
                 ("E2E_SCHEMA", db.schema.clone()),
                 ("E2E_POSTGRES_URL", postgres::url()),
+                ("E2E_POSTGRES_CLAIM", args.postgres_claim.to_owned()),
             ]
         })
         .collect();

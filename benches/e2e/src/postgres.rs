@@ -83,11 +83,16 @@ pub(crate) fn pool(schema: &str) -> Result<PgPool, String> {
         .connect_lazy_with(options.options([("search_path", schema)])))
 }
 
-/// The idempotency store of palisade's server, in `schema`.
+/// The idempotency store of palisade's server, in `schema`: claiming at commit unless
+/// `E2E_POSTGRES_CLAIM` is `before`.
 pub(crate) fn store(pool: &PgPool, schema: &str) -> Result<PostgresStore, String> {
-    PostgresStore::new(pool.clone())
+    let store = PostgresStore::new(pool.clone())
         .table(Some(schema), "records")
-        .map_err(|e| e.to_string())
+        .map_err(|e| e.to_string())?;
+    Ok(match std::env::var("E2E_POSTGRES_CLAIM").as_deref() {
+        Ok("before") => store,
+        _ => store.claim_at_commit(),
+    })
 }
 
 /// The order, in a transaction of the handler's own.

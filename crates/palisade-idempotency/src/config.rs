@@ -186,7 +186,9 @@ impl IdempotencyConfigBuilder {
     }
 
     /// Runs keyed requests without protection when the store fails, instead of refusing
-    /// them; each is logged and counted (`result="unprotected"`).
+    /// them; each is logged and counted (`result="unprotected"`). A store that lends the
+    /// handler its transaction (`PostgresStore`) still lends one, committed without a
+    /// record when the response is final and rolled back otherwise.
     pub fn fail_open(mut self, fail_open: bool) -> Self {
         self.config.fail_open = fail_open;
         self

@@ -137,6 +137,7 @@ mod scope;
 mod service;
 mod shared;
 pub mod store;
+mod unprotected;
 
 pub use crate::body::{RequestBody, ResponseBody};
 pub use crate::config::{IdempotencyConfig, IdempotencyConfigBuilder};

@@ -21,10 +21,11 @@ use crate::body::{RequestBody, ResponseBody, Whole, read_whole};
 use crate::claim::{ClaimGuard, with_heartbeat};
 use crate::error::Refusal;
 use crate::metrics::Outcome;
-use crate::record::{Owner, RecordKey};
+use crate::record::{Fingerprint, Owner, RecordKey};
 use crate::replay::{replay, to_store};
 use crate::shared::Shared;
 use crate::store::{Claim, Record, Settled, TimedStore};
+use crate::unprotected;
 
 use palisade_core::BoxError;
 
@@ -78,8 +79,18 @@ where
             Err(error) if config.fail_open => {
                 tracing::warn!(%error, "idempotency store failed; running the request unprotected (fail-open)");
                 shared.metrics.request(Outcome::Unprotected);
+                // A handler written for the store's transaction still gets one.
+                let attachment = shared.store.attach_unrecorded(&record, owner, fingerprint);
+                if let Some(attachment) = &attachment {
+                    parts.extensions.insert(attachment.clone());
+                }
                 let request = Request::from_parts(parts, RequestBody::buffered(body));
-                return Ok(inner.call(request).await?.map(ResponseBody::pass));
+                return match attachment {
+                    Some(attachment) => {
+                        unprotected::run_with(inner, &shared, request, attachment, grpc).await
+                    }
+                    None => Ok(inner.call(request).await?.map(ResponseBody::pass)),
+                };
             }
             Err(error) => {
                 tracing::warn!(%error, "idempotency store failed; refusing the request (fail-closed)");
@@ -88,19 +99,13 @@ where
                 });
             }
         };
-        match claim {
+        let existing = match claim {
             Claim::Claimed => break,
-            Claim::Existing(
-                Record::InFlight { fingerprint: first }
-                | Record::Completed {
-                    fingerprint: first, ..
-                },
-            ) if first != fingerprint => return refuse(Refusal::Mismatch),
-            Claim::Existing(Record::Completed { response, .. }) => {
-                shared.metrics.request(Outcome::Replayed);
-                return Ok(replay(response));
-            }
-            Claim::Existing(Record::InFlight { .. }) => {
+            Claim::Existing(existing) => existing,
+        };
+        match answer_from(existing, fingerprint, &shared, grpc) {
+            Some(response) => return Ok(response),
+            None => {
                 let Some(deadline) = deadline.filter(|d| Instant::now() < *d) else {
                     return refuse(Refusal::InFlight {
                         retry_after: config.retry_after,
@@ -118,7 +123,7 @@ where
     // client went away) or unwinds (the handler panicked) before the outcome is settled.
     let mut guard = ClaimGuard::new(shared.store.clone(), record, owner);
     // What the store lends the handler (Postgres: a transaction bound to this claim).
-    let attachment = shared.store.attach(&record, owner);
+    let attachment = shared.store.attach(&record, owner, fingerprint);
     if let Some(attachment) = &attachment {
         parts.extensions.insert(attachment.clone());
     }
@@ -209,6 +214,17 @@ where
             guard.disarm();
             return uncommitted();
         }
+        Ok(Settled::Existing(existing)) => {
+            // Claimed at commit, and another request's record was there: nothing this one
+            // did is kept; it answers as if its claim had found that record.
+            guard.disarm();
+            return match answer_from(existing, fingerprint, &shared, grpc) {
+                Some(response) => Ok(response),
+                None => refuse(Refusal::InFlight {
+                    retry_after: config.retry_after,
+                }),
+            };
+        }
         Ok(Settled::Aborted) => {
             // The handler's own work failed in its transaction: nothing is kept, the answer
             // is not stored, and a retry runs again.
@@ -257,4 +273,26 @@ where
         head,
         ResponseBody::whole(data, trailers),
     ))
+}
+
+/// What a request whose key another request holds answers from that request's record: the
+/// stored response replayed, or a refusal of a different request; `None` while the first
+/// request is still running.
+fn answer_from<B>(
+    existing: Record,
+    fingerprint: Fingerprint,
+    shared: &Shared,
+    grpc: bool,
+) -> Option<Response<ResponseBody<B>>> {
+    match existing {
+        Record::InFlight { fingerprint: first }
+        | Record::Completed {
+            fingerprint: first, ..
+        } if first != fingerprint => Some(Refusal::Mismatch.response(&shared.metrics, grpc)),
+        Record::Completed { response, .. } => {
+            shared.metrics.request(Outcome::Replayed);
+            Some(replay(response))
+        }
+        Record::InFlight { .. } => None,
+    }
 }

@@ -68,6 +68,17 @@ async fn with_postgres_every_operation_happens_exactly_once_across_crashes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claiming_at_commit_every_operation_still_happens_exactly_once_across_crashes() {
+    let outcome = crash_run("postgres-at-commit", 200, Duration::from_secs(150)).await;
+    eprintln!("postgres-at-commit: {outcome:?}");
+    assert!(outcome.kills >= 200, "{outcome:?}");
+    assert!(outcome.operations >= 100, "{outcome:?}");
+    assert_eq!(outcome.duplicate_orders, 0, "{outcome:?}");
+    assert_eq!(outcome.differing_answers, 0, "{outcome:?}");
+    assert_eq!(outcome.lost, 0, "{outcome:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_and_memory_stores_are_measured_under_the_same_crashes() {
     for store in ["redis", "memory"] {
         let outcome = crash_run(store, 60, Duration::from_secs(40)).await;
@@ -265,10 +276,15 @@ fn serve() {
             .build()
             .unwrap();
         let app = match store.as_str() {
-            "postgres" => {
+            name @ ("postgres" | "postgres-at-commit") => {
                 let store = PostgresStore::new(pool.clone())
                     .table(Some(&schema), "records")
                     .unwrap();
+                let store = if name == "postgres-at-commit" {
+                    store.claim_at_commit()
+                } else {
+                    store
+                };
                 let insert = format!("INSERT INTO {orders} (key, body) VALUES ($1, $2) RETURNING id");
                 let handler = move |headers: HeaderMap, mut tx: KeyedTransaction, body: String| async move {
                     pause().await;

@@ -11,7 +11,9 @@ use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use palisade_idempotency::store::postgres::{KeyedTransaction, PostgresStore};
-use palisade_idempotency::{Idempotency, IdempotencyLayer, REPLAYED, RequestBody, Scope};
+use palisade_idempotency::{
+    Idempotency, IdempotencyConfig, IdempotencyLayer, REPLAYED, RequestBody, Scope,
+};
 use tower::util::BoxCloneService;
 use tower::{BoxError, Layer, ServiceExt, service_fn};
 
@@ -137,19 +139,36 @@ struct Shop {
 
 impl Shop {
     async fn open() -> Shop {
+        Self::open_with(|store| store).await
+    }
+
+    /// A shop whose store claims at commit.
+    async fn open_at_commit() -> Shop {
+        Self::open_with(PostgresStore::claim_at_commit).await
+    }
+
+    async fn open_with(configure: impl Fn(PostgresStore) -> PostgresStore) -> Shop {
         let schema = Schema::new().await;
         let table = orders_table(&schema).await;
-        let store = schema.store().await;
         let calls = Arc::new(AtomicUsize::new(0));
-        let handler = order_service(table.clone(), calls.clone(), store.clone());
-        let svc = IdempotencyLayer::new("orders", store, Scope::global())
-            .layer(BoxCloneService::new(handler));
+        let store = configure(schema.store().await);
+        let svc = Self::instance(&table, &calls, store);
         Shop {
             schema,
             table,
             calls,
             svc,
         }
+    }
+
+    /// The keyed order service over `store`: one instance of the shop's service.
+    fn instance(
+        table: &str,
+        calls: &Arc<AtomicUsize>,
+        store: PostgresStore,
+    ) -> Idempotency<Orders> {
+        let handler = order_service(table.to_owned(), calls.clone(), store.clone());
+        IdempotencyLayer::new("orders", store, Scope::global()).layer(BoxCloneService::new(handler))
     }
 
     /// POSTs `body` to `path` with idempotency key `key`: status, body, whether replayed.
@@ -373,4 +392,185 @@ async fn a_client_gone_before_the_commit_leaves_nothing_and_the_retry_runs_once(
     );
     assert_eq!(shop.orders().await, 1);
     shop.schema.drop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claiming_at_commit_keeps_one_order_for_concurrent_duplicates_on_two_instances() {
+    let shop = Shop::open_at_commit().await;
+    let other = Shop::instance(
+        &shop.table,
+        &shop.calls,
+        shop.schema.store().await.claim_at_commit(),
+    );
+    // On one thread (the service's future is not `Send` to the compiler's eye here), all
+    // in flight at once: their transactions overlap in the database.
+    let local = tokio::task::LocalSet::new();
+    let duplicates: Vec<_> = (0..40)
+        .map(|i| {
+            let svc = if i % 2 == 0 {
+                shop.svc.clone()
+            } else {
+                other.clone()
+            };
+            local.spawn_local(async move {
+                let request = post_with_key("/", Some("o-c"), "book");
+                text(svc.oneshot(request).await.unwrap()).await
+            })
+        })
+        .collect();
+    let answers = local
+        .run_until(async {
+            let mut answers = Vec::new();
+            for duplicate in duplicates {
+                answers.push(duplicate.await.unwrap());
+            }
+            answers
+        })
+        .await;
+    let (status, first, _) = answers[0].clone();
+    assert_eq!(status, StatusCode::CREATED);
+    for (status, body, _) in &answers {
+        assert_eq!(
+            (*status, body),
+            (StatusCode::CREATED, &first),
+            "one answer for all"
+        );
+    }
+    assert_eq!(
+        answers.iter().filter(|a| !a.2).count(),
+        1,
+        "one answer is the handler's, the others replays"
+    );
+    assert_eq!(
+        shop.orders().await,
+        1,
+        "the duplicates' orders were rolled back"
+    );
+
+    // A retry of the finished request runs the handler too, and keeps nothing of it.
+    let calls = shop.calls.load(SeqCst);
+    let again = shop.post("/", "o-c", "book").await;
+    assert_eq!(
+        (again.0, &again.1, again.2),
+        (StatusCode::CREATED, &first, true)
+    );
+    assert_eq!(shop.calls.load(SeqCst), calls + 1);
+    assert_eq!(shop.orders().await, 1);
+    // The same key for another request: refused, and nothing kept.
+    assert_eq!(
+        shop.post("/", "o-c", "pen").await.0,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    assert_eq!(shop.orders().await, 1);
+    shop.schema.drop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claiming_at_commit_keeps_nothing_of_a_failure_and_takes_over_an_expired_record() {
+    let shop = Shop::open_at_commit().await;
+    assert_eq!(
+        shop.post("/fail", "o-e", "ink").await.0,
+        StatusCode::INTERNAL_SERVER_ERROR
+    );
+    assert_eq!(shop.orders().await, 0, "the insert was rolled back");
+    let first = shop.post("/", "o-e", "ink").await;
+    assert_eq!((first.0, first.2), (StatusCode::CREATED, false));
+    assert_eq!(shop.orders().await, 1);
+
+    // The record's time to live runs out: the key is new again.
+    sqlx::query(&format!(
+        "UPDATE \"{}\".records SET expires_at = clock_timestamp() - interval '1 second'",
+        shop.schema.name
+    ))
+    .execute(&shop.schema.pool)
+    .await
+    .unwrap();
+    let later = shop.post("/", "o-e", "ink").await;
+    assert_eq!((later.0, later.2), (StatusCode::CREATED, false));
+    assert_ne!(later.1, first.1, "a new order, not a replay");
+    assert_eq!(shop.orders().await, 2);
+    let replayed = shop.post("/", "o-e", "ink").await;
+    assert_eq!((&replayed.1, replayed.2), (&later.1, true));
+    assert_eq!(shop.orders().await, 2);
+    shop.schema.drop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claiming_at_commit_records_a_handler_that_took_no_transaction() {
+    let schema = Schema::new().await;
+    let store = schema.store().await.claim_at_commit();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counted = calls.clone();
+    let svc =
+        IdempotencyLayer::new("orders", store, Scope::global()).layer(service_fn(
+            move |_: Request<RequestBody<Full<Bytes>>>| {
+                let n = counted.fetch_add(1, SeqCst);
+                async move {
+                    Ok::<_, BoxError>(Response::new(Full::new(Bytes::from(format!("run {n}")))))
+                }
+            },
+        ));
+    let mut answers = Vec::new();
+    for _ in 0..2 {
+        let request = post_with_key("/", Some("o-n"), "x");
+        answers.push(text(svc.clone().oneshot(request).await.unwrap()).await);
+    }
+    assert_eq!(
+        (answers[0].1.as_str(), answers[1].1.as_str(), answers[1].2),
+        ("run 0", "run 0", true)
+    );
+    assert_eq!(
+        calls.load(SeqCst),
+        2,
+        "at commit, a retry runs before it finds the record"
+    );
+    schema.drop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_open_the_handler_still_gets_its_transaction_committed_without_a_record() {
+    let schema = Schema::new().await;
+    let table = orders_table(&schema).await;
+    // The records' table was never made: every claim fails, while the database is there.
+    let broken = schema
+        .store()
+        .await
+        .table(Some(&schema.name), "missing")
+        .unwrap();
+    let config = IdempotencyConfig::builder("orders", Scope::global())
+        .fail_open(true)
+        .build()
+        .unwrap();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let handler = order_service(table.clone(), calls.clone(), broken.clone());
+    let svc = IdempotencyLayer::with_config(broken, config).layer(handler);
+
+    let ran = text(
+        svc.clone()
+            .oneshot(post_with_key("/", Some("o-open"), "book"))
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((ran.0, ran.2), (StatusCode::CREATED, false));
+    assert_eq!(count(&schema, &table).await, 1, "committed");
+    // Unprotected: the retry runs again (and commits again) — what failing open means.
+    let again = text(
+        svc.clone()
+            .oneshot(post_with_key("/", Some("o-open"), "book"))
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((again.0, again.2), (StatusCode::CREATED, false));
+    assert_eq!(count(&schema, &table).await, 2);
+    // A failure's work is rolled back, as a claimed request's would be.
+    let failed = svc
+        .oneshot(post_with_key("/fail", Some("o-open-2"), "pen"))
+        .await
+        .unwrap();
+    assert_eq!(failed.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(count(&schema, &table).await, 2, "rolled back");
+    assert_eq!(calls.load(SeqCst), 3);
+    schema.drop().await;
 }

@@ -241,3 +241,45 @@ async fn an_unreachable_database_fails_fast() {
         started.elapsed()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_database_fails_the_operation_at_the_store_timeout() {
+    let schema = Schema::new().await;
+    let store = schema.store().await.timeout(Duration::from_millis(200));
+    // Another session holds the records' table locked: every statement on it waits.
+    let mut locker = schema.pool.begin().await.unwrap();
+    sqlx::query(&format!(
+        "LOCK TABLE \"{}\".records IN ACCESS EXCLUSIVE MODE",
+        schema.name
+    ))
+    .execute(&mut *locker)
+    .await
+    .unwrap();
+    let stalled = key("k");
+    let claim = store.claim(&stalled, Fingerprint([0; 32]), Owner::random(), LONG);
+    // The guard against a hang is generous; the store's own timeout is what answers.
+    let result = tokio::time::timeout(Duration::from_secs(30), claim)
+        .await
+        .expect("the claim gave up on its own");
+    let error = result.expect_err("a stalled claim fails");
+    assert!(
+        error.to_string().contains("did not answer within"),
+        "{error}"
+    );
+    let lookup = tokio::time::timeout(Duration::from_secs(30), store.lookup(&stalled))
+        .await
+        .expect("the lookup gave up on its own");
+    assert!(lookup.is_err());
+    locker.rollback().await.unwrap();
+    // Unlocked, the store works again. (The abandoned claim's statement may still run once
+    // the lock is gone, and hold `k` until its lease runs out, as any claim whose answer
+    // was lost does.)
+    assert_eq!(
+        store
+            .claim(&key("k2"), Fingerprint([0; 32]), Owner::random(), LONG)
+            .await
+            .unwrap(),
+        Claim::Claimed
+    );
+    schema.drop().await;
+}

@@ -142,12 +142,30 @@ pub trait Store: Send + Sync + 'static {
     /// The record, if there is one.
     fn lookup<'a>(&'a self, key: &'a RecordKey) -> StoreFuture<'a, Option<Record>>;
 
-    /// What the request that claimed `key` for `owner` may do its work in — the Postgres
-    /// store's transaction — handed to the handler through the request's extensions and
-    /// settled by the layer with the outcome. `None` (the default): nothing to lend, and the
-    /// record is completed on its own.
-    fn attach(&self, key: &RecordKey, owner: Owner) -> Option<Attachment> {
-        let _ = (key, owner);
+    /// What the request that claimed `key` for `owner` (asking for `fingerprint`) may do
+    /// its work in — the Postgres store's transaction — handed to the handler through the
+    /// request's extensions and settled by the layer with the outcome. `None` (the
+    /// default): nothing to lend, and the record is completed on its own.
+    fn attach(
+        &self,
+        key: &RecordKey,
+        owner: Owner,
+        fingerprint: Fingerprint,
+    ) -> Option<Attachment> {
+        let _ = (key, owner, fingerprint);
+        None
+    }
+
+    /// What [`attach`](Self::attach) lends, for a request the layer runs unprotected — the
+    /// store failed and the layer fails open — settled without a record: committed when the
+    /// response is final, undone otherwise. `None` (the default): nothing to lend.
+    fn attach_unrecorded(
+        &self,
+        key: &RecordKey,
+        owner: Owner,
+        fingerprint: Fingerprint,
+    ) -> Option<Attachment> {
+        let _ = (key, owner, fingerprint);
         None
     }
 }
@@ -181,7 +199,8 @@ impl std::fmt::Debug for Attachment {
 }
 
 /// How [`Attached::complete`] settled the handler's work and the record.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(clippy::large_enum_variant)] // as for `Record`
+#[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Settled {
     /// The handler did not use the attachment: the layer completes the record on its own.
@@ -195,6 +214,11 @@ pub enum Settled {
     /// failure, a transaction it let abort): nothing is kept, and the record is not
     /// stored — the store is fine, the request simply did not succeed.
     Aborted,
+    /// Another request's record was there when the work came to commit (a store that
+    /// claims at commit found a duplicate, or a retry of a finished request): nothing the
+    /// handler did is kept, and the request is answered from that record, as a claim that
+    /// had found it would be.
+    Existing(Record),
 }
 
 /// The store's side of an [`Attachment`]: how the layer settles what the handler did with

@@ -52,6 +52,33 @@
 //! # Ok(()) }
 //! ```
 //!
+//! # Claiming at commit
+//!
+//! By default a request claims its key before the handler runs: a statement and a commit of
+//! its own, so that a duplicate arriving meanwhile waits or is refused and never runs. That
+//! costs a round trip and a commit more than the handler's own work.
+//! [`PostgresStore::claim_at_commit`] claims nothing up front: the record is created,
+//! completed, by the same round trip as the handler's `COMMIT`. A duplicate arriving while
+//! the first runs then runs too — but its transaction's record collides with the first's
+//! at commit (PostgreSQL makes it wait for the first's outcome), is rolled back, and the
+//! duplicate answers with the first's stored response, byte for byte. The *effects* still
+//! happen once; the execution may not:
+//!
+//! | | claims before (default) | claims at commit |
+//! |---|---|---|
+//! | round trips added to the handler's | 2 (claim; record) | 0 |
+//! | commits added | 1 | 0 |
+//! | a concurrent duplicate | waits or gets `409`, never runs | runs, rolled back, replays the first's response |
+//! | a retry of a finished request | replayed, the handler not run | runs, rolled back, replays |
+//! | work outside the transaction (an email, a call) | once | **once per duplicate** |
+//! | a crash before the commit | the lease runs out, then a retry runs | a retry runs at once |
+//!
+//! So claim at commit only on routes whose handlers do *all* their work in the
+//! [`KeyedTransaction`]. A keyed request whose handler takes no transaction under this mode
+//! has no protection from a concurrent duplicate: its record is written after its work, and
+//! if another request's record is there by then, it answers with that one's response (and
+//! says so in a warning).
+//!
 //! # The table
 //!
 //! One row per record, `palisade_idempotency` by default ([`PostgresStore::table`] names
@@ -93,6 +120,10 @@ use crate::record::{Fingerprint, Owner, RecordKey, StoredResponse};
 /// The default table.
 const DEFAULT_TABLE: &str = "palisade_idempotency";
 
+/// How long one operation may take by default: far beyond a healthy one (a claim is a
+/// millisecond, a commit waits for one WAL flush), well short of TCP's own give-up.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// How many times a claim asks again when a concurrent claim committed between its two
 /// halves (see the claim statement); more than one retry means a storm of claims for one
 /// key, which the caller is told about as an error.
@@ -104,12 +135,16 @@ const CLAIM_ATTEMPTS: usize = 5;
 pub struct PostgresStore {
     pool: PgPool,
     statements: Arc<Statements>,
+    at_commit: bool,
+    timeout: Duration,
 }
 
 impl std::fmt::Debug for PostgresStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PostgresStore")
             .field("pool_size", &self.pool.size())
+            .field("at_commit", &self.at_commit)
+            .field("timeout", &self.timeout)
             .finish_non_exhaustive()
     }
 }
@@ -122,6 +157,8 @@ impl PostgresStore {
         Self {
             pool,
             statements: Arc::new(Statements::new(None, DEFAULT_TABLE)),
+            at_commit: false,
+            timeout: DEFAULT_TIMEOUT,
         }
     }
 
@@ -153,9 +190,45 @@ impl PostgresStore {
             ));
         }
         Ok(Self {
-            pool: self.pool,
             statements: Arc::new(Statements::new(schema, table)),
+            ..self
         })
+    }
+
+    /// The same store, failing each operation that takes longer than `timeout` (2 s by
+    /// default) — acquiring a connection included — with a [`StoreError`]: a database that
+    /// stalls (a lock held, a partition that drops packets) fails requests fast, as the
+    /// layer documents (fail-closed `503`), instead of holding each until TCP gives up. A
+    /// commit cut off this way may have happened or not; the layer answers `503`
+    /// `idempotency-uncommitted`, and the retry finds out which. A claim cut off may still
+    /// take effect once the database moves again, and then holds its key until its lease
+    /// runs out, as any claim whose answer was lost does.
+    pub fn timeout(self, timeout: Duration) -> Self {
+        Self { timeout, ..self }
+    }
+
+    /// `operation`, failed once it takes longer than the store's timeout.
+    pub(crate) async fn within<T>(
+        &self,
+        operation: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        tokio::time::timeout(self.timeout, operation)
+            .await
+            .unwrap_or_else(|_| {
+                Err(StoreError::new(format!(
+                    "PostgreSQL did not answer within {:?}",
+                    self.timeout
+                )))
+            })
+    }
+
+    /// The same store, claiming keys at commit: see [the module](self#claiming-at-commit).
+    /// Only for routes whose handlers do *all* their work in the [`KeyedTransaction`].
+    pub fn claim_at_commit(self) -> Self {
+        Self {
+            at_commit: true,
+            ..self
+        }
     }
 
     /// The pool: the application's handlers may share it.
@@ -216,6 +289,26 @@ impl PostgresStore {
             .bind(response.encode().to_vec())
             .bind(ttl.as_secs_f64())
             .execute(conn)
+            .await
+            .map_err(StoreError::new)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Creates `key`'s record completed, with `response`, unless a live record is there;
+    /// `false` if one is. Claiming at commit, for a handler that took no transaction.
+    pub(crate) async fn insert_completed(
+        &self,
+        key: &RecordKey,
+        fingerprint: Fingerprint,
+        response: &StoredResponse,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(&self.statements.insert_completed)
+            .bind(&key.as_bytes()[..])
+            .bind(&fingerprint.0[..])
+            .bind(response.encode().to_vec())
+            .bind(ttl.as_secs_f64())
+            .execute(&self.pool)
             .await
             .map_err(StoreError::new)?;
         Ok(done.rows_affected() == 1)
@@ -307,7 +400,11 @@ impl Store for PostgresStore {
         owner: Owner,
         lease: Duration,
     ) -> StoreFuture<'a, Claim> {
-        Box::pin(async move {
+        Box::pin(self.within(async move {
+            if self.at_commit {
+                // The claim is the record's INSERT, at commit.
+                return Ok(Claim::Claimed);
+            }
             for _ in 0..CLAIM_ATTEMPTS {
                 if let Some(claim) = self.claim_once(key, fingerprint, owner, lease).await? {
                     return Ok(claim);
@@ -316,7 +413,7 @@ impl Store for PostgresStore {
             Err(StoreError::new(
                 "the record changed under every claim: too many concurrent claims for one key",
             ))
-        })
+        }))
     }
 
     fn complete<'a>(
@@ -326,14 +423,18 @@ impl Store for PostgresStore {
         response: &'a StoredResponse,
         ttl: Duration,
     ) -> StoreFuture<'a, bool> {
-        Box::pin(async move {
+        Box::pin(self.within(async move {
             let mut conn = self.pool.acquire().await.map_err(StoreError::new)?;
             self.complete_on(&mut conn, key, owner, response, ttl).await
-        })
+        }))
     }
 
     fn release<'a>(&'a self, key: &'a RecordKey, owner: Owner) -> StoreFuture<'a, bool> {
-        Box::pin(self.write(&self.statements.release, key, owner, None))
+        if self.at_commit {
+            // Nothing was written before the commit: nothing to release.
+            return Box::pin(std::future::ready(Ok(true)));
+        }
+        Box::pin(self.within(self.write(&self.statements.release, key, owner, None)))
     }
 
     fn extend<'a>(
@@ -342,21 +443,45 @@ impl Store for PostgresStore {
         owner: Owner,
         lease: Duration,
     ) -> StoreFuture<'a, bool> {
-        Box::pin(self.write(&self.statements.extend, key, owner, Some(lease)))
+        if self.at_commit {
+            // No lease to extend: the open transaction is the claim, and it holds no key.
+            return Box::pin(std::future::ready(Ok(true)));
+        }
+        Box::pin(self.within(self.write(&self.statements.extend, key, owner, Some(lease))))
     }
 
     fn lookup<'a>(&'a self, key: &'a RecordKey) -> StoreFuture<'a, Option<Record>> {
-        Box::pin(async move {
+        Box::pin(self.within(async move {
             let row = sqlx::query(&self.statements.lookup)
                 .bind(&key.as_bytes()[..])
                 .fetch_optional(&self.pool)
                 .await
                 .map_err(StoreError::new)?;
             row.map(|row| record_of(&row, 0)).transpose()
-        })
+        }))
     }
 
-    fn attach(&self, key: &RecordKey, owner: Owner) -> Option<Attachment> {
-        Some(Attachment::new(Lent::new(self.clone(), *key, owner)))
+    fn attach(
+        &self,
+        key: &RecordKey,
+        owner: Owner,
+        fingerprint: Fingerprint,
+    ) -> Option<Attachment> {
+        Some(Attachment::new(Lent::new(
+            self.clone(),
+            *key,
+            owner,
+            fingerprint,
+        )))
+    }
+
+    fn attach_unrecorded(
+        &self,
+        key: &RecordKey,
+        owner: Owner,
+        fingerprint: Fingerprint,
+    ) -> Option<Attachment> {
+        let lent = Lent::new(self.clone(), *key, owner, fingerprint).unrecorded();
+        Some(Attachment::new(lent))
     }
 }

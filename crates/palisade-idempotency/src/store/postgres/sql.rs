@@ -5,6 +5,10 @@
 //! record past its `expires_at` is gone for every operation, as a Redis key past its expiry
 //! is; [`PostgresStore::cleanup`](super::PostgresStore::cleanup) deletes the rows later.
 
+use std::time::Duration;
+
+use crate::record::{Fingerprint, RecordKey, push_hex};
+
 /// A record's state column.
 pub(super) const IN_FLIGHT: i16 = 0;
 pub(super) const DONE: i16 = 1;
@@ -12,6 +16,10 @@ pub(super) const DONE: i16 = 1;
 /// The statements for one table.
 #[derive(Debug)]
 pub(super) struct Statements {
+    /// The table's own name, which a unique violation on it names.
+    pub(super) table: String,
+    /// The table, quoted and qualified by its schema.
+    pub(super) qualified: String,
     pub(super) create_schema: Option<String>,
     pub(super) create_table: String,
     pub(super) create_index: String,
@@ -22,6 +30,7 @@ pub(super) struct Statements {
     pub(super) extend: String,
     pub(super) lookup: String,
     pub(super) cleanup: String,
+    pub(super) insert_completed: String,
 }
 
 impl Statements {
@@ -34,6 +43,7 @@ impl Statements {
         };
         let t = &qualified;
         Self {
+            table: table.to_owned(),
             create_schema: schema.map(|s| format!("CREATE SCHEMA IF NOT EXISTS \"{s}\"")),
             create_table: format!(
                 "CREATE TABLE IF NOT EXISTS {t} (
@@ -100,7 +110,66 @@ impl Statements {
                     LIMIT $1 FOR UPDATE SKIP LOCKED
                 )"
             ),
+            // Claiming at commit, for a handler that did not take the transaction: the
+            // record is created completed, or takes the place of an expired one; a live
+            // record is left alone (no row), and the caller learns it lost.
+            insert_completed: format!(
+                "INSERT INTO {t} AS r (key, state, owner, fingerprint, response, expires_at)
+                    VALUES ($1, {DONE}, NULL, $2, $3,
+                            clock_timestamp() + make_interval(secs => $4))
+                    ON CONFLICT (key) DO UPDATE SET state = {DONE}, owner = NULL,
+                        fingerprint = EXCLUDED.fingerprint, response = EXCLUDED.response,
+                        expires_at = EXCLUDED.expires_at
+                    WHERE r.expires_at <= clock_timestamp()"
+            ),
+            qualified,
         }
+    }
+
+    /// The one message that ends a handler's transaction when claiming at commit: the
+    /// completed record, then `COMMIT`, sent together so that they cost one round trip (sqlx
+    /// sends nothing pipelined, so they go as one simple-protocol query; its values are
+    /// inlined as hex, which is all they can be: the hashes and the encoded response are
+    /// bytes of our own making, and `ttl` a number).
+    ///
+    /// An expired record of the key is deleted first, so that a live one — a duplicate that
+    /// committed first, or a retry of a finished request — makes the `INSERT` fail with a
+    /// unique violation on this table. The statements after a failed one are not run: the
+    /// `COMMIT` with them, and the handler's work is not kept. The last `BEGIN` opens an
+    /// empty transaction, for sqlx to roll back when it lets the connection go (it still
+    /// counts the handler's as open; with nothing open, that `ROLLBACK` would be warned of
+    /// on every request).
+    pub(super) fn record_and_commit(
+        &self,
+        key: &RecordKey,
+        fingerprint: &Fingerprint,
+        response: &[u8],
+        ttl: Duration,
+    ) -> String {
+        let t = &self.qualified;
+        let mut out = String::with_capacity(400 + 2 * response.len());
+        let bytea = |out: &mut String, bytes: &[u8]| {
+            out.push_str("decode('");
+            push_hex(out, bytes);
+            out.push_str("', 'hex')");
+        };
+        out.push_str("DELETE FROM ");
+        out.push_str(t);
+        out.push_str(" WHERE key = ");
+        bytea(&mut out, key.as_bytes());
+        out.push_str(" AND expires_at <= clock_timestamp();\nINSERT INTO ");
+        out.push_str(t);
+        out.push_str(" (key, state, owner, fingerprint, response, expires_at) VALUES (");
+        bytea(&mut out, key.as_bytes());
+        out.push_str(&format!(", {DONE}, NULL, "));
+        bytea(&mut out, &fingerprint.0);
+        out.push_str(", ");
+        bytea(&mut out, response);
+        out.push_str(&format!(
+            ", clock_timestamp() + make_interval(secs => {}));\nCOMMIT;\nBEGIN",
+            ttl.as_secs_f64()
+        ));
+        out
     }
 }
 
@@ -139,5 +208,22 @@ mod tests {
             Some("CREATE SCHEMA IF NOT EXISTS \"tenant_a\"")
         );
         assert!(Statements::new(None, "records").create_schema.is_none());
+    }
+
+    #[test]
+    fn the_commit_message_inlines_only_hex_and_numbers() {
+        let s = Statements::new(Some("tenant_a"), "records");
+        let key = RecordKey::new("", "k");
+        let message = s.record_and_commit(
+            &key,
+            &Fingerprint([0xab; 32]),
+            b"'); DROP TABLE x; --",
+            Duration::from_millis(1500),
+        );
+        assert!(message.contains(&format!("decode('{}', 'hex')", key.to_hex())));
+        assert!(message.contains(&"ab".repeat(32)));
+        assert!(!message.contains("DROP"), "the response is hex, never text");
+        assert!(message.contains("make_interval(secs => 1.5)"));
+        assert!(message.ends_with("COMMIT;\nBEGIN"));
     }
 }

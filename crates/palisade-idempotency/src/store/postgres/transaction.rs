@@ -17,8 +17,8 @@ use sqlx::{PgConnection, Postgres, Transaction};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use super::PostgresStore;
-use crate::record::{Owner, RecordKey, StoredResponse};
-use crate::store::{Attached, Attachment, Settled, StoreError, StoreFuture};
+use crate::record::{Fingerprint, Owner, RecordKey, StoredResponse};
+use crate::store::{Attached, Attachment, Settled, Store, StoreError, StoreFuture};
 
 /// Where the handler's transaction waits between the handler and the layer's commit.
 type Slot = Arc<Mutex<Option<Transaction<'static, Postgres>>>>;
@@ -29,16 +29,95 @@ pub(crate) struct Lent {
     store: PostgresStore,
     key: RecordKey,
     owner: Owner,
+    fingerprint: Fingerprint,
+    /// Whether the settlement writes the record: not for a request run unprotected (the
+    /// store failed, the layer fails open), whose transaction is only committed.
+    recorded: bool,
     slot: Slot,
 }
 
 impl Lent {
-    pub(crate) fn new(store: PostgresStore, key: RecordKey, owner: Owner) -> Self {
+    pub(crate) fn new(
+        store: PostgresStore,
+        key: RecordKey,
+        owner: Owner,
+        fingerprint: Fingerprint,
+    ) -> Self {
         Self {
             store,
             key,
             owner,
+            fingerprint,
+            recorded: true,
             slot: Arc::default(),
+        }
+    }
+
+    /// The same, settled without a record.
+    pub(crate) fn unrecorded(self) -> Self {
+        Self {
+            recorded: false,
+            ..self
+        }
+    }
+
+    /// Claiming at commit: the completed record and the `COMMIT` in one round trip; a live
+    /// record of the key (a duplicate committed first) fails the record's `INSERT`, and
+    /// nothing the handler did is kept.
+    async fn record_at_commit(
+        &self,
+        tx: Option<Transaction<'static, Postgres>>,
+        response: &StoredResponse,
+        ttl: Duration,
+    ) -> Result<Settled, StoreError> {
+        let Some(mut tx) = tx else {
+            // No transaction taken: the record alone, after the handler's work.
+            let store = &self.store;
+            if store
+                .insert_completed(&self.key, self.fingerprint, response, ttl)
+                .await?
+            {
+                return Ok(Settled::Committed);
+            }
+            tracing::warn!(
+                key = ?self.key,
+                "a keyed request took no transaction from a store that claims at commit, and \
+                 its key was taken meanwhile: its work was done twice"
+            );
+            return self.existing().await;
+        };
+        let message = self.store.statements.record_and_commit(
+            &self.key,
+            &self.fingerprint,
+            &response.encode(),
+            ttl,
+        );
+        let sent = send(&mut tx, &message).await;
+        // sqlx still counts the transaction open: dropping it queues the `ROLLBACK` that
+        // ends the empty one the message opened (or the one a failed `INSERT` aborted); it
+        // goes with the check sqlx makes of every connection it takes back.
+        drop(tx);
+        match sent {
+            Ok(_) => Ok(Settled::Committed),
+            Err(error) if self.is_taken(&error) => self.existing().await,
+            Err(error) => handlers_own(StoreError::new(error)),
+        }
+    }
+
+    /// Whether `error` is the record's `INSERT` finding the key taken.
+    fn is_taken(&self, error: &sqlx::Error) -> bool {
+        error.as_database_error().is_some_and(|e| {
+            e.code().as_deref() == Some("23505")
+                && e.table() == Some(self.store.statements.table.as_str())
+        })
+    }
+
+    /// The record that took the key first.
+    async fn existing(&self) -> Result<Settled, StoreError> {
+        match self.store.lookup(&self.key).await? {
+            Some(record) => Ok(Settled::Existing(record)),
+            // Expired in between: nothing was kept; a retry runs again.
+            None => Ok(Settled::Aborted),
         }
     }
 }
@@ -49,13 +128,25 @@ impl Attached for Lent {
         response: &'a StoredResponse,
         ttl: Duration,
     ) -> StoreFuture<'a, Settled> {
-        Box::pin(async move {
+        Box::pin(self.store.within(async move {
             // `try_lock`: a handler that kept its transaction beyond its answer (moved into a
             // task) must not stall the completion; its work is not kept.
             let taken = match self.slot.try_lock() {
                 Ok(mut slot) => slot.take(),
                 Err(_) => return Ok(Settled::Aborted),
             };
+            if !self.recorded {
+                let Some(tx) = taken else {
+                    return Ok(Settled::NotUsed);
+                };
+                return match tx.commit().await {
+                    Ok(()) => Ok(Settled::Committed),
+                    Err(error) => handlers_own(StoreError::new(error)),
+                };
+            }
+            if self.store.at_commit {
+                return self.record_at_commit(taken, response, ttl).await;
+            }
             let Some(mut tx) = taken else {
                 return Ok(Settled::NotUsed);
             };
@@ -71,7 +162,7 @@ impl Attached for Lent {
                 Err(error) => return handlers_own(error),
             };
             settled.or_else(|error| handlers_own(StoreError::new(error)))
-        })
+        }))
     }
 
     fn abandon(&self) -> bool {
@@ -87,6 +178,17 @@ impl Attached for Lent {
     fn as_any(&self) -> &dyn Any {
         self
     }
+}
+
+/// Sends `message`, statements separated by `;`, as one simple-protocol query. (A plain
+/// function with one lifetime: in an `async` block sqlx's executor bounds do not resolve.)
+fn send<'c>(
+    conn: &'c mut PgConnection,
+    message: &'c str,
+) -> std::pin::Pin<
+    Box<dyn Future<Output = Result<sqlx::postgres::PgQueryResult, sqlx::Error>> + Send + 'c>,
+> {
+    sqlx::Executor::execute(conn, sqlx::raw_sql(message))
 }
 
 /// An error in the handler's transaction that the handler caused — it broke a constraint

@@ -10,6 +10,10 @@
 //! forgets everything at a restart): their counts are printed, and docs/idempotency.md
 //! quotes them.
 //!
+//! Clients that go away are run the same way, on every store: each operation's first attempt
+//! is abandoned at a random moment of the handler's run (its connection closed), then
+//! retried until it succeeds.
+//!
 //! The server is this test binary again, run with `CRASH_SERVE` set: see [`serve`].
 #![cfg(all(feature = "postgres", feature = "axum", feature = "redis"))]
 
@@ -43,10 +47,22 @@ const LEASE: Duration = Duration::from_millis(600);
 /// Clients sending operations at the same time.
 const CLIENTS: usize = 8;
 
+/// What goes wrong during a run.
+#[derive(Clone, Copy, PartialEq)]
+enum Fault {
+    /// The server is killed with SIGKILL this many times, at random moments.
+    Kills(usize),
+    /// Each operation's first attempt is abandoned by its client at a random moment within
+    /// the handler's run (the connection closed under it); the server keeps running.
+    Disconnects,
+}
+
 /// What a run measured.
 #[derive(Debug, Default)]
 struct Outcome {
     kills: usize,
+    /// First attempts the client abandoned mid-way (its connection closed).
+    disconnects: usize,
     operations: usize,
     /// Orders beyond the first for an operation: the handler ran again.
     duplicate_orders: usize,
@@ -79,6 +95,21 @@ async fn claiming_at_commit_every_operation_still_happens_exactly_once_across_cr
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_that_disconnect_mid_handler_are_measured_on_every_store() {
+    for store in ["postgres", "postgres-at-commit", "redis", "memory"] {
+        let outcome = fault_run(store, Fault::Disconnects, Duration::from_secs(5)).await;
+        eprintln!("{store}, disconnects: {outcome:?}");
+        assert!(outcome.disconnects > 0, "{store}: {outcome:?}");
+        assert_eq!(outcome.lost, 0, "{store}: {outcome:?}");
+        if store.starts_with("postgres") {
+            // The handler's work and its record commit together, or neither does.
+            assert_eq!(outcome.duplicate_orders, 0, "{store}: {outcome:?}");
+            assert_eq!(outcome.differing_answers, 0, "{store}: {outcome:?}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_and_memory_stores_are_measured_under_the_same_crashes() {
     for store in ["redis", "memory"] {
         let outcome = crash_run(store, 60, Duration::from_secs(40)).await;
@@ -92,6 +123,10 @@ async fn redis_and_memory_stores_are_measured_under_the_same_crashes() {
 /// Runs clients against a server on `store` that is killed `kills` times (or until
 /// `limit`), then counts what each operation left.
 async fn crash_run(store: &'static str, kills: usize, limit: Duration) -> Outcome {
+    fault_run(store, Fault::Kills(kills), limit).await
+}
+
+async fn fault_run(store: &'static str, fault: Fault, limit: Duration) -> Outcome {
     let schema = Schema::new().await;
     let orders = format!("\"{}\".orders", schema.name);
     sqlx::query(&format!(
@@ -117,11 +152,20 @@ async fn crash_run(store: &'static str, kills: usize, limit: Duration) -> Outcom
     let stop = Arc::new(AtomicBool::new(false));
     let next = Arc::new(AtomicUsize::new(0));
     let answers: Arc<Mutex<BTreeMap<usize, Vec<Bytes>>>> = Arc::default();
+    let disconnects = Arc::new(AtomicUsize::new(0));
+    let abandon = (fault == Fault::Disconnects).then_some(disconnects.clone());
     let clients: Vec<_> = (0..CLIENTS)
         .map(|_| {
-            let (port, stop, next, answers) =
-                (port.clone(), stop.clone(), next.clone(), answers.clone());
-            tokio::spawn(async move { client(&port, &stop, &next, &answers).await })
+            let (port, stop, next, answers, abandon) = (
+                port.clone(),
+                stop.clone(),
+                next.clone(),
+                answers.clone(),
+                abandon.clone(),
+            );
+            tokio::spawn(
+                async move { client(&port, &stop, &next, &answers, abandon.as_deref()).await },
+            )
         })
         .collect();
 
@@ -129,6 +173,13 @@ async fn crash_run(store: &'static str, kills: usize, limit: Duration) -> Outcom
     let started = Instant::now();
     let mut rng = Rng::seeded();
     let mut killed = 0;
+    let kills = match fault {
+        Fault::Kills(kills) => kills,
+        Fault::Disconnects => {
+            tokio::time::sleep(limit).await;
+            0
+        }
+    };
     while killed < kills && started.elapsed() < limit {
         tokio::time::sleep(Duration::from_millis(20 + rng.below(100))).await;
         server.kill();
@@ -151,6 +202,7 @@ async fn crash_run(store: &'static str, kills: usize, limit: Duration) -> Outcom
     let answers = std::mem::take(&mut *answers.lock().unwrap());
     let mut outcome = Outcome {
         kills: killed,
+        disconnects: disconnects.load(SeqCst),
         operations: answers.len(),
         ..Outcome::default()
     };
@@ -170,25 +222,40 @@ async fn crash_run(store: &'static str, kills: usize, limit: Duration) -> Outcom
 
 /// One client: takes the next operation, sends it until it succeeds (retrying refusals,
 /// connection errors and a server that is not there), keeps every success's answer; more
-/// operations until told to stop.
+/// operations until told to stop. With `abandon`, each operation's first attempt is
+/// dropped after a random part of the handler's run (its connection closes), and counted.
 async fn client(
     port: &AtomicU16,
     stop: &AtomicBool,
     next: &AtomicUsize,
     answers: &Mutex<BTreeMap<usize, Vec<Bytes>>>,
+    abandon: Option<&AtomicUsize>,
 ) {
+    let mut rng = Rng::seeded();
     let http = Client::builder(TokioExecutor::new())
         .pool_max_idle_per_host(0)
         .build_http::<Full<Bytes>>();
     while !stop.load(SeqCst) {
         let op = next.fetch_add(1, SeqCst);
+        let mut first = true;
         loop {
             let request =
                 http::Request::post(format!("http://127.0.0.1:{}/orders", port.load(SeqCst)))
                     .header("idempotency-key", format!("\"op-{op}\""))
                     .body(Full::new(Bytes::from(format!("item {op}"))))
                     .unwrap();
-            let sent = tokio::time::timeout(Duration::from_secs(5), http.request(request)).await;
+            // The handler pauses twice, up to 3 ms each, around its insert.
+            let patience = match abandon {
+                Some(_) if first => Duration::from_micros(rng.below(7000)),
+                _ => Duration::from_secs(5),
+            };
+            let sent = tokio::time::timeout(patience, http.request(request)).await;
+            if std::mem::take(&mut first)
+                && sent.is_err()
+                && let Some(abandoned) = abandon
+            {
+                abandoned.fetch_add(1, SeqCst);
+            }
             let created = match sent {
                 Ok(Ok(response)) if response.status() == StatusCode::CREATED => {
                     response.into_body().collect().await.ok()

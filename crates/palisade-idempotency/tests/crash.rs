@@ -74,8 +74,12 @@ struct Outcome {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_postgres_every_operation_happens_exactly_once_across_crashes() {
-    let outcome = crash_run("postgres", 200, Duration::from_secs(150)).await;
-    eprintln!("postgres: {outcome:?}");
+    exactly_once_across_200_kills("postgres").await;
+}
+
+async fn exactly_once_across_200_kills(store: &'static str) {
+    let outcome = crash_run(store, 200, Duration::from_secs(150)).await;
+    eprintln!("{store}: {outcome:?}");
     assert!(outcome.kills >= 200, "{outcome:?}");
     assert!(outcome.operations >= 100, "{outcome:?}");
     assert_eq!(outcome.duplicate_orders, 0, "{outcome:?}");
@@ -85,13 +89,7 @@ async fn with_postgres_every_operation_happens_exactly_once_across_crashes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn claiming_at_commit_every_operation_still_happens_exactly_once_across_crashes() {
-    let outcome = crash_run("postgres-at-commit", 200, Duration::from_secs(150)).await;
-    eprintln!("postgres-at-commit: {outcome:?}");
-    assert!(outcome.kills >= 200, "{outcome:?}");
-    assert!(outcome.operations >= 100, "{outcome:?}");
-    assert_eq!(outcome.duplicate_orders, 0, "{outcome:?}");
-    assert_eq!(outcome.differing_answers, 0, "{outcome:?}");
-    assert_eq!(outcome.lost, 0, "{outcome:?}");
+    exactly_once_across_200_kills("postgres-at-commit").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

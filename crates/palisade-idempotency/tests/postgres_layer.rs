@@ -173,13 +173,38 @@ impl Shop {
 
     /// POSTs `body` to `path` with idempotency key `key`: status, body, whether replayed.
     async fn post(&self, path: &str, key: &str, body: &'static str) -> (StatusCode, String, bool) {
-        let request = post_with_key(path, Some(key), body);
-        text(self.svc.clone().oneshot(request).await.unwrap()).await
+        send(&self.svc, path, key, body).await
     }
 
     async fn orders(&self) -> i64 {
         count(&self.schema, &self.table).await
     }
+}
+
+/// POSTs `body` to `path` through `svc` with idempotency key `key`: status, body, whether
+/// replayed.
+async fn send(
+    svc: &Idempotency<Orders>,
+    path: &str,
+    key: &str,
+    body: &'static str,
+) -> (StatusCode, String, bool) {
+    let request = post_with_key(path, Some(key), body);
+    text(svc.clone().oneshot(request).await.unwrap()).await
+}
+
+/// The layer over `store` in front of a handler that takes no transaction and answers
+/// `run N`, N counting its calls from 0.
+fn without_transaction(store: PostgresStore) -> (Idempotency<Orders>, Arc<AtomicUsize>) {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counted = calls.clone();
+    let handler = service_fn(move |_: Request<RequestBody<Full<Bytes>>>| {
+        let n = counted.fetch_add(1, SeqCst);
+        async move { Ok::<_, BoxError>(Response::new(Full::new(Bytes::from(format!("run {n}"))))) }
+    });
+    let svc = IdempotencyLayer::new("orders", store, Scope::global())
+        .layer(BoxCloneService::new(handler));
+    (svc, calls)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -250,32 +275,9 @@ async fn a_claim_lost_before_the_commit_keeps_nothing_and_says_so() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_handler_without_a_transaction_keeps_the_usual_semantics() {
     let schema = Schema::new().await;
-    let store = schema.store().await;
-    let calls = Arc::new(AtomicUsize::new(0));
-    let counted = calls.clone();
-    let svc =
-        IdempotencyLayer::new("orders", store, Scope::global()).layer(service_fn(
-            move |_: Request<RequestBody<Full<Bytes>>>| {
-                let n = counted.fetch_add(1, SeqCst);
-                async move {
-                    Ok::<_, BoxError>(Response::new(Full::new(Bytes::from(format!("run {n}")))))
-                }
-            },
-        ));
-    let first = text(
-        svc.clone()
-            .oneshot(post_with_key("/", Some("o-4"), "x"))
-            .await
-            .unwrap(),
-    )
-    .await;
-    let again = text(
-        svc.clone()
-            .oneshot(post_with_key("/", Some("o-4"), "x"))
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (svc, calls) = without_transaction(schema.store().await);
+    let first = send(&svc, "/", "o-4", "x").await;
+    let again = send(&svc, "/", "o-4", "x").await;
     assert_eq!(
         (first.1.as_str(), again.1.as_str(), again.2),
         ("run 0", "run 0", true)
@@ -498,25 +500,11 @@ async fn claiming_at_commit_keeps_nothing_of_a_failure_and_takes_over_an_expired
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn claiming_at_commit_records_a_handler_that_took_no_transaction() {
     let schema = Schema::new().await;
-    let store = schema.store().await.claim_at_commit();
-    let calls = Arc::new(AtomicUsize::new(0));
-    let counted = calls.clone();
-    let svc =
-        IdempotencyLayer::new("orders", store, Scope::global()).layer(service_fn(
-            move |_: Request<RequestBody<Full<Bytes>>>| {
-                let n = counted.fetch_add(1, SeqCst);
-                async move {
-                    Ok::<_, BoxError>(Response::new(Full::new(Bytes::from(format!("run {n}")))))
-                }
-            },
-        ));
-    let mut answers = Vec::new();
-    for _ in 0..2 {
-        let request = post_with_key("/", Some("o-n"), "x");
-        answers.push(text(svc.clone().oneshot(request).await.unwrap()).await);
-    }
+    let (svc, calls) = without_transaction(schema.store().await.claim_at_commit());
+    let first = send(&svc, "/", "o-n", "x").await;
+    let again = send(&svc, "/", "o-n", "x").await;
     assert_eq!(
-        (answers[0].1.as_str(), answers[1].1.as_str(), answers[1].2),
+        (first.1.as_str(), again.1.as_str(), again.2),
         ("run 0", "run 0", true)
     );
     assert_eq!(
@@ -543,33 +531,18 @@ async fn failing_open_the_handler_still_gets_its_transaction_committed_without_a
         .unwrap();
     let calls = Arc::new(AtomicUsize::new(0));
     let handler = order_service(table.clone(), calls.clone(), broken.clone());
-    let svc = IdempotencyLayer::with_config(broken, config).layer(handler);
+    let svc = IdempotencyLayer::with_config(broken, config).layer(BoxCloneService::new(handler));
 
-    let ran = text(
-        svc.clone()
-            .oneshot(post_with_key("/", Some("o-open"), "book"))
-            .await
-            .unwrap(),
-    )
-    .await;
+    let ran = send(&svc, "/", "o-open", "book").await;
     assert_eq!((ran.0, ran.2), (StatusCode::CREATED, false));
     assert_eq!(count(&schema, &table).await, 1, "committed");
     // Unprotected: the retry runs again (and commits again) — what failing open means.
-    let again = text(
-        svc.clone()
-            .oneshot(post_with_key("/", Some("o-open"), "book"))
-            .await
-            .unwrap(),
-    )
-    .await;
+    let again = send(&svc, "/", "o-open", "book").await;
     assert_eq!((again.0, again.2), (StatusCode::CREATED, false));
     assert_eq!(count(&schema, &table).await, 2);
     // A failure's work is rolled back, as a claimed request's would be.
-    let failed = svc
-        .oneshot(post_with_key("/fail", Some("o-open-2"), "pen"))
-        .await
-        .unwrap();
-    assert_eq!(failed.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    let failed = send(&svc, "/fail", "o-open-2", "pen").await;
+    assert_eq!(failed.0, StatusCode::INTERNAL_SERVER_ERROR);
     assert_eq!(count(&schema, &table).await, 2, "rolled back");
     assert_eq!(calls.load(SeqCst), 3);
     schema.drop().await;

@@ -6,126 +6,28 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, StatusCode};
-use palisade_idempotency::record::{Fingerprint, Owner, RecordKey, StoredResponse};
+use palisade_idempotency::record::{Fingerprint, Owner, RecordKey};
 use palisade_idempotency::store::postgres::PostgresStore;
 use palisade_idempotency::store::{Claim, Record, Store};
 use sqlx::postgres::PgPoolOptions;
 
 mod common;
 
+use common::contract::response;
+
 use common::postgres::Schema;
 
 /// A lease long enough never to run out during a test.
 const LONG: Duration = Duration::from_secs(60);
-
-fn response(body: &'static [u8]) -> StoredResponse {
-    let mut headers = HeaderMap::new();
-    headers.insert("content-type", HeaderValue::from_static("application/json"));
-    headers.append("x-many", HeaderValue::from_static("one"));
-    headers.append("x-many", HeaderValue::from_static("two"));
-    headers.insert("x-opaque", HeaderValue::from_bytes(b"\xfa\xfb").unwrap());
-    StoredResponse {
-        status: StatusCode::CREATED,
-        headers,
-        body: Bytes::from_static(body),
-        trailers: None,
-    }
-}
 
 fn key(name: &str) -> RecordKey {
     RecordKey::new("tenant", name)
 }
 
 #[tokio::test]
-async fn a_claim_runs_once_and_its_response_is_replayed_byte_for_byte() {
+async fn the_store_contract_holds() {
     let schema = Schema::new().await;
-    let store = schema.store().await;
-    let (k, fp) = (key("order-1"), Fingerprint([7; 32]));
-    let (first, second) = (Owner::random(), Owner::random());
-
-    assert_eq!(
-        store.claim(&k, fp, first, LONG).await.unwrap(),
-        Claim::Claimed
-    );
-    assert_eq!(
-        store.claim(&k, fp, second, LONG).await.unwrap(),
-        Claim::Existing(Record::InFlight { fingerprint: fp })
-    );
-    let stored = response(b"{\"id\":1}");
-    assert!(
-        !store.complete(&k, second, &stored, LONG).await.unwrap(),
-        "only the owner completes"
-    );
-    assert!(store.complete(&k, first, &stored, LONG).await.unwrap());
-    let completed = Record::Completed {
-        fingerprint: fp,
-        response: stored.clone(),
-    };
-    assert_eq!(store.lookup(&k).await.unwrap(), Some(completed.clone()));
-    assert_eq!(
-        store.claim(&k, fp, second, LONG).await.unwrap(),
-        Claim::Existing(completed)
-    );
-    assert_eq!(store.lookup(&key("never")).await.unwrap(), None);
-    schema.drop().await;
-}
-
-#[tokio::test]
-async fn only_the_owner_releases_or_extends_and_a_release_lets_a_retry_claim() {
-    let schema = Schema::new().await;
-    let store = schema.store().await;
-    let (k, fp) = (key("order-2"), Fingerprint([1; 32]));
-    let (first, second) = (Owner::random(), Owner::random());
-    assert_eq!(
-        store.claim(&k, fp, first, LONG).await.unwrap(),
-        Claim::Claimed
-    );
-    assert!(!store.extend(&k, second, LONG).await.unwrap());
-    assert!(store.extend(&k, first, LONG).await.unwrap());
-    assert!(!store.release(&k, second).await.unwrap());
-    assert!(store.release(&k, first).await.unwrap());
-    assert_eq!(store.lookup(&k).await.unwrap(), None);
-    assert_eq!(
-        store.claim(&k, fp, second, LONG).await.unwrap(),
-        Claim::Claimed
-    );
-    schema.drop().await;
-}
-
-#[tokio::test]
-async fn a_lease_that_runs_out_frees_the_key_and_fences_its_old_owner() {
-    let schema = Schema::new().await;
-    let store = schema.store().await;
-    let (k, fp) = (key("order-3"), Fingerprint([2; 32]));
-    let (slow, retry) = (Owner::random(), Owner::random());
-    assert_eq!(
-        store
-            .claim(&k, fp, slow, Duration::from_millis(200))
-            .await
-            .unwrap(),
-        Claim::Claimed
-    );
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(store.lookup(&k).await.unwrap(), None, "expired is gone");
-    assert_eq!(
-        store.claim(&k, fp, retry, LONG).await.unwrap(),
-        Claim::Claimed
-    );
-    // The first holder wakes up: its writes are refused, the new holder's claim stands.
-    assert!(
-        !store
-            .complete(&k, slow, &response(b"late"), LONG)
-            .await
-            .unwrap()
-    );
-    assert!(!store.release(&k, slow).await.unwrap());
-    assert!(!store.extend(&k, slow, LONG).await.unwrap());
-    assert_eq!(
-        store.lookup(&k).await.unwrap(),
-        Some(Record::InFlight { fingerprint: fp })
-    );
+    common::contract::holds(&schema.store().await).await;
     schema.drop().await;
 }
 

@@ -22,6 +22,8 @@ use palisade_idempotency::{IdempotencyConfig, IdempotencyLayer, REPLAYED, Reques
 use palisade_test::redis_cluster::RedisCluster;
 use tower::{BoxError, Layer, Service, ServiceExt, service_fn};
 
+mod common;
+
 /// Claims and completions held by one replica; a completion resent for up to 20 s, which
 /// covers the failover and the old primary's return as a replica (`WAIT 1` needs one),
 /// however busy the machine (8 s was not enough with every test of the workspace running).
@@ -219,6 +221,9 @@ async fn the_store_semantics_hold_on_a_cluster_and_records_spread_over_every_pri
             .await
             .unwrap()
     );
+
+    // The contract every store keeps, on the cluster too.
+    common::contract::holds(&store).await;
 
     let spread = records_by_primary(&cluster);
     assert_eq!(spread.len(), 3);

@@ -6,12 +6,14 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, StatusCode};
 use palisade_idempotency::record::{Fingerprint, Owner, RecordKey, StoredResponse};
 use palisade_idempotency::store::{Claim, Record, RedisStore, Store};
 use palisade_test::redis::RedisServer;
 use redis::aio::MultiplexedConnection;
+
+mod common;
+
+use common::contract::{eventually, response};
 
 /// How long a test waits for something Redis does by itself (an expiry, a reconnect).
 const PATIENCE: Duration = Duration::from_secs(15);
@@ -34,22 +36,6 @@ async fn plain(server: &RedisServer) -> MultiplexedConnection {
         .unwrap()
 }
 
-fn response(body: &'static [u8]) -> StoredResponse {
-    let mut headers = HeaderMap::new();
-    headers.insert("content-type", HeaderValue::from_static("application/json"));
-    headers.append("x-many", HeaderValue::from_static("one"));
-    headers.append("x-many", HeaderValue::from_static("two"));
-    headers.insert("x-opaque", HeaderValue::from_bytes(b"\xfa\xfb").unwrap());
-    let mut trailers = HeaderMap::new();
-    trailers.insert("grpc-status", HeaderValue::from_static("0"));
-    StoredResponse {
-        status: StatusCode::CREATED,
-        headers,
-        body: Bytes::from_static(body),
-        trailers: Some(trailers),
-    }
-}
-
 fn completed(fingerprint: Fingerprint, response: &StoredResponse) -> Option<Record> {
     Some(Record::Completed {
         fingerprint,
@@ -59,22 +45,6 @@ fn completed(fingerprint: Fingerprint, response: &StoredResponse) -> Option<Reco
 
 fn in_flight(fingerprint: Fingerprint) -> Option<Record> {
     Some(Record::InFlight { fingerprint })
-}
-
-/// Waits until `check` holds, polling; panics after [`PATIENCE`].
-async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    while !check().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "gave up waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
 }
 
 async fn gone(store: &RedisStore, key: &RecordKey) -> bool {
@@ -95,133 +65,9 @@ fn redis_key(key: &RecordKey) -> String {
 }
 
 #[tokio::test]
-async fn a_duplicate_sees_the_claim_then_the_stored_response() {
+async fn the_store_contract_holds() {
     let server = RedisServer::start();
-    let store = store(&server).await;
-    let key = RecordKey::new("tenant", "k1");
-    let (fp, other_fp) = (Fingerprint([1; 32]), Fingerprint([2; 32]));
-    let (a, b) = (Owner::random(), Owner::random());
-    let stored = response(b"{\"id\":1}\x00\xff");
-
-    assert_eq!(
-        store.claim(&key, fp, a, LONG).await.unwrap(),
-        Claim::Claimed
-    );
-    assert_eq!(
-        store.claim(&key, other_fp, b, LONG).await.unwrap(),
-        Claim::Existing(Record::InFlight { fingerprint: fp })
-    );
-    assert_eq!(store.lookup(&key).await.unwrap(), in_flight(fp));
-
-    assert!(store.complete(&key, a, &stored, LONG).await.unwrap());
-    let Claim::Existing(Record::Completed {
-        fingerprint,
-        response: replayed,
-    }) = store.claim(&key, other_fp, b, LONG).await.unwrap()
-    else {
-        panic!("a completed record is expected");
-    };
-    assert_eq!(fingerprint, fp);
-    assert_eq!(replayed, stored);
-    // Byte for byte, header order and all.
-    assert_eq!(replayed.encode(), stored.encode());
-    assert_eq!(replayed.status, StatusCode::CREATED);
-    assert_eq!(replayed.body, Bytes::from_static(b"{\"id\":1}\x00\xff"));
-    assert_eq!(
-        replayed
-            .headers
-            .get_all("x-many")
-            .iter()
-            .collect::<Vec<_>>(),
-        ["one", "two"]
-    );
-    assert_eq!(replayed.trailers.as_ref().unwrap()["grpc-status"], "0");
-    assert_eq!(store.lookup(&key).await.unwrap(), completed(fp, &stored));
-
-    // A completed record is not completed again, not even by its owner.
-    assert!(
-        !store
-            .complete(&key, a, &response(b"other"), LONG)
-            .await
-            .unwrap()
-    );
-    assert_eq!(store.lookup(&key).await.unwrap(), completed(fp, &stored));
-    // Nor is there a record for another key.
-    assert_eq!(
-        store.lookup(&RecordKey::new("tenant", "k2")).await.unwrap(),
-        None
-    );
-}
-
-#[tokio::test]
-async fn a_holder_whose_lease_ran_out_cannot_touch_the_new_claim() {
-    let server = RedisServer::start();
-    let store = store(&server).await;
-    let key = RecordKey::new("tenant", "fenced");
-    let (fp_a, fp_b) = (Fingerprint([0xa; 32]), Fingerprint([0xb; 32]));
-    let (a, b) = (Owner::random(), Owner::random());
-
-    let lease = Duration::from_millis(300);
-    assert_eq!(
-        store.claim(&key, fp_a, a, lease).await.unwrap(),
-        Claim::Claimed
-    );
-    eventually("A's lease to run out", || gone(&store, &key)).await;
-    assert_eq!(
-        store.claim(&key, fp_b, b, LONG).await.unwrap(),
-        Claim::Claimed
-    );
-
-    assert!(
-        !store
-            .complete(&key, a, &response(b"late"), LONG)
-            .await
-            .unwrap()
-    );
-    assert!(!store.release(&key, a).await.unwrap());
-    assert!(!store.extend(&key, a, LONG).await.unwrap());
-    assert_eq!(store.lookup(&key).await.unwrap(), in_flight(fp_b));
-
-    let stored = response(b"B's");
-    assert!(store.complete(&key, b, &stored, LONG).await.unwrap());
-    assert_eq!(store.lookup(&key).await.unwrap(), completed(fp_b, &stored));
-    assert!(
-        !store
-            .complete(&key, a, &response(b"late"), LONG)
-            .await
-            .unwrap()
-    );
-    assert_eq!(store.lookup(&key).await.unwrap(), completed(fp_b, &stored));
-}
-
-#[tokio::test]
-async fn release_deletes_an_in_flight_claim_for_its_owner_only() {
-    let server = RedisServer::start();
-    let store = store(&server).await;
-    let key = RecordKey::new("tenant", "released");
-    let fp = Fingerprint([3; 32]);
-    let (a, b) = (Owner::random(), Owner::random());
-
-    assert_eq!(
-        store.claim(&key, fp, a, LONG).await.unwrap(),
-        Claim::Claimed
-    );
-    assert!(!store.release(&key, b).await.unwrap());
-    assert_eq!(store.lookup(&key).await.unwrap(), in_flight(fp));
-    assert!(store.release(&key, a).await.unwrap());
-    assert_eq!(store.lookup(&key).await.unwrap(), None);
-    assert!(!store.release(&key, a).await.unwrap());
-
-    // A retry runs.
-    assert_eq!(
-        store.claim(&key, fp, b, LONG).await.unwrap(),
-        Claim::Claimed
-    );
-    let stored = response(b"done");
-    assert!(store.complete(&key, b, &stored, LONG).await.unwrap());
-    // A completed record is kept, even against its former owner.
-    assert!(!store.release(&key, b).await.unwrap());
-    assert_eq!(store.lookup(&key).await.unwrap(), completed(fp, &stored));
+    common::contract::holds(&store(&server).await).await;
 }
 
 #[tokio::test]

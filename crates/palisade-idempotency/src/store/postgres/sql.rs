@@ -89,14 +89,19 @@ impl Statements {
             complete: format!(
                 "UPDATE {t} SET state = {DONE}, owner = NULL, response = $3,
                         expires_at = clock_timestamp() + make_interval(secs => $4)
-                    WHERE key = $1 AND state = {IN_FLIGHT} AND owner = $2"
+                    WHERE key = $1 AND state = {IN_FLIGHT} AND owner = $2
+                        AND expires_at > clock_timestamp()"
             ),
+            // A claim whose lease ran out is gone, for its owner too (as a Redis key past
+            // its expiry is): it is neither released, extended nor completed.
             release: format!(
-                "DELETE FROM {t} WHERE key = $1 AND state = {IN_FLIGHT} AND owner = $2"
+                "DELETE FROM {t} WHERE key = $1 AND state = {IN_FLIGHT} AND owner = $2
+                    AND expires_at > clock_timestamp()"
             ),
             extend: format!(
                 "UPDATE {t} SET expires_at = clock_timestamp() + make_interval(secs => $3)
-                    WHERE key = $1 AND state = {IN_FLIGHT} AND owner = $2"
+                    WHERE key = $1 AND state = {IN_FLIGHT} AND owner = $2
+                        AND expires_at > clock_timestamp()"
             ),
             lookup: format!(
                 "SELECT state, fingerprint, response FROM {t}

@@ -46,7 +46,8 @@ pub(crate) fn channel(
         // Reads grpc-status: UNAVAILABLE, DEADLINE_EXCEEDED and the like are failures.
         HttpClassifier::default(),
     );
-    // UNAVAILABLE is retried on another endpoint, within 20 % of recent traffic;
+    // UNAVAILABLE is retried on another endpoint, within 20 % of recent traffic (none
+    // while most calls fail);
     // grpc-retry-pushback-ms from the server sets the wait, or stops the retry.
     let retry = RetryConfig::builder("health")
         // Every gRPC call is a POST, which is retried only when it carries an

@@ -1,7 +1,11 @@
 //! `retry-outage` and `retry-transient`: a client offering 1000 requests a second for 30 s
 //! to a dependency that fails every call (an outage) or 10 % of calls at random (transient
-//! failures); palisade's retry layer with its default budget and with a 10 % budget, beside
-//! tower's `Retry` with no budget (naive) and with tower's `TpsBudget`.
+//! failures); palisade's retry layer with its default budget (20 % of recent requests,
+//! throttled by gRPC's token bucket; `palisade-throttled` spells its settings out), with the
+//! percentage alone (`palisade-percent`, the default before the throttle), with a 10 %
+//! budget, and with gRPC's token bucket alone as A6's example sets it (`palisade-tokens`:
+//! 10 tokens, 0.1 a success), beside tower's `Retry` with no budget (naive) and with
+//! tower's `TpsBudget`.
 //!
 //! Every system makes at most 3 attempts per request. The figures: load amplification
 //! (calls reaching the dependency ÷ requests offered) and the share of requests that
@@ -36,7 +40,15 @@ const SAMPLE: Duration = Duration::from_millis(100);
 /// should replay exactly.
 const SEED: u64 = 2026;
 
-const SYSTEMS: [&str; 4] = ["palisade", "palisade-10pct", "naive", "tower-tps-budget"];
+const SYSTEMS: [&str; 7] = [
+    "palisade",
+    "palisade-throttled",
+    "palisade-percent",
+    "palisade-10pct",
+    "palisade-tokens",
+    "naive",
+    "tower-tps-budget",
+];
 
 /// What the dependency does for the whole run.
 #[derive(Clone, Copy)]
@@ -171,6 +183,30 @@ async fn simulate(system: &'static str, failures: Failures) -> Run {
                 min_per_sec: 10,
                 percent: 0.1,
             }),
+            &backend,
+        ),
+        // gRPC's retry throttling alone, as A6's example configures it.
+        "palisade-tokens" => palisade(
+            RetryConfig::builder("dependency").budget(BudgetConfig::Tokens {
+                max_tokens: 10.0,
+                token_ratio: 0.1,
+            }),
+            &backend,
+        ),
+        // The default's settings, spelled out.
+        "palisade-throttled" => palisade(
+            RetryConfig::builder("dependency").budget(BudgetConfig::Throttled {
+                ttl: Duration::from_secs(10),
+                min_per_sec: 10,
+                percent: 0.2,
+                max_tokens: 100.0,
+                token_ratio: 0.5,
+            }),
+            &backend,
+        ),
+        // The default before the throttle: the percentage alone.
+        "palisade-percent" => palisade(
+            RetryConfig::builder("dependency").budget(BudgetConfig::percent(0.2)),
             &backend,
         ),
         "naive" => tower_retry(TowerRetryPolicy::new(MAX_ATTEMPTS, None), &backend),

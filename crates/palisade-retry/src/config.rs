@@ -95,7 +95,7 @@ impl From<Arc<str>> for RetryConfig {
 /// | [`deadline`](Self::deadline) | none | Polly's total timeout is opt-in |
 /// | [`backoff`](Self::backoff) | 25 ms doubling to 250 ms, full jitter | Envoy; AWS's full jitter |
 /// | [`max_hint`](Self::max_hint) | 30 s | Envoy caps `Retry-After` at 300 s; a client rarely waits that long |
-/// | [`budget`](Self::budget) | 20 % of the last 10 s + 10/s | Finagle's `RetryBudget`, Envoy's 20 % |
+/// | [`budget`](Self::budget) | 20 % of the last 10 s + 10/s, throttled: 100 tokens, a failure takes 1, a success gives ½ | Finagle's `RetryBudget` and Envoy's 20 %, with gRPC's `retryThrottling` |
 /// | [`replay_limit`](Self::replay_limit) | 64 KiB | Envoy's default buffer for retries |
 /// | [`idempotency_keys`](Self::idempotency_keys) | off | |
 #[derive(Debug, Clone)]

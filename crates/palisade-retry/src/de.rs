@@ -9,7 +9,8 @@
 //! deadline = "2s"
 //! backoff = { base = "25ms", cap = "250ms", jitter = "full" }  # none, full, equal, decorrelated
 //! max_hint = "30s"
-//! budget = { percent = 0.2, ttl = "10s", min_per_sec = 10 }   # or { max_tokens = 100, token_ratio = 0.1 }
+//! budget = { percent = 0.2, ttl = "10s", min_per_sec = 10 }   # or { max_tokens = 100, token_ratio = 0.1 },
+//!                                                              # or both: the percentage, throttled
 //! replay_limit = 65536
 //! idempotency_keys = true
 //! ```
@@ -61,7 +62,7 @@ enum JitterFile {
     Decorrelated,
 }
 
-/// Either budget's settings; which one is said by the fields given.
+/// A budget's settings; which budget is said by the fields given.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct BudgetFile {
@@ -74,6 +75,19 @@ struct BudgetFile {
 }
 
 impl BudgetFile {
+    /// The token bucket's two settings, both needed.
+    fn tokens(&self) -> Result<(f64, f64), ConfigError> {
+        match (self.max_tokens, self.token_ratio) {
+            (Some(max_tokens), Some(token_ratio)) => Ok((max_tokens, token_ratio)),
+            _ => Err(ConfigError::new(
+                "budget",
+                "a token bucket needs both max_tokens and token_ratio",
+            )),
+        }
+    }
+
+    /// A percentage (`percent`, `ttl`, `min_per_sec`), tokens (`max_tokens`,
+    /// `token_ratio`), or both: the percentage throttled by the tokens.
     fn config(self) -> Result<BudgetConfig, ConfigError> {
         let percent = self.percent.is_some() || self.ttl.is_some() || self.min_per_sec.is_some();
         let tokens = self.max_tokens.is_some() || self.token_ratio.is_some();
@@ -83,21 +97,31 @@ impl BudgetFile {
                 self.min_per_sec,
                 self.percent,
             )),
-            (false, true) => match (self.max_tokens, self.token_ratio) {
-                (Some(max_tokens), Some(token_ratio)) => Ok(BudgetConfig::Tokens {
+            (false, true) => {
+                let (max_tokens, token_ratio) = self.tokens()?;
+                Ok(BudgetConfig::Tokens {
                     max_tokens,
                     token_ratio,
-                }),
-                _ => Err(ConfigError::new(
-                    "budget",
-                    "a token budget needs both max_tokens and token_ratio",
-                )),
-            },
-            (true, true) => Err(ConfigError::new(
-                "budget",
-                "is either a percentage (percent, ttl, min_per_sec) or tokens \
-                 (max_tokens, token_ratio), not both",
-            )),
+                })
+            }
+            (true, true) => {
+                let (max_tokens, token_ratio) = self.tokens()?;
+                let BudgetConfig::Percent {
+                    ttl,
+                    min_per_sec,
+                    percent,
+                } = BudgetConfig::percent_or_defaults(self.ttl, self.min_per_sec, self.percent)
+                else {
+                    unreachable!("percent_or_defaults makes a percentage")
+                };
+                Ok(BudgetConfig::Throttled {
+                    ttl,
+                    min_per_sec,
+                    percent,
+                    max_tokens,
+                    token_ratio,
+                })
+            }
         }
     }
 }
@@ -193,6 +217,19 @@ mod tests {
             BudgetConfig::Tokens {
                 max_tokens: 10.0,
                 token_ratio: 0.1
+            }
+        );
+        let both = read(
+            r#"{"name": "a", "budget": {"percent": 0.1, "max_tokens": 100, "token_ratio": 0.5}}"#,
+        );
+        assert_eq!(
+            both.unwrap().budget,
+            BudgetConfig::Throttled {
+                ttl: Duration::from_secs(10),
+                min_per_sec: 10,
+                percent: 0.1,
+                max_tokens: 100.0,
+                token_ratio: 0.5
             }
         );
     }

@@ -5,8 +5,10 @@
 //! retries what its [`Policy`](policy::Policy) says may be retried — within a per-request
 //! limit of attempts, a per-attempt timeout and a deadline — and only as far as a
 //! [`Budget`](budget::Budget) shared by the whole client allows: by default retries are at
-//! most 20 % of recent requests plus 10 a second (Finagle's design), so an outage amplifies
-//! load by at most about 1.2×, not 3×.
+//! most 20 % of recent requests plus 10 a second (Finagle's design), and stop altogether
+//! while more than a third of attempts fail (gRPC's retry throttling) — so an outage costs
+//! its dependency almost no retries (1.002× its load, not 3×), while transient failures are
+//! retried in full.
 //!
 //! # What it does
 //!
@@ -24,8 +26,9 @@
 //!   equal or decorrelated jitter as options, capped. `Retry-After` and
 //!   `grpc-retry-pushback-ms` override it (capped; a negative pushback stops retries).
 //! - **Budgets** ([`budget`]): a percentage of recent requests plus a floor
-//!   ([`PercentBudget`](budget::PercentBudget)), or gRPC's token bucket
-//!   ([`TokenBudget`](budget::TokenBudget)). Lock-free, one per layer (shared by its clones), and
+//!   ([`PercentBudget`](budget::PercentBudget)), gRPC's token bucket
+//!   ([`TokenBudget`](budget::TokenBudget)), or both ([`ThrottledBudget`](budget::ThrottledBudget),
+//!   the default). Lock-free, one per layer (shared by its clones), and
 //!   across layers when you hand them the same one
 //!   ([`with_budget`](RetryLayer::with_budget)). When the budget is empty the last response
 //!   or error is returned as it was.

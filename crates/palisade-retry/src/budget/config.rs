@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use palisade_core::ConfigError;
 
-use super::{Budget, PercentBudget, TokenBudget};
+use super::{Budget, PercentBudget, ThrottledBudget, TokenBudget};
 
 /// Which budget a retry layer makes, and with what settings.
 ///
@@ -24,7 +24,7 @@ use super::{Budget, PercentBudget, TokenBudget};
 ///     min_per_sec: 1,
 ///     percent: 0.1,
 /// };
-/// assert_eq!(BudgetConfig::default(), BudgetConfig::percent(0.2));
+/// assert!(matches!(BudgetConfig::default(), BudgetConfig::Throttled { percent: 0.2, .. }));
 /// # let _ = gentle;
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -47,22 +47,47 @@ pub enum BudgetConfig {
         /// What a success gives back (above 0, at most 1).
         token_ratio: f64,
     },
+    /// A [`ThrottledBudget`]: the percentage, while the token bucket allows any retry.
+    Throttled {
+        /// How far back requests are counted (1 s to 60 s).
+        ttl: Duration,
+        /// Retries a second always allowed, while the bucket allows any.
+        min_per_sec: u32,
+        /// The share of recent requests that may be retried, as a ratio (0.2 is 20 %).
+        percent: f64,
+        /// The bucket's size (above 0, at most 1000).
+        max_tokens: f64,
+        /// What a success gives back (above 0, at most 1).
+        token_ratio: f64,
+    },
 }
 
-/// Finagle's defaults: 20 % of the last 10 s, plus 10 retries a second.
+/// Finagle's percentage: 20 % of the last 10 s, plus 10 retries a second.
 const TTL: Duration = Duration::from_secs(10);
 const MIN_PER_SEC: u32 = 10;
 const PERCENT: f64 = 0.2;
+/// The default throttle: retries stop after 50 failed attempts in a row of an outage, and
+/// while more than a third of attempts fail (a success gives back half a token).
+const MAX_TOKENS: f64 = 100.0;
+const TOKEN_RATIO: f64 = 0.5;
 
 impl Default for BudgetConfig {
-    /// Finagle's: 20 % of the last 10 s, plus 10 retries a second.
+    /// Finagle's 20 % of the last 10 s plus 10 retries a second, throttled as gRPC throttles:
+    /// a bucket of 100 tokens, a failed attempt takes one, a success gives back half of
+    /// one, and retries stop while half the bucket or less is left.
     fn default() -> Self {
-        Self::percent(PERCENT)
+        Self::Throttled {
+            ttl: TTL,
+            min_per_sec: MIN_PER_SEC,
+            percent: PERCENT,
+            max_tokens: MAX_TOKENS,
+            token_ratio: TOKEN_RATIO,
+        }
     }
 }
 
 impl BudgetConfig {
-    /// `percent` of the last 10 s of requests, plus 10 retries a second.
+    /// `percent` of the last 10 s of requests, plus 10 retries a second, unthrottled.
     pub fn percent(percent: f64) -> Self {
         Self::percent_or_defaults(None, None, Some(percent))
     }
@@ -92,6 +117,16 @@ impl BudgetConfig {
                 max_tokens,
                 token_ratio,
             } => Arc::new(TokenBudget::new(max_tokens, token_ratio)?),
+            Self::Throttled {
+                ttl,
+                min_per_sec,
+                percent,
+                max_tokens,
+                token_ratio,
+            } => Arc::new(ThrottledBudget::new(
+                PercentBudget::new(ttl, min_per_sec, percent)?,
+                TokenBudget::new(max_tokens, token_ratio)?,
+            )),
         })
     }
 }

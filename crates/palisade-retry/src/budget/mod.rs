@@ -12,6 +12,9 @@
 //! - [`TokenBudget`] (gRPC's `retryThrottling`): a bucket of tokens that each failed attempt
 //!   empties by one and each success refills by a ratio; retries stop while it is at most
 //!   half full.
+//! - [`ThrottledBudget`]: both — the percentage, and the token bucket's stop once failures
+//!   dominate. The default: an outage costs its dependency almost no retries, while
+//!   transient failures are retried as under the percentage alone.
 //!
 //! A [`RetryConfig`](crate::RetryConfig) names the budget as settings ([`BudgetConfig`]);
 //! each layer made from it makes a budget of its own, shared by every clone of that layer.
@@ -20,10 +23,12 @@
 
 mod config;
 mod percent;
+mod throttled;
 mod token;
 
 pub use self::config::BudgetConfig;
 pub use self::percent::PercentBudget;
+pub use self::throttled::ThrottledBudget;
 pub use self::token::TokenBudget;
 
 /// What a retry layer asks of its budget.

@@ -72,6 +72,11 @@ impl Budget for TokenBudget {
     }
 
     fn record(&self, failed: bool) {
+        // Most attempts succeed into a full bucket: a load, not a write every thread's core
+        // must take the line for.
+        if !failed && self.tokens.load(Relaxed) >= self.max {
+            return;
+        }
         let _ = self.tokens.fetch_update(Relaxed, Relaxed, |t| {
             Some(if failed {
                 t.saturating_sub(MILLI as u64)

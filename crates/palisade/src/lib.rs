@@ -95,7 +95,7 @@ pub mod prelude {
     pub use palisade_retry::{
         AttemptTimedOut, DeadlineExceeded, RetryConfig, RetryLayer,
         backoff::Backoff,
-        budget::{Budget, PercentBudget, TokenBudget},
+        budget::{Budget, PercentBudget, ThrottledBudget, TokenBudget},
     };
     #[cfg(all(feature = "shed", feature = "http"))]
     pub use palisade_shed::HttpShedLayer;

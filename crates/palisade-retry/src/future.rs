@@ -213,7 +213,7 @@ where
                         shared.metrics.attempt(AttemptOutcome::Deadline);
                         return Poll::Ready(result);
                     }
-                    let Some(next) = retrying.replay.again(&retrying.saved) else {
+                    let Some(next) = retrying.replay.again(&retrying.saved, *this.attempts) else {
                         shared.metrics.attempt(AttemptOutcome::NotReplayable);
                         return Poll::Ready(result);
                     };

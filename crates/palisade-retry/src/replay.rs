@@ -25,9 +25,9 @@ pub trait Replay<Req> {
     /// The only attempt of a request that will not be retried.
     fn only(&self, request: Req) -> Self::Attempt;
 
-    /// Another attempt, or `None` when the request turned out not to be replayable (its
-    /// body went over the limit, or failed).
-    fn again(&self, saved: &Self::Saved) -> Option<Self::Attempt>;
+    /// Another attempt, after `previous` attempts were sent, or `None` when the request
+    /// turned out not to be replayable (its body went over the limit, or failed).
+    fn again(&self, saved: &Self::Saved, previous: u32) -> Option<Self::Attempt>;
 }
 
 /// Replays requests that are `Clone` by cloning them: once before the first attempt, and
@@ -47,7 +47,7 @@ impl<Req: Clone> Replay<Req> for CloneRequests {
         request
     }
 
-    fn again(&self, saved: &Req) -> Option<Req> {
+    fn again(&self, saved: &Req, _previous: u32) -> Option<Req> {
         Some(saved.clone())
     }
 }

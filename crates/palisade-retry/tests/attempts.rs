@@ -369,6 +369,49 @@ async fn grpc_pushback_is_honoured_and_a_negative_one_stops_retries() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_grpc_retry_says_how_many_attempts_came_before_it() {
+    let unavailable = || {
+        status(
+            200,
+            &[("content-type", "application/grpc"), ("grpc-status", "14")],
+        )
+    };
+    let (dep, seen) = http_dependency(vec![unavailable(), unavailable(), status(200, &[])]);
+    let keyed = config().idempotency_keys(true).build().unwrap();
+    let svc = HttpRetryLayer::with_config(keyed).layer(dep);
+    let call = Request::post("http://dependency/inventory.Stock/Reserve")
+        .header("content-type", "application/grpc")
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    svc.oneshot(call).await.unwrap();
+    let previous: Vec<_> = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(_, req)| {
+            req.headers()
+                .get("grpc-previous-rpc-attempts")
+                .map(|v| v.to_str().unwrap().to_owned())
+        })
+        .collect();
+    assert_eq!(
+        previous,
+        [None, Some("1".to_owned()), Some("2".to_owned())],
+        "none on the first attempt, then the attempts before each retry"
+    );
+    // A plain HTTP retry carries no gRPC header.
+    let (dep, seen) = http_dependency(vec![status(503, &[]), status(200, &[])]);
+    let svc = HttpRetryLayer::with_config(config().build().unwrap()).layer(dep);
+    svc.oneshot(get()).await.unwrap();
+    assert!(
+        seen.lock()
+            .unwrap()
+            .iter()
+            .all(|(_, req)| { !req.headers().contains_key("grpc-previous-rpc-attempts") })
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_post_is_retried_only_with_an_idempotency_key_and_keeps_it() {
     let post = || {
         Request::post("http://dependency/orders")

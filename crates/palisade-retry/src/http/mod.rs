@@ -11,6 +11,9 @@
 //! first attempt unless it has one, so that every attempt reaches a server that honours the
 //! key (palisade-idempotency, or a Stripe-like API) as the same operation — and so may be
 //! retried.
+//!
+//! A retried gRPC call carries `grpc-previous-rpc-attempts` (gRFC A6): the number of attempts
+//! sent before it, so that the server can tell a retry from a first call.
 
 mod body;
 mod layer;
@@ -25,6 +28,11 @@ pub use self::layer::HttpRetryLayer;
 use crate::policy::http::is_idempotent;
 use crate::replay::Replay;
 use palisade_core::IDEMPOTENCY_KEY;
+use palisade_core::grpc::is_grpc;
+
+/// gRFC A6's header on a gRPC retry: how many attempts of the call were sent before it.
+const GRPC_PREVIOUS_RPC_ATTEMPTS: http::HeaderName =
+    http::HeaderName::from_static("grpc-previous-rpc-attempts");
 
 /// Replays `http::Request<B>` for any body `B`; see the [module docs](self).
 #[derive(Debug, Clone, Copy)]
@@ -105,11 +113,17 @@ where
         request.map(ReplayBody::passthrough)
     }
 
-    fn again(&self, saved: &SavedRequest<B>) -> Option<Self::Attempt> {
+    fn again(&self, saved: &SavedRequest<B>, previous: u32) -> Option<Self::Attempt> {
         let body = match &saved.body {
             None => ReplayBody::empty(),
             Some(recording) => ReplayBody::replaying(recording)?,
         };
-        Some(clone_head(&saved.head).map(|()| body))
+        let mut head = clone_head(&saved.head);
+        if is_grpc(head.headers()) {
+            // gRFC A6: a retry tells the server how many attempts came before it.
+            head.headers_mut()
+                .insert(GRPC_PREVIOUS_RPC_ATTEMPTS, HeaderValue::from(previous));
+        }
+        Some(head.map(|()| body))
     }
 }

@@ -110,6 +110,7 @@ fn operations_guide_names_every_metric() {
     let all = [
         palisade::balance::metrics::ALL,
         palisade::breaker::metrics::ALL,
+        palisade::deadline::metrics::ALL,
         palisade::idempotency::metrics::ALL,
         palisade::retry::metrics::ALL,
         palisade::shed::metrics::ALL,

@@ -5,7 +5,8 @@ use tower::ServiceBuilder;
     feature = "breaker",
     feature = "retry",
     feature = "shed",
-    feature = "idempotency"
+    feature = "idempotency",
+    feature = "deadline"
 ))]
 use tower_layer::Stack;
 
@@ -68,6 +69,13 @@ pub trait PalisadeBuilderExt<L>: sealed::Sealed {
         store: impl palisade_idempotency::store::Store,
         config: palisade_idempotency::IdempotencyConfig,
     ) -> ServiceBuilder<Stack<palisade_idempotency::IdempotencyLayer, L>>;
+
+    /// The caller's deadline, read and enforced on the handler of an HTTP or gRPC server.
+    #[cfg(feature = "deadline")]
+    fn enforce_deadline(
+        self,
+        config: impl Into<palisade_deadline::DeadlineConfig>,
+    ) -> ServiceBuilder<Stack<palisade_deadline::EnforceDeadlineLayer, L>>;
 }
 
 impl<L> PalisadeBuilderExt<L> for ServiceBuilder<L> {
@@ -121,6 +129,16 @@ impl<L> PalisadeBuilderExt<L> for ServiceBuilder<L> {
         config: impl Into<palisade_shed::ShedConfig>,
     ) -> ServiceBuilder<Stack<palisade_shed::HttpShedLayer, L>> {
         self.layer(palisade_shed::HttpShedLayer::with_config(config.into()))
+    }
+
+    #[cfg(feature = "deadline")]
+    fn enforce_deadline(
+        self,
+        config: impl Into<palisade_deadline::DeadlineConfig>,
+    ) -> ServiceBuilder<Stack<palisade_deadline::EnforceDeadlineLayer, L>> {
+        self.layer(palisade_deadline::EnforceDeadlineLayer::with_config(
+            config.into(),
+        ))
     }
 
     #[cfg(feature = "idempotency")]

@@ -14,6 +14,7 @@
 //! | `shed` (default) | [`palisade-shed`](shed) | load shedding: adaptive concurrency limits, a CoDel-bounded queue, priorities |
 //! | `balance` (default) | [`palisade-balance`](balance) | discovery (static, watch) and failure-aware P2C balancing with ejection, hyper-util HTTP endpoints |
 //! | `idempotency` (default) | [`palisade-idempotency`](idempotency) | idempotency keys: a retried POST runs once; in memory, or on Redis with `redis` |
+//! | `deadline` | [`palisade-deadline`](deadline) | deadlines: the caller's `grpc-timeout` or timeout header read at the edge, capped, handed to the handler, enforced with `504` / `DEADLINE_EXCEEDED` |
 //! | `client` (default) | this crate | [`client::BoxClient`]: any HTTP client stack as one `Clone + Send + Sync` type, for axum state |
 //! | `grpc` | [`palisade-balance`](balance) | a tonic `Channel` per endpoint (`balance::grpc`) |
 //! | `dns` | [`palisade-balance`](balance) | DNS discovery (A/AAAA, SRV) through hickory-resolver |
@@ -52,6 +53,9 @@ pub use palisade_balance as balance;
 pub use palisade_breaker as breaker;
 #[doc(inline)]
 pub use palisade_core as core;
+#[cfg(feature = "deadline")]
+#[doc(inline)]
+pub use palisade_deadline as deadline;
 #[cfg(feature = "idempotency")]
 #[doc(inline)]
 pub use palisade_idempotency as idempotency;

@@ -62,6 +62,7 @@ mod config_error;
 #[cfg(feature = "serde")]
 #[doc(hidden)]
 pub mod de;
+pub mod deadline;
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub mod grpc;
@@ -81,6 +82,7 @@ pub use classify::{Classification, Classify, ClassifyFn, ErrorsAsFailures, Outco
 #[cfg(feature = "http")]
 pub use classify::{GrpcClassifier, HttpClassifier};
 pub use config_error::ConfigError;
+pub use deadline::Deadline;
 #[cfg(feature = "http")]
 pub use grpc::GrpcCode;
 #[cfg(feature = "http")]

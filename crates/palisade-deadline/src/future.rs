@@ -12,10 +12,10 @@ use pin_project_lite::pin_project;
 use tokio::task::futures::TaskLocalFuture;
 use tokio::time::{Sleep, sleep_until};
 
-use crate::deadline::Deadline;
 use crate::error::DeadlineExceeded;
 use crate::layer::Shared;
 use crate::metrics::Outcome;
+use palisade_core::deadline::Deadline;
 
 pin_project! {
     /// The response future of [`EnforceDeadline`](crate::EnforceDeadline).

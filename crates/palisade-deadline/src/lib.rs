@@ -52,7 +52,6 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod config;
-mod deadline;
 mod error;
 mod future;
 mod layer;
@@ -61,8 +60,8 @@ mod service;
 pub mod timeout;
 
 pub use crate::config::{DeadlineConfig, DeadlineConfigBuilder};
-pub use crate::deadline::{Deadline, current};
 pub use crate::error::{DeadlineExceeded, MalformedTimeout};
 pub use crate::future::ResponseFuture;
 pub use crate::layer::EnforceDeadlineLayer;
 pub use crate::service::EnforceDeadline;
+pub use palisade_core::deadline::{Deadline, current};

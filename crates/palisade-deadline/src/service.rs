@@ -9,12 +9,12 @@ use palisade_core::grpc::is_grpc;
 use palisade_core::rejection_response;
 use tower_service::Service;
 
-use crate::deadline::{Deadline, current};
 use crate::error::MalformedTimeout;
 use crate::future::ResponseFuture;
 use crate::layer::Shared;
 use crate::metrics::{Outcome, Source};
 use crate::timeout::{InvalidTimeout, parse_grpc_timeout, parse_millis};
+use palisade_core::deadline::{Deadline, current};
 
 /// gRPC's timeout header.
 const GRPC_TIMEOUT: HeaderName = HeaderName::from_static("grpc-timeout");
@@ -99,7 +99,7 @@ where
             outer.min(Deadline::after(timeout))
         });
         request.extensions_mut().insert(deadline);
-        let call = deadline.scoped(self.inner.call(request));
+        let call = deadline.scope(self.inner.call(request));
         ResponseFuture::bounded(call, deadline, timeout, self.shared.clone(), grpc)
     }
 }

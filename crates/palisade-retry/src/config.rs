@@ -7,6 +7,7 @@ use palisade_core::ConfigError;
 
 use crate::backoff::Backoff;
 use crate::budget::BudgetConfig;
+use crate::hedge::Hedge;
 
 /// How a retry layer retries; made with [`RetryConfig::builder`].
 ///
@@ -25,6 +26,7 @@ pub struct RetryConfig {
     pub(crate) replay_limit: usize,
     pub(crate) idempotency_keys: bool,
     pub(crate) jitter_seed: Option<u64>,
+    pub(crate) hedge: Option<Hedge>,
 }
 
 impl RetryConfig {
@@ -41,6 +43,7 @@ impl RetryConfig {
             replay_limit: 64 * 1024,
             idempotency_keys: false,
             jitter_seed: None,
+            hedge: None,
         }
     }
 }
@@ -98,6 +101,7 @@ impl From<Arc<str>> for RetryConfig {
 /// | [`budget`](Self::budget) | 20 % of the last 10 s + 10/s, throttled: 100 tokens, a failure takes 1, a success gives ½ | Finagle's `RetryBudget` and Envoy's 20 %, with gRPC's `retryThrottling` |
 /// | [`replay_limit`](Self::replay_limit) | 64 KiB | Envoy's default buffer for retries |
 /// | [`idempotency_keys`](Self::idempotency_keys) | off | |
+/// | [`hedge`](Self::hedge) | off | Envoy, gRPC and Finagle leave hedging opt-in |
 #[derive(Debug, Clone)]
 pub struct RetryConfigBuilder {
     config: RetryConfig,
@@ -163,6 +167,16 @@ impl RetryConfigBuilder {
         self
     }
 
+    /// Hedges requests that may be retried: after [`Hedge`]'s delay with no answer, another
+    /// attempt is sent while the first is still in flight, and the first final answer wins
+    /// (see [`hedge`](crate::hedge)). Hedges are attempts: they count towards
+    /// [`max_attempts`](Self::max_attempts) and draw on the budget. A failure the policy
+    /// would retry is followed by the next attempt at once, without backoff (gRPC's hedging).
+    pub fn hedge(mut self, hedge: Hedge) -> Self {
+        self.config.hedge = Some(hedge);
+        self
+    }
+
     /// Seeds the backoff's jitter, for simulations and tests that must replay exactly.
     pub fn jitter_seed(mut self, seed: u64) -> Self {
         self.config.jitter_seed = Some(seed);
@@ -189,6 +203,9 @@ impl RetryConfigBuilder {
         }
         c.backoff.validate()?;
         c.budget.build()?;
+        if let Some(hedge) = &c.hedge {
+            hedge.validate()?;
+        }
         Ok(self.config)
     }
 }
@@ -220,6 +237,20 @@ mod tests {
         assert_eq!(
             field(b().backoff(Backoff::exponential(Duration::ZERO, Duration::ZERO))),
             "backoff.base"
+        );
+        assert_eq!(
+            field(b().hedge(Hedge::at_percentile(1.0))),
+            "hedge.percentile"
+        );
+        assert_eq!(
+            field(
+                b().hedge(
+                    Hedge::at_percentile(0.9)
+                        .floor(Duration::from_secs(2))
+                        .cap(Duration::from_secs(1))
+                )
+            ),
+            "hedge.cap"
         );
     }
 }

@@ -13,6 +13,7 @@
 //!                                                              # or both: the percentage, throttled
 //! replay_limit = 65536
 //! idempotency_keys = true
+//! hedge = { percentile = 0.95, floor = "1ms", cap = "1s" }   # or { delay = "20ms" }
 //! ```
 
 use std::time::Duration;
@@ -24,6 +25,7 @@ use serde::{Deserialize, Deserializer};
 use crate::backoff::{Backoff, Jitter};
 use crate::budget::BudgetConfig;
 use crate::config::{RetryConfig, RetryConfigBuilder};
+use crate::hedge::Hedge;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -41,6 +43,44 @@ struct File {
     replay_limit: Option<usize>,
     idempotency_keys: Option<bool>,
     jitter_seed: Option<u64>,
+    hedge: Option<HedgeFile>,
+}
+
+/// A fixed delay, or a percentile with its bounds.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HedgeFile {
+    #[serde(default, deserialize_with = "option_duration")]
+    delay: Option<Duration>,
+    percentile: Option<f64>,
+    #[serde(default, deserialize_with = "option_duration")]
+    floor: Option<Duration>,
+    #[serde(default, deserialize_with = "option_duration")]
+    cap: Option<Duration>,
+}
+
+impl HedgeFile {
+    fn hedge(self) -> Result<Hedge, ConfigError> {
+        match (self.delay, self.percentile) {
+            (Some(delay), None) if self.floor.is_none() && self.cap.is_none() => {
+                Ok(Hedge::after(delay))
+            }
+            (None, Some(percentile)) => {
+                let mut hedge = Hedge::at_percentile(percentile);
+                if let Some(floor) = self.floor {
+                    hedge = hedge.floor(floor);
+                }
+                if let Some(cap) = self.cap {
+                    hedge = hedge.cap(cap);
+                }
+                Ok(hedge)
+            }
+            _ => Err(ConfigError::new(
+                "hedge",
+                "either a fixed `delay`, or a `percentile` (with an optional `floor` and `cap`)",
+            )),
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -162,6 +202,9 @@ impl File {
         if let Some(seed) = self.jitter_seed {
             b = b.jitter_seed(seed);
         }
+        if let Some(hedge) = self.hedge {
+            b = b.hedge(hedge.hedge()?);
+        }
         Ok(b)
     }
 }
@@ -192,7 +235,8 @@ mod tests {
             r#"{"name": "orders", "max_attempts": 4, "attempt_timeout": "500ms",
                 "deadline": "2s", "backoff": {"base": "10ms", "cap": "1s", "jitter": "equal"},
                 "max_hint": "5s", "budget": {"percent": 0.1}, "replay_limit": 1024,
-                "idempotency_keys": true, "jitter_seed": 3}"#,
+                "idempotency_keys": true, "jitter_seed": 3,
+                "hedge": {"percentile": 0.9, "floor": "2ms", "cap": "300ms"}}"#,
         )
         .unwrap();
         let built = RetryConfig::builder("orders")
@@ -208,6 +252,11 @@ mod tests {
             .replay_limit(1024)
             .idempotency_keys(true)
             .jitter_seed(3)
+            .hedge(
+                Hedge::at_percentile(0.9)
+                    .floor(Duration::from_millis(2))
+                    .cap(Duration::from_millis(300)),
+            )
             .build()
             .unwrap();
         assert_eq!(config, built);
@@ -246,5 +295,14 @@ mod tests {
         assert!(err(r#"{"name": "a", "deadline": "soon"}"#).contains("soon"));
         assert!(err(r#"{"name": "a", "backoff": {"base": "1s"}}"#).contains("missing field `cap`"));
         assert!(err(r#"{"name": "a", "retries": 3}"#).contains("unknown field `retries`"));
+        assert!(
+            err(r#"{"name": "a", "hedge": {"delay": "5ms", "percentile": 0.9}}"#)
+                .contains("`hedge`")
+        );
+        assert!(
+            err(r#"{"name": "a", "hedge": {"percentile": 95}}"#).contains("`hedge.percentile`")
+        );
+        let fixed = read(r#"{"name": "a", "hedge": {"delay": "20ms"}}"#).unwrap();
+        assert_eq!(fixed.hedge, Some(Hedge::after(Duration::from_millis(20))));
     }
 }

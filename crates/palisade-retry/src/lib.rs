@@ -70,6 +70,7 @@ mod error;
 mod future;
 mod layer;
 mod replay;
+mod retrying;
 mod service;
 mod shared;
 
@@ -78,6 +79,7 @@ pub mod budget;
 #[cfg(feature = "serde")]
 #[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
 pub mod de;
+pub mod hedge;
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub mod http;

@@ -6,8 +6,10 @@ use std::task::{Context, Poll};
 use tower_service::Service;
 
 use crate::future::ResponseFuture;
+use crate::hedge::HedgeFuture;
 use crate::policy::Policy;
 use crate::replay::Replay;
+use crate::retrying::RetryFuture;
 use crate::shared::Shared;
 
 use palisade_core::BoxError;
@@ -78,24 +80,44 @@ where
 
     fn call(&mut self, mut request: Req) -> Self::Future {
         self.replay.prepare(&mut request);
-        let config = &self.shared.config;
-        self.shared.budget.deposit();
+        let shared = &self.shared;
+        shared.budget.deposit();
+        let deadline = shared.deadline();
         // The request's own copy: `may_retry` may note what the decisions need.
         let mut policy = self.policy.clone();
-        if config.max_attempts > 1 && policy.may_retry(&request) {
-            let (attempt, saved) = self.replay.first(request);
-            let future = self.inner.call(attempt);
-            ResponseFuture::retryable(
+        if shared.config.max_attempts == 1 || !policy.may_retry(&request) {
+            let future = self.inner.call(self.replay.only(request));
+            return ResponseFuture::retrying(RetryFuture::once(
                 future,
-                self.shared.clone(),
+                deadline,
+                shared.clone(),
+                policy,
+            ));
+        }
+        let (attempt, saved) = self.replay.first(request);
+        if shared.hedging.is_some() {
+            let sent = tokio::time::Instant::now();
+            let future = self.inner.call(attempt);
+            return ResponseFuture::hedging(HedgeFuture::new(
+                future,
+                sent,
+                deadline,
+                shared.clone(),
                 policy,
                 self.replay.clone(),
                 self.inner.clone(),
                 saved,
-            )
-        } else {
-            let future = self.inner.call(self.replay.only(request));
-            ResponseFuture::once(future, self.shared.clone(), policy)
+            ));
         }
+        let future = self.inner.call(attempt);
+        ResponseFuture::retrying(RetryFuture::retryable(
+            future,
+            deadline,
+            shared.clone(),
+            policy,
+            self.replay.clone(),
+            self.inner.clone(),
+            saved,
+        ))
     }
 }

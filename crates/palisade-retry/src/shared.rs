@@ -3,10 +3,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use palisade_core::deadline::Deadline;
 use palisade_core::random::SharedRandom;
+use tokio::time::Instant;
 
 use crate::budget::Budget;
 use crate::config::RetryConfig;
+use crate::hedge::Hedging;
 use crate::metrics::RetryMetrics;
 
 pub(crate) struct Shared {
@@ -14,6 +17,8 @@ pub(crate) struct Shared {
     pub(crate) metrics: RetryMetrics,
     /// The budget: made from the configuration by this layer, or handed to it to share.
     pub(crate) budget: Arc<dyn Budget>,
+    /// The hedge delay and the latency it learns from, when the layer hedges.
+    pub(crate) hedging: Option<Hedging>,
     random: SharedRandom,
 }
 
@@ -34,9 +39,15 @@ impl Shared {
 
     /// The state of a layer made from `config` that draws on `budget`.
     fn with_budget(config: RetryConfig, budget: Arc<dyn Budget>) -> Self {
+        let metrics = RetryMetrics::new(&config.name);
+        let hedging = config.hedge.map(Hedging::new);
+        if let Some(hedging) = &hedging {
+            metrics.hedge_delay(hedging.delay());
+        }
         Self {
             budget,
-            metrics: RetryMetrics::new(&config.name),
+            hedging,
+            metrics,
             random: SharedRandom::new(config.jitter_seed, &config.name),
             config,
         }
@@ -50,6 +61,19 @@ impl Shared {
                 .config
                 .backoff
                 .delay(retry, previous, self.random.next_f64()),
+        }
+    }
+
+    /// When a request arriving now must be answered, and how long that gives it: the
+    /// configured deadline, or the one the request inherited (the task's current
+    /// [`Deadline`], which palisade-deadline's server layer sets around a handler), whichever
+    /// comes first.
+    pub(crate) fn deadline(&self) -> Option<(Instant, Duration)> {
+        let own = self.config.deadline.map(|d| (Instant::now() + d, d));
+        let inherited = Deadline::current().map(|d| (d.instant(), d.remaining()));
+        match (own, inherited) {
+            (Some(own), Some(inherited)) => Some(if inherited.0 < own.0 { inherited } else { own }),
+            (own, inherited) => own.or(inherited),
         }
     }
 }

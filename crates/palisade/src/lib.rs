@@ -100,6 +100,7 @@ pub mod prelude {
         AttemptTimedOut, DeadlineExceeded, RetryConfig, RetryLayer,
         backoff::Backoff,
         budget::{Budget, PercentBudget, ThrottledBudget, TokenBudget},
+        hedge::Hedge,
     };
     #[cfg(all(feature = "shed", feature = "http"))]
     pub use palisade_shed::HttpShedLayer;

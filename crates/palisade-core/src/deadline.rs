@@ -1,4 +1,7 @@
-//! The deadline itself, and where a handler finds it.
+//! The deadline a request carries from edge to leaf, and where code running for it finds it.
+//!
+//! Shared by the layers that set it (palisade-deadline's server layer) and those that obey
+//! it (its client layer, retries and hedges), so that none of them depends on another.
 
 use std::future::Future;
 use std::time::Duration;
@@ -51,19 +54,20 @@ impl Deadline {
         Ord::min(self, other)
     }
 
-    /// Runs `future` with this deadline as its [`current`] one.
-    pub fn scope<F: Future>(self, future: F) -> impl Future<Output = F::Output> {
-        self.scoped(future)
+    /// Runs `future` with this deadline as its [`current`] one — what the server layer does
+    /// around a handler, and what a task spawned for the request can do to inherit it.
+    pub fn scope<F: Future>(self, future: F) -> TaskLocalFuture<Deadline, F> {
+        CURRENT.scope(self, future)
     }
 
-    /// [`scope`](Self::scope), as a type the layer's future can name.
-    pub(crate) fn scoped<F: Future>(self, future: F) -> TaskLocalFuture<Deadline, F> {
-        CURRENT.scope(self, future)
+    /// The deadline of the request this task is working for: see [`current`].
+    pub fn current() -> Option<Deadline> {
+        current()
     }
 }
 
-/// The deadline of the request being handled, when the handler runs under
-/// [`EnforceDeadline`](crate::EnforceDeadline) (or inside [`Deadline::scope`]): readable
+/// The deadline of the request being handled, when the handler runs under palisade-deadline's
+/// `EnforceDeadline` (or inside [`Deadline::scope`]): readable
 /// anywhere in the handler's task without passing it down. `None` elsewhere — in a task the
 /// handler spawned, for one: hand it the deadline (it is `Copy`) if its work is the
 /// request's.

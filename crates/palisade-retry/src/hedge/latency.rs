@@ -1,0 +1,228 @@
+//! Recent latency, and a percentile of it, without a lock.
+//!
+//! tower's `Hedge` records every latency into a histogram behind a `Mutex`: a lock per
+//! request, on every request, contended by every thread. Here a sample is one relaxed
+//! `fetch_add` on a bucket of a log-linear histogram (16 buckets per power of two, so a
+//! value is known to within 6.25 %), and the percentile is recomputed from the buckets every
+//! [`RECOMPUTE_EVERY`] samples, by whichever thread records that sample, into an atomic that
+//! every request reads.
+//!
+//! "Recent" is the last one to two windows of [`WINDOW`] samples: two histograms take turns,
+//! the older one cleared and made current each time the current one fills up, and the
+//! percentile is read over both. Stragglers (a thread that read the index before a turn)
+//! may land a sample in the other histogram: the figure is a little less recent, never wrong.
+
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::time::Duration;
+
+/// Samples per window.
+pub(crate) const WINDOW: u32 = 1024;
+/// How often, in samples, the percentile is recomputed.
+pub(crate) const RECOMPUTE_EVERY: u32 = 32;
+/// Samples needed before the percentile is believed.
+pub(crate) const WARM: u64 = 200;
+
+/// Sub-buckets per power of two: 2^4.
+const SUB_BITS: u32 = 4;
+const SUBS: usize = 1 << SUB_BITS;
+/// Powers of two of microseconds: 2^36 µs is 19 hours.
+const POWERS: usize = 37;
+const BUCKETS: usize = POWERS * SUBS;
+
+/// One window's counts.
+struct Histogram {
+    buckets: Box<[AtomicU32]>,
+    samples: AtomicU32,
+}
+
+impl Histogram {
+    fn new() -> Self {
+        Self {
+            buckets: (0..BUCKETS).map(|_| AtomicU32::new(0)).collect(),
+            samples: AtomicU32::new(0),
+        }
+    }
+
+    fn clear(&self) {
+        for bucket in &*self.buckets {
+            bucket.store(0, Relaxed);
+        }
+        self.samples.store(0, Relaxed);
+    }
+}
+
+/// The bucket of `micros`: values below 16 µs have a bucket each; above, a power of two
+/// split in 16.
+fn bucket_of(micros: u64) -> usize {
+    if micros < SUBS as u64 {
+        return micros as usize;
+    }
+    let power = 63 - micros.leading_zeros(); // ≥ SUB_BITS
+    let sub = (micros >> (power - SUB_BITS)) as usize & (SUBS - 1);
+    let index = (power - SUB_BITS + 1) as usize * SUBS + sub;
+    index.min(BUCKETS - 1)
+}
+
+/// The largest value in `bucket`, in microseconds: a percentile read from the buckets is
+/// never below the true one.
+fn upper_bound(bucket: usize) -> u64 {
+    if bucket < SUBS {
+        return bucket as u64;
+    }
+    let power = (bucket / SUBS) as u32 + SUB_BITS - 1;
+    let sub = (bucket % SUBS) as u64;
+    let step = 1u64 << (power - SUB_BITS);
+    (1u64 << power) + (sub + 1) * step - 1
+}
+
+/// The latency of recent attempts, and its chosen percentile.
+pub(crate) struct LatencyTracker {
+    percentile: f64,
+    histograms: [Histogram; 2],
+    current: AtomicUsize,
+    /// Samples ever recorded, up to [`WARM`]; then it stops counting.
+    seen: AtomicU64,
+    /// The percentile as of the last recomputation, in nanoseconds; `u64::MAX` before any.
+    cached: AtomicU64,
+}
+
+impl LatencyTracker {
+    pub(crate) fn new(percentile: f64) -> Self {
+        Self {
+            percentile,
+            histograms: [Histogram::new(), Histogram::new()],
+            current: AtomicUsize::new(0),
+            seen: AtomicU64::new(0),
+            cached: AtomicU64::new(u64::MAX),
+        }
+    }
+
+    /// One attempt took `latency`. Returns the percentile when this sample recomputed it.
+    pub(crate) fn record(&self, latency: Duration) -> Option<Duration> {
+        let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
+        let index = self.current.load(Relaxed);
+        let histogram = &self.histograms[index];
+        histogram.buckets[bucket_of(micros)].fetch_add(1, Relaxed);
+        let samples = histogram.samples.fetch_add(1, Relaxed) + 1;
+        if self.seen.load(Relaxed) < WARM {
+            self.seen.fetch_add(1, Relaxed);
+        }
+        if samples == WINDOW {
+            // This thread filled the window: it turns the histograms over. The other one is
+            // cleared before it becomes current, so that it starts empty.
+            let other = 1 - index;
+            self.histograms[other].clear();
+            self.current.store(other, Relaxed);
+        }
+        if !samples.is_multiple_of(RECOMPUTE_EVERY) || self.seen.load(Relaxed) < WARM {
+            return None;
+        }
+        let value = self.compute();
+        self.cached
+            .store(u64::try_from(value.as_nanos()).unwrap_or(u64::MAX), Relaxed);
+        Some(value)
+    }
+
+    /// The percentile of recent latency, once enough has been seen.
+    pub(crate) fn get(&self) -> Option<Duration> {
+        match self.cached.load(Relaxed) {
+            u64::MAX => None,
+            nanos => Some(Duration::from_nanos(nanos)),
+        }
+    }
+
+    /// The percentile over both windows, from the buckets.
+    fn compute(&self) -> Duration {
+        let [a, b] = &self.histograms;
+        let count = |i: usize| u64::from(a.buckets[i].load(Relaxed) + b.buckets[i].load(Relaxed));
+        let total: u64 = (0..BUCKETS).map(count).sum();
+        // The rank of the percentile, at least 1: the smallest value with that many at or
+        // below it.
+        let rank = ((total as f64 * self.percentile).ceil() as u64).max(1);
+        let mut below = 0;
+        for bucket in 0..BUCKETS {
+            below += count(bucket);
+            if below >= rank {
+                return Duration::from_micros(upper_bound(bucket));
+            }
+        }
+        Duration::from_micros(upper_bound(BUCKETS - 1))
+    }
+}
+
+impl std::fmt::Debug for LatencyTracker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LatencyTracker")
+            .field("percentile", &self.percentile)
+            .field("value", &self.get())
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[test]
+    fn it_says_nothing_until_warm() {
+        let tracker = LatencyTracker::new(0.95);
+        for _ in 0..WARM - 1 {
+            tracker.record(Duration::from_millis(5));
+        }
+        assert_eq!(tracker.get(), None);
+        for _ in 0..RECOMPUTE_EVERY {
+            tracker.record(Duration::from_millis(5));
+        }
+        let p95 = tracker.get().expect("warm");
+        assert!(
+            p95 >= Duration::from_millis(5) && p95 <= Duration::from_micros(5_313),
+            "{p95:?}"
+        );
+    }
+
+    #[test]
+    fn the_percentile_separates_the_tail() {
+        let tracker = LatencyTracker::new(0.95);
+        // 90 % at 5 ms, 10 % at 100 ms: the 95th percentile is in the tail.
+        for i in 0..1000 {
+            let ms = if i % 10 == 0 { 100 } else { 5 };
+            tracker.record(Duration::from_millis(ms));
+        }
+        assert!(tracker.get().unwrap() >= Duration::from_millis(100));
+        let p80 = LatencyTracker::new(0.80);
+        for i in 0..1000 {
+            let ms = if i % 10 == 0 { 100 } else { 5 };
+            p80.record(Duration::from_millis(ms));
+        }
+        assert!(p80.get().unwrap() < Duration::from_millis(6));
+    }
+
+    #[test]
+    fn old_windows_are_forgotten() {
+        let tracker = LatencyTracker::new(0.5);
+        for _ in 0..2 * WINDOW {
+            tracker.record(Duration::from_millis(50));
+        }
+        assert!(tracker.get().unwrap() >= Duration::from_millis(50));
+        // Two windows later, only the new latency is left.
+        for _ in 0..2 * WINDOW {
+            tracker.record(Duration::from_millis(2));
+        }
+        assert!(tracker.get().unwrap() < Duration::from_micros(2_200));
+    }
+
+    proptest! {
+        #[test]
+        fn a_value_falls_in_a_bucket_whose_bound_is_at_most_6_percent_above(micros in 0u64..1 << 36) {
+            let bucket = bucket_of(micros);
+            let bound = upper_bound(bucket);
+            prop_assert!(bound >= micros, "{micros} -> {bucket} -> {bound}");
+            prop_assert!(bound as f64 <= micros as f64 * 1.0625 + 1.0, "{micros} -> {bound}");
+            if bucket > 0 {
+                prop_assert!(upper_bound(bucket - 1) < micros);
+            }
+        }
+    }
+}

@@ -13,7 +13,7 @@
 //!                                                              # or both: the percentage, throttled
 //! replay_limit = 65536
 //! idempotency_keys = true
-//! hedge = { percentile = 0.95, floor = "1ms", cap = "1s" }   # or { delay = "20ms" }
+//! hedge = { percentile = 0.95, floor = "1ms", cap = "1s", max_extra_load = 0.1 }  # or { delay = "20ms" }
 //! ```
 
 use std::time::Duration;
@@ -57,10 +57,19 @@ struct HedgeFile {
     floor: Option<Duration>,
     #[serde(default, deserialize_with = "option_duration")]
     cap: Option<Duration>,
+    max_extra_load: Option<f64>,
 }
 
 impl HedgeFile {
     fn hedge(self) -> Result<Hedge, ConfigError> {
+        let hedge = self.delay_of()?;
+        Ok(match self.max_extra_load {
+            Some(share) => hedge.max_extra_load(share),
+            None => hedge,
+        })
+    }
+
+    fn delay_of(&self) -> Result<Hedge, ConfigError> {
         match (self.delay, self.percentile) {
             (Some(delay), None) if self.floor.is_none() && self.cap.is_none() => {
                 Ok(Hedge::after(delay))

@@ -95,7 +95,8 @@ where
             ));
         }
         let (attempt, saved) = self.replay.first(request);
-        if shared.hedging.is_some() {
+        if let Some(hedging) = &shared.hedging {
+            hedging.deposit();
             let sent = tokio::time::Instant::now();
             let future = self.inner.call(attempt);
             return ResponseFuture::hedging(HedgeFuture::new(

@@ -163,6 +163,30 @@ async fn an_empty_budget_stops_hedging() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn when_every_request_is_slow_hedges_stay_within_their_share() {
+    // An overload: every answer is slower than the delay. The retry budget would allow
+    // every hedge; the hedges' own share does not: 10 % of the requests, and a floor of
+    // 10 hedges a window (1/s over 10 s).
+    let (dep, calls, _) = dependency(vec![Act::Answer(100 * MS)]);
+    let svc = hedged(Hedge::after(10 * MS), 2)
+        .with_budget(PercentBudget::new(Duration::from_secs(10), 1000, 1.0).unwrap())
+        .layer(dep);
+    let mut answers = Vec::new();
+    for _ in 0..200 {
+        answers.push(tokio::spawn(svc.clone().oneshot(1)));
+        tokio::time::sleep(5 * MS).await;
+    }
+    for answer in answers {
+        answer.await.unwrap().unwrap();
+    }
+    let hedges = calls.lock().unwrap().len() - 200;
+    assert!(
+        (20..=30).contains(&hedges),
+        "{hedges} hedges for 200 requests"
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_failure_sends_the_next_attempt_at_once() {
     let (dep, calls, _) = dependency(vec![Act::Fail(5 * MS), Act::Answer(10 * MS)]);
     let svc = hedged(Hedge::after(50 * MS), 2).layer(dep);

@@ -361,7 +361,7 @@ where
         .replay
         .again(this.saved, *this.sent)
         .ok_or(Stop::NotReplayable)?;
-    if !shared.budget.withdraw() {
+    if !hedging.withdraw() || !shared.budget.withdraw() {
         tracing::debug!(retry = %shared.config.name, "hedge refused by the retry budget");
         return Err(Stop::Budget);
     }

@@ -13,9 +13,11 @@
 //!   hedge for about one request in twenty), kept without a lock and bounded by a floor and
 //!   a cap.
 //! - **The budget**: every hedge is taken from the retry [`Budget`](crate::budget::Budget),
-//!   as a retry is. When an overloaded fleet slows every call, the hedges it would provoke
-//!   are refused once the budget is spent, and hedging stops by itself. Retries and hedges
-//!   are one count of attempts ([`max_attempts`](crate::RetryConfigBuilder::max_attempts)).
+//!   as a retry is, and from a share of recent requests of its own
+//!   ([`max_extra_load`](Hedge::max_extra_load), 10 %). When an overloaded fleet slows every
+//!   call, every request outlasts the recent percentile; the hedges it would provoke are
+//!   refused once the share is spent, and hedging stops by itself. Retries and hedges are
+//!   one count of attempts ([`max_attempts`](crate::RetryConfigBuilder::max_attempts)).
 //! - **Failures** (gRPC A6's hedging): an attempt whose result the policy would retry does
 //!   not end the request; the next hedge is sent at once (or after the server's pushback),
 //!   and the last failure is returned only when no attempt is left in flight. A result the
@@ -51,6 +53,11 @@ use std::time::Duration;
 
 use palisade_core::ConfigError;
 
+use crate::budget::{Budget, PercentBudget};
+
+/// Hedges at most 10 % of recent requests by default.
+const DEFAULT_MAX_EXTRA_LOAD: f64 = 0.1;
+
 pub(crate) use self::future::HedgeFuture;
 pub(crate) use self::latency::LatencyTracker;
 
@@ -60,9 +67,11 @@ pub(crate) use self::latency::LatencyTracker;
 /// |---|---|---|
 /// | [`floor`](Self::floor) | 1 ms | below it a hedge costs about as much as it saves |
 /// | [`cap`](Self::cap) | 1 s | a percentile in a slow spell does not put hedging off for long; also the delay until enough latency is seen (200 attempts) |
+/// | [`max_extra_load`](Self::max_extra_load) | 10 % of the last 10 s's requests, + 1/s | Finagle's `BackupRequestFilter` bounds backups by a share of requests too |
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Hedge {
     pub(crate) delay: HedgeDelay,
+    pub(crate) max_extra_load: f64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -81,6 +90,7 @@ impl Hedge {
     pub fn after(delay: Duration) -> Self {
         Self {
             delay: HedgeDelay::Fixed(delay),
+            max_extra_load: DEFAULT_MAX_EXTRA_LOAD,
         }
     }
 
@@ -93,7 +103,21 @@ impl Hedge {
                 floor: Duration::from_millis(1),
                 cap: Duration::from_secs(1),
             },
+            max_extra_load: DEFAULT_MAX_EXTRA_LOAD,
         }
+    }
+
+    /// The most hedges, as a share of the requests of the last 10 s (plus one a second),
+    /// whatever the retry budget still allows.
+    ///
+    /// A percentile follows latency from behind: when a whole fleet slows down (an
+    /// overload), every request is slower than the recent 95th percentile, and each would
+    /// be hedged — doubling the load of a fleet that is already failing to keep up — until
+    /// the retry budget runs dry. This share stops that first. Set it above the share the
+    /// delay hedges in calm times (`1 − percentile`).
+    pub fn max_extra_load(mut self, share: f64) -> Self {
+        self.max_extra_load = share;
+        self
     }
 
     /// The shortest delay the percentile may give.
@@ -115,6 +139,12 @@ impl Hedge {
 
     /// The first bad setting, named as the `hedge` of a retry configuration.
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        if !(self.max_extra_load > 0.0 && self.max_extra_load <= 1.0) {
+            return Err(ConfigError::new(
+                "hedge.max_extra_load",
+                "must be above 0 and at most 1 (a share of requests)",
+            ));
+        }
         match self.delay {
             HedgeDelay::Fixed(_) => Ok(()),
             HedgeDelay::Percentile {
@@ -148,6 +178,8 @@ pub(crate) struct Hedging {
     percentile: Option<LatencyTracker>,
     /// The median of recent attempts: the least time a hedge needs before the deadline.
     median: LatencyTracker,
+    /// The share of requests that may be hedged.
+    share: PercentBudget,
 }
 
 impl Hedging {
@@ -160,6 +192,8 @@ impl Hedging {
             delay: hedge.delay,
             percentile,
             median: LatencyTracker::new(0.5),
+            share: PercentBudget::new(Duration::from_secs(10), 1, hedge.max_extra_load)
+                .expect("Hedge::validate checked the share"),
         }
     }
 
@@ -173,6 +207,16 @@ impl Hedging {
                 delay
             }
         }
+    }
+
+    /// A request that may be hedged arrived.
+    pub(crate) fn deposit(&self) {
+        self.share.deposit();
+    }
+
+    /// Asks for one hedge within the share.
+    pub(crate) fn withdraw(&self) -> bool {
+        self.share.withdraw()
     }
 
     /// The median attempt's latency, once known.

@@ -2,7 +2,8 @@
 //! next (the next hedge, an attempt's timeout, the deadline), the first final answer wins.
 //!
 //! The first attempt lives inline; only a hedge that is actually sent allocates (its
-//! future is boxed into a list). A call answered before its hedge delay costs one timer.
+//! future is boxed into a list). A call answered before its hedge delay costs one timer,
+//! and one answered at its first poll none.
 
 use std::future::Future;
 use std::marker::PhantomData;
@@ -69,7 +70,8 @@ pin_project! {
         first_number: u32,
         // Hedges sent while another attempt was in flight.
         rest: Vec<InFlight<S::Future>>,
-        timer: Pin<Box<Sleep>>,
+        // Made on the first poll that has to wait: a call answered at once needs none.
+        timer: Option<Pin<Box<Sleep>>>,
         // When the next attempt goes; `Err` once no other will.
         next: Result<Instant, Stop>,
         deadline: Option<(Instant, Duration)>,
@@ -109,7 +111,7 @@ where
             first_sent: sent,
             first_number: 0,
             rest: Vec::new(),
-            timer: Box::pin(sleep_until(next)),
+            timer: None,
             next: if max > 1 {
                 Ok(next)
             } else {
@@ -213,10 +215,16 @@ where
                     let Some(wake) = wake else {
                         return Poll::Pending;
                     };
-                    if this.timer.deadline() != wake {
-                        this.timer.as_mut().reset(wake);
-                    }
-                    if this.timer.as_mut().poll(cx).is_pending() {
+                    let timer = match this.timer {
+                        Some(timer) => {
+                            if timer.deadline() != wake {
+                                timer.as_mut().reset(wake);
+                            }
+                            timer
+                        }
+                        None => this.timer.insert(Box::pin(sleep_until(wake))),
+                    };
+                    if timer.as_mut().poll(cx).is_pending() {
                         return Poll::Pending;
                     }
                     continue;

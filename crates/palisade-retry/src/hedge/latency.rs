@@ -75,15 +75,16 @@ fn upper_bound(bucket: usize) -> u64 {
     (1u64 << power) + (sub + 1) * step - 1
 }
 
-/// The latency of recent attempts, and its chosen percentile.
+/// The latency of recent attempts: its chosen percentile, and its median.
 pub(crate) struct LatencyTracker {
     percentile: f64,
     histograms: [Histogram; 2],
     current: AtomicUsize,
     /// Samples ever recorded, up to [`WARM`]; then it stops counting.
     seen: AtomicU64,
-    /// The percentile as of the last recomputation, in nanoseconds; `u64::MAX` before any.
-    cached: AtomicU64,
+    /// The percentile and the median as of the last recomputation, in nanoseconds;
+    /// `u64::MAX` before any.
+    cached: [AtomicU64; 2],
 }
 
 impl LatencyTracker {
@@ -93,7 +94,7 @@ impl LatencyTracker {
             histograms: [Histogram::new(), Histogram::new()],
             current: AtomicUsize::new(0),
             seen: AtomicU64::new(0),
-            cached: AtomicU64::new(u64::MAX),
+            cached: [AtomicU64::new(u64::MAX), AtomicU64::new(u64::MAX)],
         }
     }
 
@@ -117,36 +118,54 @@ impl LatencyTracker {
         if !samples.is_multiple_of(RECOMPUTE_EVERY) || self.seen.load(Relaxed) < WARM {
             return None;
         }
-        let value = self.compute();
-        self.cached
-            .store(u64::try_from(value.as_nanos()).unwrap_or(u64::MAX), Relaxed);
+        let [value, median] = self.compute([self.percentile, 0.5]);
+        let nanos = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        self.cached[0].store(nanos(value), Relaxed);
+        self.cached[1].store(nanos(median), Relaxed);
         Some(value)
     }
 
-    /// The percentile of recent latency, once enough has been seen.
+    /// The chosen percentile of recent latency, once enough has been seen.
     pub(crate) fn get(&self) -> Option<Duration> {
-        match self.cached.load(Relaxed) {
+        Self::read(&self.cached[0])
+    }
+
+    /// The median of recent latency, once enough has been seen.
+    pub(crate) fn median(&self) -> Option<Duration> {
+        Self::read(&self.cached[1])
+    }
+
+    fn read(cached: &AtomicU64) -> Option<Duration> {
+        match cached.load(Relaxed) {
             u64::MAX => None,
             nanos => Some(Duration::from_nanos(nanos)),
         }
     }
 
-    /// The percentile over both windows, from the buckets.
-    fn compute(&self) -> Duration {
+    /// The `quantiles` over both windows, from the buckets, in one pass.
+    fn compute<const N: usize>(&self, quantiles: [f64; N]) -> [Duration; N] {
         let [a, b] = &self.histograms;
         let count = |i: usize| u64::from(a.buckets[i].load(Relaxed) + b.buckets[i].load(Relaxed));
         let total: u64 = (0..BUCKETS).map(count).sum();
-        // The rank of the percentile, at least 1: the smallest value with that many at or
+        // The rank of each quantile, at least 1: the smallest value with that many at or
         // below it.
-        let rank = ((total as f64 * self.percentile).ceil() as u64).max(1);
+        let ranks = quantiles.map(|q| ((total as f64 * q).ceil() as u64).max(1));
+        let mut values = [Duration::from_micros(upper_bound(BUCKETS - 1)); N];
+        let mut found = [false; N];
         let mut below = 0;
         for bucket in 0..BUCKETS {
             below += count(bucket);
-            if below >= rank {
-                return Duration::from_micros(upper_bound(bucket));
+            for i in 0..N {
+                if !found[i] && below >= ranks[i] {
+                    found[i] = true;
+                    values[i] = Duration::from_micros(upper_bound(bucket));
+                }
+            }
+            if found.iter().all(|&f| f) {
+                break;
             }
         }
-        Duration::from_micros(upper_bound(BUCKETS - 1))
+        values
     }
 }
 

@@ -12,7 +12,7 @@
 //! - **The delay** ([`Hedge`]): fixed, or a percentile of recent latency (the 95th sends a
 //!   hedge for about one request in twenty), kept without a lock and bounded by a floor and
 //!   a cap.
-//! - **The budget**: every hedge is taken from the retry [`Budget`](crate::budget::Budget),
+//! - **The budget**: every hedge is taken from the retry [`Budget`],
 //!   as a retry is, and from a share of recent requests of its own
 //!   ([`max_extra_load`](Hedge::max_extra_load), 10 %). When an overloaded fleet slows every
 //!   call, every request outlasts the recent percentile; the hedges it would provoke are
@@ -174,10 +174,9 @@ impl Hedge {
 #[derive(Debug)]
 pub(crate) struct Hedging {
     delay: HedgeDelay,
-    /// The chosen percentile of recent attempts (an adaptive delay only).
-    percentile: Option<LatencyTracker>,
-    /// The median of recent attempts: the least time a hedge needs before the deadline.
-    median: LatencyTracker,
+    /// The latency of recent attempts: the chosen percentile (an adaptive delay), and the
+    /// median — the least time a hedge needs before the deadline.
+    latency: LatencyTracker,
     /// The share of requests that may be hedged.
     share: PercentBudget,
 }
@@ -185,13 +184,12 @@ pub(crate) struct Hedging {
 impl Hedging {
     pub(crate) fn new(hedge: Hedge) -> Self {
         let percentile = match hedge.delay {
-            HedgeDelay::Percentile { percentile, .. } => Some(LatencyTracker::new(percentile)),
-            HedgeDelay::Fixed(_) => None,
+            HedgeDelay::Percentile { percentile, .. } => percentile,
+            HedgeDelay::Fixed(_) => 0.5,
         };
         Self {
             delay: hedge.delay,
-            percentile,
-            median: LatencyTracker::new(0.5),
+            latency: LatencyTracker::new(percentile),
             share: PercentBudget::new(Duration::from_secs(10), 1, hedge.max_extra_load)
                 .expect("Hedge::validate checked the share"),
         }
@@ -199,12 +197,10 @@ impl Hedging {
 
     /// The wait before a hedge, now.
     pub(crate) fn delay(&self) -> Duration {
-        match (self.delay, &self.percentile) {
-            (HedgeDelay::Percentile { floor, cap, .. }, Some(latency)) => {
-                latency.get().map_or(cap, |d| d.clamp(floor, cap))
-            }
-            (HedgeDelay::Fixed(delay), _) | (HedgeDelay::Percentile { cap: delay, .. }, None) => {
-                delay
+        match self.delay {
+            HedgeDelay::Fixed(delay) => delay,
+            HedgeDelay::Percentile { floor, cap, .. } => {
+                self.latency.get().map_or(cap, |d| d.clamp(floor, cap))
             }
         }
     }
@@ -221,13 +217,15 @@ impl Hedging {
 
     /// The median attempt's latency, once known.
     pub(crate) fn median(&self) -> Option<Duration> {
-        self.median.get()
+        self.latency.median()
     }
 
     /// An attempt's answer took `latency`; returns the delay when it changed.
     pub(crate) fn record(&self, latency: Duration) -> Option<Duration> {
-        self.median.record(latency);
-        let latency = self.percentile.as_ref()?.record(latency);
-        latency.map(|_| self.delay())
+        let recomputed = self.latency.record(latency);
+        match self.delay {
+            HedgeDelay::Percentile { .. } => recomputed.map(|_| self.delay()),
+            HedgeDelay::Fixed(_) => None,
+        }
     }
 }

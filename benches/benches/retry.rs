@@ -1,5 +1,7 @@
 //! Per-call cost of a retry layer when the call succeeds (nothing is retried), beside a bare
-//! service, tower's `Retry` and tower-resilience 0.13's retry, on one thread.
+//! service, tower's `Retry` and tower-resilience 0.13's retry, on one thread; and of a
+//! hedging layer when the answer comes before the hedge delay (no hedge is sent: the common
+//! case), beside palisade's retry alone and tower's `Hedge`.
 //!
 //! `cargo bench -p palisade-benches --bench retry`
 
@@ -10,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use palisade_retry::budget::Budget;
+use palisade_retry::hedge::Hedge;
 use palisade_retry::{RetryConfig, RetryLayer};
 use palisade_test::TowerRetryPolicy;
 use tower::retry::budget::TpsBudget;
@@ -72,6 +75,58 @@ fn tower_resilience() -> impl Service<u64> + Clone {
         .layer(Bare)
 }
 
+/// palisade's hedging: an adaptive delay at the 95th percentile, 2 attempts.
+fn palisade_hedged() -> impl Service<u64> + Clone {
+    let config = RetryConfig::builder("bench")
+        .max_attempts(2)
+        .hedge(Hedge::at_percentile(0.95))
+        .build()
+        .unwrap();
+    RetryLayer::with_config(config).layer(Bare)
+}
+
+/// tower's `Hedge` at the 95th percentile, as its documentation sets it up.
+fn tower_hedge() -> impl Service<u64> + Clone {
+    #[derive(Clone)]
+    struct HedgeAll;
+    impl tower::hedge::Policy<u64> for HedgeAll {
+        fn clone_request(&self, req: &u64) -> Option<u64> {
+            Some(*req)
+        }
+        fn can_retry(&self, _: &u64) -> bool {
+            true
+        }
+    }
+    let hedge = tower::hedge::Hedge::new::<u64>(Bare, HedgeAll, 100, 0.95, Duration::from_secs(1));
+    // tower's `Hedge` is not `Clone`: a buffer would add a channel, so the benchmark calls
+    // one instance (the same for every iteration, as `per_call` does with a clone).
+    SharedOne(std::sync::Arc::new(std::sync::Mutex::new(hedge)))
+}
+
+/// One service behind a lock, cloneable: for a peer that is not `Clone`. The lock is
+/// uncontended here (one thread), a few nanoseconds.
+struct SharedOne<S>(std::sync::Arc<std::sync::Mutex<S>>);
+
+impl<S> Clone for SharedOne<S> {
+    fn clone(&self) -> Self {
+        Self(self.0.clone())
+    }
+}
+
+impl<S: Service<u64>> Service<u64> for SharedOne<S> {
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> std::task::Poll<Result<(), S::Error>> {
+        self.0.lock().unwrap().poll_ready(cx)
+    }
+
+    fn call(&mut self, req: u64) -> S::Future {
+        self.0.lock().unwrap().call(req)
+    }
+}
+
 fn bench(c: &mut Criterion) {
     let runtime = support::runtime();
     let _guard = runtime.enter();
@@ -97,6 +152,22 @@ fn bench(c: &mut Criterion) {
     });
     group.bench_function("tower-resilience", |b| {
         b.iter_custom(|n| per_call(theirs.clone(), n))
+    });
+    group.finish();
+
+    let mut group = c.benchmark_group("hedge/no-hedge/1-thread");
+    let retry = palisade_default();
+    let hedged = palisade_hedged();
+    let tower = tower_hedge();
+    group.bench_function("bare", |b| b.iter_custom(|n| per_call(Bare, n)));
+    group.bench_function("palisade/retry", |b| {
+        b.iter_custom(|n| per_call(retry.clone(), n))
+    });
+    group.bench_function("palisade/hedge", |b| {
+        b.iter_custom(|n| per_call(hedged.clone(), n))
+    });
+    group.bench_function("tower/hedge", |b| {
+        b.iter_custom(|n| per_call(tower.clone(), n))
     });
     group.finish();
 }

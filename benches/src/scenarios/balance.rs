@@ -5,14 +5,19 @@
 //! at 60 % of what the endpoints that answer can serve, no retries anywhere.
 //!
 //! The systems: a round robin, tower's P2C over `PeakEwmaDiscover` (seeded), and palisade's
-//! `Balance` (seeded); in `balance-slow` also palisade with the same arrivals and ten
-//! healthy endpoints, the bar to meet. The figures: success rate, latency percentiles of
-//! the successes (from arrival to answer), and the bad endpoint's share of the requests.
+//! `Balance` (seeded); in `balance-slow` also palisade with hedging above its balancer
+//! (`palisade-hedged`: palisade-retry's `Hedge::at_percentile(0.97)`, 2 attempts, over a
+//! `Buffer` of the balancer), and palisade with the same arrivals and ten healthy
+//! endpoints, the bar to meet. The figures: success rate, latency percentiles of the
+//! successes (from arrival to answer), the bad endpoint's share of the requests, and the
+//! extra load (calls reaching the endpoints ÷ requests − 1).
 
 use std::collections::hash_map::DefaultHasher;
 use std::future::Future;
 use std::hash::BuildHasherDefault;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -20,11 +25,13 @@ use hdrhistogram::Histogram;
 use palisade_balance::discover::static_list;
 use palisade_balance::{Balance, BalanceConfig};
 use palisade_core::random::uniform;
+use palisade_retry::hedge::Hedge;
+use palisade_retry::{RetryConfig, RetryLayer};
 use serde_json::{Map, json};
 use tokio::time::Instant;
 use tower::load::{CompleteOnResponse, PeakEwmaDiscover};
 use tower::util::rng::HasherRng;
-use tower::{BoxError, Service, ServiceExt};
+use tower::{BoxError, Layer, Service, ServiceExt};
 
 use crate::plot::Series;
 use crate::report::{Chart, Report};
@@ -74,6 +81,8 @@ type EndpointFuture = Pin<Box<dyn Future<Output = Result<usize, BoxError>> + Sen
 struct Endpoint {
     index: usize,
     server: Option<Server>,
+    /// Calls to every endpoint of the run.
+    calls: Arc<AtomicU64>,
 }
 
 impl Service<()> for Endpoint {
@@ -86,6 +95,7 @@ impl Service<()> for Endpoint {
     }
 
     fn call(&mut self, (): ()) -> EndpointFuture {
+        self.calls.fetch_add(1, Relaxed);
         let index = self.index;
         match &mut self.server {
             Some(server) => {
@@ -97,7 +107,7 @@ impl Service<()> for Endpoint {
     }
 }
 
-fn endpoints(fault: Fault) -> Vec<Endpoint> {
+fn endpoints(fault: Fault, calls: &Arc<AtomicU64>) -> Vec<Endpoint> {
     (0..ENDPOINTS)
         .map(|index| {
             let mean = match fault {
@@ -107,7 +117,11 @@ fn endpoints(fault: Fault) -> Vec<Endpoint> {
             let service = ServiceTime::lognormal(mean, SIGMA, SERVICE_SEED + index as u64);
             let server =
                 (fault != Fault::BlackHole || index != BAD).then(|| Server::new(WORKERS, service));
-            Endpoint { index, server }
+            Endpoint {
+                index,
+                server,
+                calls: calls.clone(),
+            }
         })
         .collect()
 }
@@ -184,10 +198,12 @@ impl Record {
 struct Run {
     system: &'static str,
     records: Vec<Record>,
+    /// Calls that reached the endpoints.
+    calls: u64,
 }
 
 /// Sends each arrival through `svc` at its time, each answer awaited in a task of its own.
-async fn drive<S>(system: &'static str, mut svc: S, arrivals: &[Duration]) -> Run
+async fn drive<S>(system: &'static str, mut svc: S, arrivals: &[Duration], calls: &AtomicU64) -> Run
 where
     S: Service<(), Response = usize, Error = BoxError>,
     S::Future: Send + 'static,
@@ -213,13 +229,18 @@ where
     for answer in answers {
         records.push(answer.await.expect("a request task does not panic"));
     }
-    Run { system, records }
+    Run {
+        system,
+        records,
+        calls: calls.load(Relaxed),
+    }
 }
 
 async fn simulate(system: &'static str, fault: Fault, arrivals: &[Duration]) -> Run {
-    let endpoints = endpoints(fault);
+    let calls = Arc::new(AtomicU64::new(0));
+    let endpoints = endpoints(fault, &calls);
     match system {
-        "round-robin" => drive(system, RoundRobin { endpoints, next: 0 }, arrivals).await,
+        "round-robin" => drive(system, RoundRobin { endpoints, next: 0 }, arrivals, &calls).await,
         "tower-p2c-peak-ewma" => {
             let discover = PeakEwmaDiscover::new::<()>(
                 static_list(keyed(endpoints)),
@@ -229,7 +250,7 @@ async fn simulate(system: &'static str, fault: Fault, arrivals: &[Duration]) -> 
             );
             let rng = HasherRng::with_hasher(BuildHasherDefault::<DefaultHasher>::default());
             let balance = tower::balance::p2c::Balance::from_rng(discover, rng);
-            drive(system, balance, arrivals).await
+            drive(system, balance, arrivals, &calls).await
         }
         "palisade" | "palisade-all-healthy" => {
             let config = BalanceConfig::builder("scenario")
@@ -239,7 +260,26 @@ async fn simulate(system: &'static str, fault: Fault, arrivals: &[Duration]) -> 
                 .expect("a valid configuration");
             let balance =
                 Balance::with_config(static_list(keyed(endpoints)), config).seed(BALANCER_SEED);
-            drive(system, balance, arrivals).await
+            drive(system, balance, arrivals, &calls).await
+        }
+        "palisade-hedged" => {
+            let config = BalanceConfig::builder("scenario")
+                .default_rtt(DEFAULT_RTT)
+                .decay(DECAY)
+                .build()
+                .expect("a valid configuration");
+            let balance =
+                Balance::with_config(static_list(keyed(endpoints)), config).seed(BALANCER_SEED);
+            // Hedges need a service they can call again: a buffer makes the balancer one.
+            let shared = tower::buffer::Buffer::new(balance, 1024);
+            let hedge = RetryConfig::builder("scenario")
+                .max_attempts(2)
+                .hedge(Hedge::at_percentile(0.97))
+                .jitter_seed(BALANCER_SEED)
+                .build()
+                .expect("a valid configuration");
+            let hedged = RetryLayer::with_config(hedge).layer(shared);
+            drive(system, hedged, arrivals, &calls).await
         }
         _ => unreachable!("every system is listed"),
     }
@@ -290,6 +330,8 @@ fn rows(runs: &[Run]) -> Vec<Map<String, serde_json::Value>> {
                 "bad_endpoint_share".into(),
                 json!(round(share(records(), Record::to_bad), 6)),
             );
+            let extra = r.calls as f64 / r.records.len().max(1) as f64 - 1.0;
+            row.insert("extra_load".into(), json!(round(extra, 4)));
             row
         })
         .collect()
@@ -328,6 +370,7 @@ pub(crate) async fn slow() -> Report {
             ("round-robin", Fault::Slow),
             ("tower-p2c-peak-ewma", Fault::Slow),
             ("palisade", Fault::Slow),
+            ("palisade-hedged", Fault::Slow),
             ("palisade-all-healthy", Fault::None),
         ],
         rate,

@@ -8,11 +8,12 @@
 //! Scenarios: `balance-slow`, `balance-blackhole`, `balance-slow-timeout`, `breaker-outage`,
 //! `idempotency-duplicates`, `retry-outage`,
 //! `retry-transient`, `shed-overload`, `shed-capacity-drop`, `shed-priority`,
-//! `shed-noisy-healthy`, `stack-fast-failing-replica`.
+//! `shed-noisy-healthy`, `stack-fast-failing-replica`, `hedge-tail`, `hedge-overload`.
 #![allow(clippy::print_stdout)]
 
 mod balance;
 mod breaker_outage;
+mod hedge;
 mod idempotency;
 mod plot;
 mod report;
@@ -37,6 +38,8 @@ const SCENARIOS: &[&str] = &[
     "shed-noisy-healthy",
     "stack-fast-failing-replica",
     "balance-slow-timeout",
+    "hedge-tail",
+    "hedge-overload",
 ];
 
 struct Args {
@@ -103,6 +106,8 @@ fn main() -> ExitCode {
         "shed-noisy-healthy" => runtime.block_on(shed::noisy_healthy()),
         "stack-fast-failing-replica" => runtime.block_on(stack::fast_failing_replica()),
         "balance-slow-timeout" => runtime.block_on(stack::slow_timeout()),
+        "hedge-tail" => runtime.block_on(hedge::tail()),
+        "hedge-overload" => runtime.block_on(hedge::overload()),
         _ => unreachable!("checked in parse_args"),
     };
     println!("{}", report.table());

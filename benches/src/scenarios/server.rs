@@ -29,13 +29,32 @@ pub(crate) struct ServiceTime {
     mean: Duration,
     sigma: f64,
     seed: u64,
+    /// A share of calls slowed by a factor: (share, factor).
+    tail: Option<(f64, f64)>,
 }
+
+/// Mixed into the seed for the draws that pick the tail's calls.
+const TAIL_SALT: u64 = 0x7a11_7a11;
 
 impl ServiceTime {
     /// Lognormal with this mean (before rounding) and shape `sigma` (the standard deviation
     /// of the log), drawn from `seed`'s sequence.
     pub(crate) fn lognormal(mean: Duration, sigma: f64, seed: u64) -> Self {
-        Self { mean, sigma, seed }
+        Self {
+            mean,
+            sigma,
+            seed,
+            tail: None,
+        }
+    }
+
+    /// The same, with `share` of the calls, at random, `factor` times slower: a garbage
+    /// collection, a cold cache, a noisy neighbour.
+    pub(crate) fn with_tail(self, share: f64, factor: f64) -> Self {
+        Self {
+            tail: Some((share, factor)),
+            ..self
+        }
     }
 
     /// The `n`-th service time.
@@ -44,7 +63,13 @@ impl ServiceTime {
         let (u1, u2) = (uniform(self.seed, 2 * n), uniform(self.seed, 2 * n + 1));
         let z = (-2.0 * (1.0 - u1).ln()).sqrt() * (std::f64::consts::TAU * u2).cos();
         let mu = self.mean.as_secs_f64().ln() - self.sigma * self.sigma / 2.0;
-        let ms = ((mu + self.sigma * z).exp() * 1000.0).round().max(1.0);
+        let slowdown = match self.tail {
+            Some((share, factor)) if uniform(self.seed ^ TAIL_SALT, n) < share => factor,
+            _ => 1.0,
+        };
+        let ms = ((mu + self.sigma * z).exp() * 1000.0 * slowdown)
+            .round()
+            .max(1.0);
         Duration::from_millis(ms as u64)
     }
 

@@ -1,6 +1,6 @@
-//! Deadlines for Tower HTTP and gRPC servers: the caller's deadline read at the edge,
-//! capped by the server's own maximum, handed to the handler without plumbing, and
-//! enforced.
+//! Deadlines for Tower HTTP and gRPC services: the caller's deadline read at the edge,
+//! capped by the server's own maximum, handed to the handler without plumbing, enforced,
+//! and passed on to every call the handler makes.
 //!
 //! A caller that gives up after 100 ms does not want the answer at 3 s; the server that
 //! keeps working for it wastes what the callers still waiting need. gRPC clients say how
@@ -24,6 +24,12 @@
 //!
 //! The deadline bounds the time to the response's head: a body the handler streams after
 //! it is not cut.
+//!
+//! [`PropagateDeadlineLayer`] is the client half (see [`propagate`]): on the handler's
+//! clients, each outgoing call is bounded by what remains of the inherited deadline (less a
+//! margin) and sends it on, so that a chain of palisade services stops its work when the
+//! first caller gives up. palisade's retry and hedging read the same deadline, and start no
+//! attempt that cannot finish in it.
 //!
 //! ```
 //! use std::time::Duration;
@@ -56,6 +62,7 @@ mod error;
 mod future;
 mod layer;
 pub mod metrics;
+pub mod propagate;
 mod service;
 pub mod timeout;
 
@@ -63,5 +70,6 @@ pub use crate::config::{DeadlineConfig, DeadlineConfigBuilder};
 pub use crate::error::{DeadlineExceeded, MalformedTimeout};
 pub use crate::future::ResponseFuture;
 pub use crate::layer::EnforceDeadlineLayer;
+pub use crate::propagate::{PropagateConfig, PropagateDeadline, PropagateDeadlineLayer};
 pub use crate::service::EnforceDeadline;
 pub use palisade_core::deadline::{Deadline, current};

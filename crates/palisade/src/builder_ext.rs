@@ -76,6 +76,14 @@ pub trait PalisadeBuilderExt<L>: sealed::Sealed {
         self,
         config: impl Into<palisade_deadline::DeadlineConfig>,
     ) -> ServiceBuilder<Stack<palisade_deadline::EnforceDeadlineLayer, L>>;
+
+    /// Each outgoing HTTP or gRPC call bounded by the deadline its request inherited (and
+    /// its own timeout), with what is left of it sent on.
+    #[cfg(feature = "deadline")]
+    fn propagate_deadline(
+        self,
+        config: impl Into<palisade_deadline::PropagateConfig>,
+    ) -> ServiceBuilder<Stack<palisade_deadline::PropagateDeadlineLayer, L>>;
 }
 
 impl<L> PalisadeBuilderExt<L> for ServiceBuilder<L> {
@@ -137,6 +145,16 @@ impl<L> PalisadeBuilderExt<L> for ServiceBuilder<L> {
         config: impl Into<palisade_deadline::DeadlineConfig>,
     ) -> ServiceBuilder<Stack<palisade_deadline::EnforceDeadlineLayer, L>> {
         self.layer(palisade_deadline::EnforceDeadlineLayer::with_config(
+            config.into(),
+        ))
+    }
+
+    #[cfg(feature = "deadline")]
+    fn propagate_deadline(
+        self,
+        config: impl Into<palisade_deadline::PropagateConfig>,
+    ) -> ServiceBuilder<Stack<palisade_deadline::PropagateDeadlineLayer, L>> {
+        self.layer(palisade_deadline::PropagateDeadlineLayer::with_config(
             config.into(),
         ))
     }

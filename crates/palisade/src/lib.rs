@@ -14,7 +14,7 @@
 //! | `shed` (default) | [`palisade-shed`](shed) | load shedding: adaptive concurrency limits, a CoDel-bounded queue, priorities |
 //! | `balance` (default) | [`palisade-balance`](balance) | discovery (static, watch) and failure-aware P2C balancing with ejection, hyper-util HTTP endpoints |
 //! | `idempotency` (default) | [`palisade-idempotency`](idempotency) | idempotency keys: a retried POST runs once; in memory, or on Redis with `redis` |
-//! | `deadline` | [`palisade-deadline`](deadline) | deadlines: the caller's `grpc-timeout` or timeout header read at the edge, capped, handed to the handler, enforced with `504` / `DEADLINE_EXCEEDED` |
+//! | `deadline` | [`palisade-deadline`](deadline) | deadlines: the caller's `grpc-timeout` or timeout header read at the edge, capped, handed to the handler, enforced with `504` / `DEADLINE_EXCEEDED`, and passed on by every outgoing call |
 //! | `client` (default) | this crate | [`client::BoxClient`]: any HTTP client stack as one `Clone + Send + Sync` type, for axum state |
 //! | `grpc` | [`palisade-balance`](balance) | a tonic `Channel` per endpoint (`balance::grpc`) |
 //! | `dns` | [`palisade-balance`](balance) | DNS discovery (A/AAAA, SRV) through hickory-resolver |
@@ -89,6 +89,10 @@ pub mod prelude {
     pub use palisade_core::{ConfigError, Outcome};
     #[cfg(feature = "http")]
     pub use palisade_core::{GrpcClassifier, HttpClassifier};
+    #[cfg(feature = "deadline")]
+    pub use palisade_deadline::{
+        Deadline, DeadlineConfig, EnforceDeadlineLayer, PropagateConfig, PropagateDeadlineLayer,
+    };
     #[cfg(feature = "idempotency")]
     pub use palisade_idempotency::{
         IdempotencyConfig, IdempotencyLayer, Scope, store::MemoryStore,

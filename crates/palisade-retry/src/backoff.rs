@@ -25,11 +25,14 @@ pub enum Jitter {
 
 /// Exponential backoff with jitter and a cap.
 ///
-/// The default is Envoy's: 25 ms doubling to at most 250 ms, full jitter.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The default is Envoy's: 25 ms doubling to at most 250 ms, full jitter. gRPC's retry
+/// policy (gRFC A6) is `exponential(initialBackoff, maxBackoff)` with its
+/// `backoffMultiplier` as the [`multiplier`](Self::multiplier), full jitter.
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Backoff {
     base: Duration,
     cap: Duration,
+    multiplier: f64,
     jitter: Jitter,
 }
 
@@ -38,6 +41,7 @@ impl Default for Backoff {
         Self {
             base: Duration::from_millis(25),
             cap: Duration::from_millis(250),
+            multiplier: 2.0,
             jitter: Jitter::Full,
         }
     }
@@ -49,8 +53,16 @@ impl Backoff {
         Self {
             base,
             cap,
+            multiplier: 2.0,
             jitter: Jitter::Full,
         }
+    }
+
+    /// The same backoff growing `multiplier`-fold each retry instead of doubling (gRPC's
+    /// `backoffMultiplier`).
+    pub fn multiplier(mut self, multiplier: f64) -> Self {
+        self.multiplier = multiplier;
+        self
     }
 
     /// The same backoff with another jitter.
@@ -66,16 +78,31 @@ impl Backoff {
         if self.cap < self.base {
             return Err(ConfigError::new("backoff.cap", "must be at least the base"));
         }
+        if !(self.multiplier.is_finite() && self.multiplier > 0.0) {
+            return Err(ConfigError::new(
+                "backoff.multiplier",
+                "must be a number above zero",
+            ));
+        }
         Ok(())
     }
 
     /// The delay before retry number `retry` (the first retry is 1), given the delay before
     /// the previous one (zero for the first) and `random` drawn uniformly from `0..1`.
     pub fn delay(&self, retry: u32, previous: Duration, random: f64) -> Duration {
-        let exponential = self
-            .base
-            .saturating_mul(1u32 << retry.saturating_sub(1).min(31))
-            .min(self.cap);
+        let exponential = if self.multiplier == 2.0 {
+            // Doubling, in integers: exact.
+            self.base
+                .saturating_mul(1u32 << retry.saturating_sub(1).min(31))
+                .min(self.cap)
+        } else {
+            let grown = self.base.as_secs_f64()
+                * self
+                    .multiplier
+                    .powi(i32::try_from(retry.saturating_sub(1)).unwrap_or(i32::MAX));
+            // Capped before it becomes a duration: a growth past any duration is the cap.
+            Duration::from_secs_f64(grown.min(self.cap.as_secs_f64()))
+        };
         match self.jitter {
             Jitter::None => exponential,
             Jitter::Full => exponential.mul_f64(random),
@@ -119,6 +146,27 @@ mod tests {
             "full jitter: half of 40 ms"
         );
         assert_eq!(backoff.delay(40, MS, 0.0), Duration::ZERO, "no overflow");
+    }
+
+    #[test]
+    fn a_multiplier_grows_the_delay_as_grpc_s_does() {
+        // gRFC A6: the n-th retry waits random(0, min(initial × multiplier^(n−1), max)).
+        let backoff = Backoff::exponential(100 * MS, Duration::from_secs(1))
+            .multiplier(1.5)
+            .jitter(Jitter::None);
+        let delays: Vec<_> = (1..=7).map(|n| backoff.delay(n, MS, 0.0)).collect();
+        let millis: Vec<u128> = delays.iter().map(|d| d.as_millis()).collect();
+        assert_eq!(millis, [100, 150, 225, 337, 506, 759, 1000]);
+        let huge = backoff.multiplier(1e10);
+        assert_eq!(huge.delay(u32::MAX, MS, 0.0), Duration::from_secs(1));
+        assert_eq!(
+            Backoff::default()
+                .multiplier(0.0)
+                .validate()
+                .unwrap_err()
+                .field(),
+            "backoff.multiplier"
+        );
     }
 
     #[test]

@@ -66,6 +66,21 @@ impl RetryConfig {
     pub fn max_attempts(&self) -> u32 {
         self.max_attempts
     }
+
+    /// The longest a request may take, attempts and waits included, if bounded.
+    pub fn deadline(&self) -> Option<Duration> {
+        self.deadline
+    }
+
+    /// The wait between attempts when the server gives no hint.
+    pub fn backoff(&self) -> Backoff {
+        self.backoff
+    }
+
+    /// When requests are hedged, if they are.
+    pub fn hedge(&self) -> Option<Hedge> {
+        self.hedge
+    }
 }
 
 impl From<&str> for RetryConfig {

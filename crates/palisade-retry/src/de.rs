@@ -7,7 +7,7 @@
 //! max_attempts = 3
 //! attempt_timeout = "500ms"
 //! deadline = "2s"
-//! backoff = { base = "25ms", cap = "250ms", jitter = "full" }  # none, full, equal, decorrelated
+//! backoff = { base = "25ms", cap = "250ms", multiplier = 2.0, jitter = "full" }  # jitter: none, full, equal, decorrelated
 //! max_hint = "30s"
 //! budget = { percent = 0.2, ttl = "10s", min_per_sec = 10 }   # or { max_tokens = 100, token_ratio = 0.1 },
 //!                                                              # or both: the percentage, throttled
@@ -99,6 +99,7 @@ struct BackoffFile {
     base: Duration,
     #[serde(deserialize_with = "duration")]
     cap: Duration,
+    multiplier: Option<f64>,
     jitter: Option<JitterFile>,
 }
 
@@ -194,7 +195,11 @@ impl File {
                 JitterFile::Equal => Jitter::Equal,
                 JitterFile::Decorrelated => Jitter::Decorrelated,
             };
-            b = b.backoff(Backoff::exponential(backoff.base, backoff.cap).jitter(jitter));
+            let mut made = Backoff::exponential(backoff.base, backoff.cap).jitter(jitter);
+            if let Some(multiplier) = backoff.multiplier {
+                made = made.multiplier(multiplier);
+            }
+            b = b.backoff(made);
         }
         if let Some(max) = self.max_hint {
             b = b.max_hint(max);

@@ -32,6 +32,14 @@
 //!   across layers when you hand them the same one
 //!   ([`with_budget`](RetryLayer::with_budget)). When the budget is empty the last response
 //!   or error is returned as it was.
+//! - **Hedged requests** ([`hedge`]): an answer that is merely slow is raced by another
+//!   attempt after a fixed delay or a percentile of recent latency; hedges draw on the same
+//!   budget, and on a share of recent requests of their own, so hedging stops by itself in
+//!   an overload.
+//! - **Deadlines that travel**: a request handled under palisade-deadline's server layer
+//!   carries its caller's deadline; no retry or hedge is started that cannot finish in it.
+//! - **gRPC's retry design** (`service_config`, feature `service-config`): a gRPC service
+//!   config's `retryPolicy`, `hedgingPolicy`, `retryThrottling` and `timeout`, per method.
 //! - **Safe POST retries**: with [`idempotency_keys`](RetryConfigBuilder::idempotency_keys),
 //!   a non-idempotent request gets an `Idempotency-Key` before its first attempt, so every
 //!   attempt is the same operation to a server that honours the key.
@@ -85,6 +93,9 @@ pub mod hedge;
 pub mod http;
 pub mod metrics;
 pub mod policy;
+#[cfg(feature = "service-config")]
+#[cfg_attr(docsrs, doc(cfg(feature = "service-config")))]
+pub mod service_config;
 
 pub use crate::config::{RetryConfig, RetryConfigBuilder};
 pub use crate::error::{AttemptTimedOut, DeadlineExceeded};

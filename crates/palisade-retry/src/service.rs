@@ -78,47 +78,71 @@ where
         self.inner.poll_ready(cx).map_err(Into::into)
     }
 
-    fn call(&mut self, mut request: Req) -> Self::Future {
-        self.replay.prepare(&mut request);
-        let shared = &self.shared;
-        shared.budget.deposit();
-        let deadline = shared.deadline();
-        // The request's own copy: `may_retry` may note what the decisions need.
-        let mut policy = self.policy.clone();
-        if shared.config.max_attempts == 1 || !policy.may_retry(&request) {
-            let future = self.inner.call(self.replay.only(request));
-            return ResponseFuture::retrying(RetryFuture::once(
-                future,
-                deadline,
-                shared.clone(),
-                policy,
-            ));
-        }
-        let (attempt, saved) = self.replay.first(request);
-        if let Some(hedging) = &shared.hedging {
-            hedging.deposit();
-            let sent = tokio::time::Instant::now();
-            let future = self.inner.call(attempt);
-            return ResponseFuture::hedging(HedgeFuture::new(
-                future,
-                sent,
-                deadline,
-                shared.clone(),
-                policy,
-                self.replay.clone(),
-                self.inner.clone(),
-                saved,
-            ));
-        }
-        let future = self.inner.call(attempt);
-        ResponseFuture::retrying(RetryFuture::retryable(
+    fn call(&mut self, request: Req) -> Self::Future {
+        start(
+            &mut self.inner,
+            &self.shared,
+            &self.policy,
+            &self.replay,
+            request,
+        )
+    }
+}
+
+/// Sends `request`'s first attempt through `inner`, and returns the future that retries or
+/// hedges it as `shared` and `policy` say: the `call` of every retrying service (one
+/// configuration for all its requests, or one per gRPC method).
+pub(crate) fn start<S, P, R, Req>(
+    inner: &mut S,
+    shared: &Arc<Shared>,
+    policy: &P,
+    replay: &R,
+    mut request: Req,
+) -> ResponseFuture<S, R, P, Req>
+where
+    R: Replay<Req> + Clone,
+    S: Service<R::Attempt> + Clone,
+    S::Error: Into<BoxError>,
+    P: Policy<Req, S::Response> + Clone,
+{
+    replay.prepare(&mut request);
+    shared.budget.deposit();
+    let deadline = shared.deadline();
+    // The request's own copy: `may_retry` may note what the decisions need.
+    let mut policy = policy.clone();
+    if shared.config.max_attempts == 1 || !policy.may_retry(&request) {
+        let future = inner.call(replay.only(request));
+        return ResponseFuture::retrying(RetryFuture::once(
             future,
             deadline,
             shared.clone(),
             policy,
-            self.replay.clone(),
-            self.inner.clone(),
-            saved,
-        ))
+        ));
     }
+    let (attempt, saved) = replay.first(request);
+    if let Some(hedging) = &shared.hedging {
+        hedging.deposit();
+        let sent = tokio::time::Instant::now();
+        let future = inner.call(attempt);
+        return ResponseFuture::hedging(HedgeFuture::new(
+            future,
+            sent,
+            deadline,
+            shared.clone(),
+            policy,
+            replay.clone(),
+            inner.clone(),
+            saved,
+        ));
+    }
+    let future = inner.call(attempt);
+    ResponseFuture::retrying(RetryFuture::retryable(
+        future,
+        deadline,
+        shared.clone(),
+        policy,
+        replay.clone(),
+        inner.clone(),
+        saved,
+    ))
 }

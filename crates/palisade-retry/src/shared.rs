@@ -38,7 +38,7 @@ impl Shared {
     }
 
     /// The state of a layer made from `config` that draws on `budget`.
-    fn with_budget(config: RetryConfig, budget: Arc<dyn Budget>) -> Self {
+    pub(crate) fn with_budget(config: RetryConfig, budget: Arc<dyn Budget>) -> Self {
         let metrics = RetryMetrics::new(&config.name);
         let hedging = config.hedge.map(Hedging::new);
         if let Some(hedging) = &hedging {

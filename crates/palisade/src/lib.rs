@@ -17,6 +17,7 @@
 //! | `deadline` | [`palisade-deadline`](deadline) | deadlines: the caller's `grpc-timeout` or timeout header read at the edge, capped, handed to the handler, enforced with `504` / `DEADLINE_EXCEEDED`, and passed on by every outgoing call |
 //! | `client` (default) | this crate | [`client::BoxClient`]: any HTTP client stack as one `Clone + Send + Sync` type, for axum state |
 //! | `grpc` | [`palisade-balance`](balance) | a tonic `Channel` per endpoint (`balance::grpc`) |
+//! | `grpc-service-config` | [`palisade-retry`](retry) | gRPC's retry and hedging design (gRFC A6) read from a service config's JSON, per method (`retry::service_config`) |
 //! | `dns` | [`palisade-balance`](balance) | DNS discovery (A/AAAA, SRV) through hickory-resolver |
 //! | `redis` | [`palisade-idempotency`](idempotency) | the Redis store for idempotency records |
 //! | `postgres` | [`palisade-idempotency`](idempotency) | the Postgres store, and the handler's transaction committed with the record of its response |

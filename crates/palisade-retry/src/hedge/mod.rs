@@ -114,7 +114,9 @@ impl Hedge {
     /// overload), every request is slower than the recent 95th percentile, and each would
     /// be hedged — doubling the load of a fleet that is already failing to keep up — until
     /// the retry budget runs dry. This share stops that first. Set it above the share the
-    /// delay hedges in calm times (`1 − percentile`).
+    /// delay hedges in calm times (`1 − percentile`); above 1, a request may have more than
+    /// one hedge (gRPC's hedging policy, which sends every attempt after a fixed delay, is
+    /// read with `max_attempts − 1`, so that only its throttling bounds it).
     pub fn max_extra_load(mut self, share: f64) -> Self {
         self.max_extra_load = share;
         self
@@ -139,10 +141,10 @@ impl Hedge {
 
     /// The first bad setting, named as the `hedge` of a retry configuration.
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
-        if !(self.max_extra_load > 0.0 && self.max_extra_load <= 1.0) {
+        if !(self.max_extra_load > 0.0 && self.max_extra_load.is_finite()) {
             return Err(ConfigError::new(
                 "hedge.max_extra_load",
-                "must be above 0 and at most 1 (a share of requests)",
+                "must be a share of requests above 0 (0.1: one hedge for ten requests)",
             ));
         }
         match self.delay {

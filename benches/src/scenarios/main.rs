@@ -8,11 +8,12 @@
 //! Scenarios: `balance-slow`, `balance-blackhole`, `balance-slow-timeout`, `breaker-outage`,
 //! `idempotency-duplicates`, `retry-outage`,
 //! `retry-transient`, `shed-overload`, `shed-capacity-drop`, `shed-priority`,
-//! `shed-noisy-healthy`, `stack-fast-failing-replica`, `hedge-tail`, `hedge-overload`.
+//! `shed-noisy-healthy`, `stack-fast-failing-replica`, `hedge-tail`, `hedge-overload`, `deadline-chain`.
 #![allow(clippy::print_stdout)]
 
 mod balance;
 mod breaker_outage;
+mod deadline;
 mod hedge;
 mod idempotency;
 mod plot;
@@ -40,6 +41,7 @@ const SCENARIOS: &[&str] = &[
     "balance-slow-timeout",
     "hedge-tail",
     "hedge-overload",
+    "deadline-chain",
 ];
 
 struct Args {
@@ -108,6 +110,7 @@ fn main() -> ExitCode {
         "balance-slow-timeout" => runtime.block_on(stack::slow_timeout()),
         "hedge-tail" => runtime.block_on(hedge::tail()),
         "hedge-overload" => runtime.block_on(hedge::overload()),
+        "deadline-chain" => runtime.block_on(deadline::chain_scenario()),
         _ => unreachable!("checked in parse_args"),
     };
     println!("{}", report.table());

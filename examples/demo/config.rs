@@ -7,6 +7,7 @@
 
 use palisade::balance::BalanceConfig;
 use palisade::breaker::BreakerConfig;
+use palisade::deadline::{DeadlineConfig, PropagateConfig};
 use palisade::idempotency::IdempotencyConfig;
 use palisade::retry::RetryConfig;
 use palisade::shed::ShedConfig;
@@ -27,6 +28,7 @@ pub(crate) struct Stack {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Server {
+    pub(crate) deadline: DeadlineConfig,
     pub(crate) shed: ShedConfig,
     pub(crate) idempotency: IdempotencyConfig,
 }
@@ -36,7 +38,11 @@ pub(crate) struct Server {
 #[serde(deny_unknown_fields)]
 pub(crate) struct Client {
     pub(crate) breaker: BreakerConfig,
+    /// Orders: retried, each retry carrying the order's `Idempotency-Key`.
     pub(crate) retry: RetryConfig,
+    /// Reads: hedged as well as retried.
+    pub(crate) reads: RetryConfig,
+    pub(crate) deadline: PropagateConfig,
     pub(crate) balance: BalanceConfig,
 }
 

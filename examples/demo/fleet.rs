@@ -8,7 +8,9 @@
 //! | `small` | has room for 4 requests at once; beyond that its own shedder refuses (503) |
 //!
 //! Every backend creates an order: it echoes the fields it was sent, with an id and its
-//! name. The fleet shares one idempotency store (as several instances would share a
+//! name; and tells an item's stock (`GET /stock/{item}`), as fast or as slowly as it does
+//! everything. Each runs under the deadline its caller sends: work for a caller that has
+//! given up stops. The fleet shares one idempotency store (as several instances would share a
 //! Redis), so the gateway's retries — which carry an `Idempotency-Key` — never create an
 //! order twice.
 
@@ -16,9 +18,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::post;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use palisade::idempotency::store::Store;
 use palisade::prelude::*;
@@ -96,14 +99,15 @@ async fn backend(
     faults: Faults,
     store: Arc<dyn Store>,
 ) -> std::io::Result<SocketAddr> {
+    // How long this backend takes, and whether it fails, `elapsed` after the start.
+    let behaviour = move |elapsed: Duration| match kind {
+        Kind::Healthy => (Duration::from_millis(5), false),
+        Kind::Slow => (Duration::from_millis(150), false),
+        Kind::Flaky => (Duration::from_millis(5), faults.flaky_down(elapsed)),
+        Kind::Small => (Duration::from_millis(20), false),
+    };
     let create = move |Json(order): Json<Value>| async move {
-        let elapsed = started.elapsed();
-        let (delay, fails) = match kind {
-            Kind::Healthy => (Duration::from_millis(5), false),
-            Kind::Slow => (Duration::from_millis(150), false),
-            Kind::Flaky => (Duration::from_millis(5), faults.flaky_down(elapsed)),
-            Kind::Small => (Duration::from_millis(20), false),
-        };
+        let (delay, fails) = behaviour(started.elapsed());
         tokio::time::sleep(delay).await;
         if fails {
             return (StatusCode::SERVICE_UNAVAILABLE, "flaky is down").into_response();
@@ -116,6 +120,15 @@ async fn backend(
         order.insert("served_by".into(), json!(kind.name()));
         (StatusCode::CREATED, Json(Value::Object(order))).into_response()
     };
+    let stock = move |Path(item): Path<String>| async move {
+        let (delay, fails) = behaviour(started.elapsed());
+        tokio::time::sleep(delay).await;
+        if fails {
+            return (StatusCode::SERVICE_UNAVAILABLE, "flaky is down").into_response();
+        }
+        let stock = json!({ "item": item, "in_stock": 7, "served_by": kind.name() });
+        Json(stock).into_response()
+    };
 
     let idempotency = IdempotencyLayer::with_shared_store(
         store,
@@ -126,7 +139,8 @@ async fn backend(
     );
     let mut app = Router::new()
         .route("/orders", post(create))
-        .layer(idempotency);
+        .layer(idempotency)
+        .route("/stock/{item}", get(stock));
     if kind == Kind::Small {
         let shed = ShedConfig::builder("small")
             .limit(Fixed(4))
@@ -135,6 +149,8 @@ async fn backend(
             .expect("a valid shed configuration");
         app = app.layer(HttpShedLayer::with_config(shed));
     }
+    // Outermost: the gateway's deadline, sent on, ends work the gateway no longer waits for.
+    let app = app.layer(EnforceDeadlineLayer::new(kind.name()));
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     tokio::spawn(async move {

@@ -2,9 +2,12 @@
 //! fleet through palisade's client stack.
 //!
 //! ```text
-//! client ─▶ shed ─▶ idempotency ─▶ routes ─▶ breaker ─▶ retry (budget, keys) ─▶ balance ─▶ fleet
-//!           (server stack)                   (client stack: discovery → P2C, ejection)
+//! client ─▶ deadline ─▶ shed ─▶ idempotency ─▶ POST /orders ─▶ breaker ─▶ retry (keys) ─▶ deadline ─▶ balance ─▶ fleet
+//!           (server stack)                    GET /stock   ─▶ retry (hedging) ─────────▶ deadline ─┘
 //! ```
+//!
+//! The deadline the client sends (`x-request-timeout-ms`) bounds the handler, and what is
+//! left of it goes with each call to the fleet, whose backends enforce it in turn.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -30,12 +33,15 @@ use palisade::retry::http::ReplayBody;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use tokio::net::TcpListener;
+use tower::buffer::Buffer;
 use tower::{ServiceBuilder, ServiceExt};
 
 #[derive(Clone)]
 struct Gateway {
-    /// The client stack, boxed into one type that axum's state can hold.
+    /// The client stack for orders, boxed into one type that axum's state can hold.
     fleet: BoxClient,
+    /// The client stack for reads, which hedges.
+    reads: BoxClient,
     orders: Arc<Mutex<VecDeque<Value>>>,
     /// How many orders to keep: the most recent ones (a soak would otherwise measure the
     /// orders piling up rather than palisade's memory).
@@ -50,8 +56,9 @@ struct Gateway {
 pub(crate) const ORDERS_TABLE: &str = "CREATE TABLE IF NOT EXISTS palisade_demo_orders (
     seq bigserial PRIMARY KEY, id text NOT NULL, body text NOT NULL)";
 
-/// The client stack over the fleet's addresses, as `config` sets it.
-fn client_stack(fleet: &[SocketAddr], config: &crate::config::Client) -> BoxClient {
+/// The client stacks over the fleet's addresses, as `config` sets them: one for orders,
+/// one for reads, over one balancer.
+fn client_stacks(fleet: &[SocketAddr], config: &crate::config::Client) -> (BoxClient, BoxClient) {
     let client = Client::builder(TokioExecutor::new()).build_http::<ReplayBody<Full<Bytes>>>();
     // The fleet is fixed here; `WatchDiscover` (addresses pushed from anywhere) or
     // `DnsDiscover` (A/AAAA, SRV) take its place when it is not.
@@ -63,16 +70,21 @@ fn client_stack(fleet: &[SocketAddr], config: &crate::config::Client) -> BoxClie
         config.balance.clone(),
         HttpClassifier::default(),
     );
-    BoxClient::new(
-        ServiceBuilder::new()
-            // Outermost, the breaker judges each request after its retries: one replica that
-            // fails fast cannot open it while the balancer routes the retries to a healthy one.
-            .http_circuit_breaker(config.breaker.clone())
-            .http_retry(config.retry.clone())
-            // The balancer is one shared state; a buffer lets every handler reach it.
-            .buffer(1024)
-            .service(balance),
-    )
+    // The balancer is one shared state; a buffer lets every handler reach it.
+    let balance = Buffer::new(balance, 1024);
+    let orders = ServiceBuilder::new()
+        // Outermost, the breaker judges each request after its retries: one replica that
+        // fails fast cannot open it while the balancer routes the retries to a healthy one.
+        .http_circuit_breaker(config.breaker.clone())
+        .http_retry(config.retry.clone())
+        // Below the retry: each attempt goes with what is left of the deadline when it goes.
+        .propagate_deadline(config.deadline.clone())
+        .service(balance.clone());
+    let reads = ServiceBuilder::new()
+        .http_retry(config.reads.clone())
+        .propagate_deadline(config.deadline.clone())
+        .service(balance);
+    (BoxClient::new(orders), BoxClient::new(reads))
 }
 
 /// Starts the gateway on `port` (0: any free port) with the layers `stack` configures,
@@ -92,8 +104,10 @@ pub(crate) async fn start(
     } else {
         post(create_order)
     };
+    let (orders, reads) = client_stacks(fleet, &stack.client);
     let gateway = Gateway {
-        fleet: client_stack(fleet, &stack.client),
+        fleet: orders,
+        reads,
         orders: Arc::default(),
         keep_orders,
         db,
@@ -108,9 +122,12 @@ pub(crate) async fn start(
     let app = Router::new()
         .route("/orders", get(list_orders).merge(create))
         .route("/orders/{id}", get(one_order))
+        .route("/stock/{item}", get(stock))
         .with_state(gateway)
         .layer(
             ServiceBuilder::new()
+                // First: the deadline counts from arrival, time queued in the shedder too.
+                .enforce_deadline(stack.server.deadline.clone())
                 .layer(HttpShedLayer::with_config(stack.server.shed.clone()))
                 .layer(IdempotencyLayer::with_shared_store(
                     store,
@@ -247,6 +264,37 @@ async fn one_order(State(gateway): State<Gateway>, Path(id): Path<String>) -> Re
     match found {
         Some(order) => Json(order).into_response(),
         None => problem(StatusCode::NOT_FOUND, "no such order"),
+    }
+}
+
+/// A read: the item's stock, from whichever backend answers first.
+async fn stock(State(gateway): State<Gateway>, Path(item): Path<String>) -> Response {
+    let request = http::Request::get(format!("http://fleet/stock/{item}"))
+        .body(Full::new(Bytes::new()))
+        .expect("a valid request");
+    match gateway.reads.clone().oneshot(request).await {
+        Ok(response) if response.status() == StatusCode::OK => {
+            let body = response.into_body().collect().await.map(|b| b.to_bytes());
+            match body
+                .ok()
+                .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+            {
+                Some(stock) => Json(stock).into_response(),
+                None => problem(StatusCode::BAD_GATEWAY, "the fleet answered with no stock"),
+            }
+        }
+        Ok(response) => problem(
+            StatusCode::BAD_GATEWAY,
+            &format!("the fleet answered {}", response.status()),
+        ),
+        Err(error) if error.is::<palisade::deadline::DeadlineExceeded>() => problem(
+            StatusCode::GATEWAY_TIMEOUT,
+            "the request's deadline passed before the fleet answered",
+        ),
+        Err(error) => problem(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &format!("the fleet is unavailable: {error}"),
+        ),
     }
 }
 

@@ -3,7 +3,9 @@
 //!
 //! Every request carries a fresh `Idempotency-Key`, except that one in twenty is a client
 //! retrying its previous order with the same key — which the gateway answers from its
-//! records without running it again.
+//! records without running it again. After each order a client reads the item's stock.
+//! Every request says how long its client will wait (`x-request-timeout-ms`): 2 s for an
+//! order, 250 ms for a read.
 
 use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
@@ -28,6 +30,12 @@ pub(crate) struct Tally {
     pub(crate) replayed: AtomicU64,
     pub(crate) refused: AtomicU64,
     pub(crate) failed: AtomicU64,
+    /// Answered 504: the request's deadline passed first.
+    pub(crate) cut: AtomicU64,
+    pub(crate) reads: AtomicU64,
+    pub(crate) reads_ok: AtomicU64,
+    /// Latencies of the successful reads, in microseconds.
+    pub(crate) read_latency: Mutex<Histogram<u64>>,
     /// Latencies of the successful requests, in microseconds: the whole run, and the last
     /// second (for the live view).
     pub(crate) latency: Mutex<Histogram<u64>>,
@@ -43,6 +51,10 @@ impl Tally {
             replayed: AtomicU64::new(0),
             refused: AtomicU64::new(0),
             failed: AtomicU64::new(0),
+            cut: AtomicU64::new(0),
+            reads: AtomicU64::new(0),
+            reads_ok: AtomicU64::new(0),
+            read_latency: Mutex::new(histogram()),
             latency: Mutex::new(histogram()),
             recent: Mutex::new(histogram()),
         }
@@ -131,6 +143,7 @@ async fn client(
         let request = http::Request::post(format!("http://{gateway}/orders"))
             .header("content-type", "application/json")
             .header("idempotency-key", quoted_key)
+            .header(TIMEOUT, ORDER_TIMEOUT_MS)
             .body(Full::new(request_body))
             .expect("a valid request");
         let started = Instant::now();
@@ -153,6 +166,8 @@ async fn client(
                 {
                     tally.refused.fetch_add(1, Relaxed);
                     tokio::time::sleep(Duration::from_millis(50)).await;
+                } else if status == http::StatusCode::GATEWAY_TIMEOUT {
+                    tally.cut.fetch_add(1, Relaxed);
                 } else {
                     tally.failed.fetch_add(1, Relaxed);
                 }
@@ -162,6 +177,43 @@ async fn client(
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
+        read(gateway, &http, &format!("book-{worker}-{n}"), tally).await;
+    }
+}
+
+/// The header a client's timeout goes in, as the gateway's deadline layer reads it.
+const TIMEOUT: &str = "x-request-timeout-ms";
+const ORDER_TIMEOUT_MS: &str = "2000";
+const READ_TIMEOUT_MS: &str = "250";
+
+/// Reads `item`'s stock.
+async fn read(
+    gateway: SocketAddr,
+    http: &Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
+    item: &str,
+    tally: &Tally,
+) {
+    let request = http::Request::get(format!("http://{gateway}/stock/{item}"))
+        .header(TIMEOUT, READ_TIMEOUT_MS)
+        .body(Full::new(Bytes::new()))
+        .expect("a valid request");
+    let started = Instant::now();
+    tally.reads.fetch_add(1, Relaxed);
+    let Ok(response) = http.request(request).await else {
+        return;
+    };
+    let status = response.status();
+    let _ = response.into_body().collect().await;
+    if status == http::StatusCode::OK {
+        tally.reads_ok.fetch_add(1, Relaxed);
+        let micros = started.elapsed().as_micros() as u64;
+        let _ = tally
+            .read_latency
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .record(micros.max(1));
+    } else if status == http::StatusCode::GATEWAY_TIMEOUT {
+        tally.cut.fetch_add(1, Relaxed);
     }
 }
 
@@ -227,6 +279,22 @@ impl View {
                     palisade::breaker::metrics::STATE,
                     &[("name", names.breaker.as_str())]
                 ),
+            ),
+            format!(
+                "tail      reads {:>6} ({:>6.2}% ok)   hedges sent {:>4}, won {:>4}, refused {:>3}   cut at the deadline {:>3}",
+                tally.reads.load(Relaxed),
+                100.0 * tally.reads_ok.load(Relaxed) as f64
+                    / tally.reads.load(Relaxed).max(1) as f64,
+                m.sum(
+                    palisade::retry::metrics::HEDGES_TOTAL,
+                    &[("result", "sent")]
+                ),
+                m.sum(palisade::retry::metrics::HEDGES_TOTAL, &[("result", "won")]),
+                m.sum(
+                    palisade::retry::metrics::HEDGES_TOTAL,
+                    &[("result", "refused")]
+                ),
+                tally.cut.load(Relaxed),
             ),
             format!(
                 "shed      gateway limit {:>4}   refused: gateway {:>4}, small backend {:>4}",

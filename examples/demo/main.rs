@@ -44,6 +44,7 @@ pub(crate) struct Names {
     pub(crate) shed: String,
     pub(crate) idempotency: String,
     pub(crate) breaker: String,
+    pub(crate) deadline: String,
 }
 
 impl Names {
@@ -246,7 +247,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         println!("  backend {name:<8} http://{addr}");
     }
     println!(
-        "  gateway          http://{gateway}  (shed → idempotency; client: breaker → retry → balance), records {}",
+        "  gateway          http://{gateway}  (deadline → shed → idempotency; client: breaker → retry → deadline → balance, reads hedged), records {}",
         args.store.describe()
     );
     println!(
@@ -273,6 +274,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         shed: stack.server.shed.name().to_owned(),
         idempotency: stack.server.idempotency.name().to_owned(),
         breaker: stack.client.breaker.name().to_owned(),
+        deadline: stack.server.deadline.name().to_owned(),
     };
     let soak = args
         .soak
@@ -310,6 +312,18 @@ fn summary(tally: &Tally, m: &Scrape, duration: Duration, names: &Names, soak: O
             0.0
         } else {
             latency.value_at_quantile(q) as f64 / 1000.0
+        }
+    };
+    let (reads, reads_ok) = (tally.reads.load(Relaxed), tally.reads_ok.load(Relaxed));
+    let read_latency = tally
+        .read_latency
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let read_ms = |q: f64| {
+        if read_latency.is_empty() {
+            0.0
+        } else {
+            read_latency.value_at_quantile(q) as f64 / 1000.0
         }
     };
     let fleet_created = m.sum(
@@ -357,6 +371,51 @@ fn summary(tally: &Tally, m: &Scrape, duration: Duration, names: &Names, soak: O
                 ms(0.5),
                 ms(0.99),
                 ms(0.999)
+            ),
+        ),
+        (
+            "reads (hedged, 250 ms deadline)",
+            format!(
+                "{reads}, {:.2} % answered · p50 {:.1} ms · p95 {:.1} ms · p99 {:.1} ms",
+                100.0 * reads_ok as f64 / reads.max(1) as f64,
+                read_ms(0.5),
+                read_ms(0.95),
+                read_ms(0.99)
+            ),
+        ),
+        (
+            "retry: hedges",
+            format!(
+                "sent {} · won {} (a slow answer raced and beaten) · refused {} (the budget)",
+                m.sum(
+                    palisade::retry::metrics::HEDGES_TOTAL,
+                    &[("result", "sent")]
+                ),
+                m.sum(palisade::retry::metrics::HEDGES_TOTAL, &[("result", "won")]),
+                m.sum(
+                    palisade::retry::metrics::HEDGES_TOTAL,
+                    &[("result", "refused")]
+                ),
+            ),
+        ),
+        (
+            "deadlines",
+            format!(
+                "{} requests answered 504 · handlers cancelled: gateway {}, fleet {} · calls cut {}",
+                tally.cut.load(Relaxed),
+                m.sum(
+                    palisade::deadline::metrics::REQUESTS_TOTAL,
+                    &[("name", names.deadline.as_str()), ("result", "exceeded")]
+                ),
+                m.sum_except(
+                    palisade::deadline::metrics::REQUESTS_TOTAL,
+                    ("name", names.deadline.as_str()),
+                    &[("result", "exceeded")]
+                ),
+                m.sum(
+                    palisade::deadline::metrics::CALLS_TOTAL,
+                    &[("result", "exceeded")]
+                ),
             ),
         ),
         (

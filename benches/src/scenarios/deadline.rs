@@ -251,9 +251,9 @@ async fn simulate(system: &'static str, arrivals: &[Duration]) -> Map<String, se
         "leaf_work_s".into(),
         json!(round(total * STEP.as_secs_f64())),
     );
-    row.insert("wasted_after_deadline".into(), json!(round(after / total)));
+    row.insert("wasted_work_share".into(), json!(round(after / total)));
     row.insert(
-        "work_for_failed".into(),
+        "work_for_failed_share".into(),
         json!(round(for_failed as f64 / total)),
     );
     row

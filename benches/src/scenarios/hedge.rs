@@ -17,8 +17,8 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -30,7 +30,8 @@ use serde_json::{Map, json};
 use tokio::time::Instant;
 use tower::{BoxError, Layer, Service, ServiceExt};
 
-use crate::report::Report;
+use crate::plot::Series;
+use crate::report::{Chart, Report};
 use crate::server::{Server, ServiceTime};
 
 const ENDPOINTS: usize = 10;
@@ -82,6 +83,9 @@ struct Fleet {
     servers: Arc<[Server]>,
     next: Arc<AtomicUsize>,
     calls: Arc<AtomicU64>,
+    /// Calls by the second they were made in, from `start`.
+    calls_per_sec: Arc<Mutex<Vec<u64>>>,
+    start: Instant,
 }
 
 impl Fleet {
@@ -93,6 +97,8 @@ impl Fleet {
             servers,
             next: Arc::default(),
             calls: Arc::default(),
+            calls_per_sec: Arc::default(),
+            start: Instant::now(),
         }
     }
 }
@@ -110,6 +116,13 @@ impl Service<()> for Fleet {
 
     fn call(&mut self, (): ()) -> Answer {
         self.calls.fetch_add(1, Relaxed);
+        let second = self.start.elapsed().as_secs() as usize;
+        let mut per_sec = self.calls_per_sec.lock().expect("not poisoned");
+        if per_sec.len() <= second {
+            per_sec.resize(second + 1, 0);
+        }
+        per_sec[second] += 1;
+        drop(per_sec);
         let endpoint = self.next.fetch_add(1, Relaxed) % ENDPOINTS;
         self.servers[endpoint].clone().call(())
     }
@@ -158,9 +171,16 @@ struct Run {
     system: &'static str,
     /// Each answered request's latency, from arrival to answer.
     latencies: Vec<Duration>,
+    /// Requests slower than [`SLOW`], by the second they arrived in.
+    slow_per_sec: Vec<f64>,
+    /// Calls beyond one a request, by the second.
+    extra_per_sec: Vec<f64>,
     failures: u64,
     calls: u64,
 }
+
+/// What the charts count as a slow request: four times the typical call.
+const SLOW: Duration = Duration::from_millis(20);
 
 /// Sends each arrival through `svc` at its time, each answer awaited in a task of its own.
 async fn drive<S>(system: &'static str, mut svc: S, fleet: &Fleet, arrivals: &[Duration]) -> Run
@@ -181,18 +201,33 @@ where
             (result.is_ok(), start.elapsed() - arrival)
         }));
     }
+    let seconds = arrivals.last().map_or(0, |a| a.as_secs() as usize + 1);
     let mut run = Run {
         system,
         latencies: Vec::with_capacity(answers.len()),
+        slow_per_sec: vec![0.0; seconds],
+        extra_per_sec: vec![0.0; seconds],
         failures: 0,
         calls: 0,
     };
-    for answer in answers {
+    for (answer, arrival) in answers.into_iter().zip(arrivals) {
+        let second = arrival.as_secs() as usize;
         match answer.await.expect("a request task does not panic") {
-            (true, latency) => run.latencies.push(latency),
+            (true, latency) => {
+                run.latencies.push(latency);
+                if latency > SLOW {
+                    run.slow_per_sec[second] += 1.0;
+                }
+            }
             (false, _) => run.failures += 1,
         }
+        run.extra_per_sec[second] -= 1.0;
     }
+    let per_sec = fleet.calls_per_sec.lock().expect("not poisoned");
+    for (second, calls) in per_sec.iter().enumerate().take(seconds) {
+        run.extra_per_sec[second] += *calls as f64;
+    }
+    drop(per_sec);
     run.calls = fleet.calls.load(Relaxed);
     run
 }
@@ -271,14 +306,43 @@ async fn run_all(scenario: &'static str, situation: Situation) -> Report {
     let fixed_delay = Duration::from_secs_f64(quantile_ms(&calm_none.latencies, PERCENTILE) / 1e3);
     let arrivals = arrivals(situation.load * capacity_rps(), situation.duration);
     let mut results = Vec::with_capacity(SYSTEMS.len());
+    let mut runs = Vec::with_capacity(SYSTEMS.len());
     for system in SYSTEMS {
         let run = simulate(system, fixed_delay, &arrivals).await;
         results.push(row(&run, arrivals.len()));
+        runs.push(run);
     }
+    let series = |of: fn(&Run) -> &Vec<f64>| {
+        runs.iter()
+            .map(|run| Series {
+                name: run.system.to_owned(),
+                points: of(run)
+                    .iter()
+                    .enumerate()
+                    .map(|(second, value)| (second as f64 + 0.5, *value))
+                    .collect(),
+            })
+            .collect()
+    };
+    let charts = match scenario {
+        "hedge-tail" => vec![Chart {
+            file: "hedge-tail.svg",
+            title: "hedge-tail: requests slower than 20 ms (4× the typical call), per second"
+                .into(),
+            y_label: "slow requests / s",
+            series: series(|run| &run.slow_per_sec),
+        }],
+        _ => vec![Chart {
+            file: "hedge-overload.svg",
+            title: format!("{scenario}: calls beyond one a request, per second"),
+            y_label: "extra calls / s",
+            series: series(|run| &run.extra_per_sec),
+        }],
+    };
     Report {
         scenario,
         results,
-        charts: Vec::new(),
+        charts,
     }
 }
 

@@ -122,11 +122,9 @@ where
     let (attempt, saved) = replay.first(request);
     if let Some(hedging) = &shared.hedging {
         hedging.deposit();
-        let sent = tokio::time::Instant::now();
         let future = inner.call(attempt);
         return ResponseFuture::hedging(HedgeFuture::new(
             future,
-            sent,
             deadline,
             shared.clone(),
             policy,

@@ -3,7 +3,8 @@
 //!
 //! The first attempt lives inline; only a hedge that is actually sent allocates (its
 //! future is boxed into a list). A call answered before its hedge delay costs one timer,
-//! and one answered at its first poll none.
+//! and one answered at its first poll none — nor a look at the clock: its latency is read
+//! as zero, and the hedge delay starts counting at the first poll that has to wait.
 
 use std::future::Future;
 use std::marker::PhantomData;
@@ -40,6 +41,8 @@ enum Stop {
     NotReplayable,
     Pushback,
     NotReady,
+    /// Not yet known: the first attempt has not had to wait. Set on its first wait.
+    Unarmed,
 }
 
 impl Stop {
@@ -50,7 +53,7 @@ impl Stop {
             Stop::Deadline => AttemptOutcome::Deadline,
             Stop::NotReplayable => AttemptOutcome::NotReplayable,
             Stop::Pushback => AttemptOutcome::Pushback,
-            Stop::NotReady => AttemptOutcome::Done,
+            Stop::NotReady | Stop::Unarmed => AttemptOutcome::Done,
         }
     }
 }
@@ -66,7 +69,8 @@ pin_project! {
         // The first attempt, or a later one sent while no other was in flight.
         #[pin]
         first: Option<S::Future>,
-        first_sent: Instant,
+        // When it was sent, as far as a hedge is concerned: its first wait.
+        first_sent: Option<Instant>,
         first_number: u32,
         // Hedges sent while another attempt was in flight.
         rest: Vec<InFlight<S::Future>>,
@@ -95,7 +99,6 @@ where
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         future: S::Future,
-        sent: Instant,
         deadline: Option<(Instant, Duration)>,
         shared: Arc<Shared>,
         policy: P,
@@ -103,20 +106,18 @@ where
         service: S,
         saved: R::Saved,
     ) -> Self {
-        let hedging = shared.hedging.as_ref().expect("a hedging layer");
-        let next = sent + hedging.delay();
         let max = shared.config.max_attempts;
         Self {
             first: Some(future),
-            first_sent: sent,
+            first_sent: None,
             first_number: 0,
             rest: Vec::new(),
             timer: None,
-            next: if max > 1 {
-                Ok(next)
+            next: Err(if max > 1 {
+                Stop::Unarmed
             } else {
-                Err(Stop::Attempts)
-            },
+                Stop::Attempts
+            }),
             deadline,
             failure: None,
             service,
@@ -130,11 +131,23 @@ where
     }
 }
 
+/// The time, read once a turn and only when something needs it: a call answered at its
+/// first poll reads it never.
+#[derive(Default)]
+struct Clock(Option<Instant>);
+
+impl Clock {
+    fn now(&mut self) -> Instant {
+        *self.0.get_or_insert_with(Instant::now)
+    }
+}
+
 /// What became of the attempts in flight.
 enum Event<T> {
     Answer {
         result: T,
-        sent: Instant,
+        // None: the first attempt, answered before it ever waited.
+        sent: Option<Instant>,
         number: u32,
     },
     TimedOut,
@@ -157,9 +170,9 @@ where
             let shared = &**this.shared;
             let config = &shared.config;
             let attempt_timeout = config.attempt_timeout;
-            let now = Instant::now();
+            let mut clock = Clock::default();
             if let Some((deadline, timeout)) = *this.deadline
-                && now >= deadline
+                && clock.now() >= deadline
             {
                 cancel::dropping(Cancellation::TimedOut, || {
                     this.first.set(None);
@@ -178,7 +191,7 @@ where
                 *this.first_sent,
                 *this.first_number,
                 this.rest,
-                attempt_timeout.map(|t| now.checked_sub(t)),
+                attempt_timeout.map(|t| clock.now().checked_sub(t)),
                 cx,
             );
             let (result, sent, number) = match event {
@@ -195,6 +208,13 @@ where
                     0,
                 ),
                 Event::Nothing => {
+                    let now = clock.now();
+                    if let Err(Stop::Unarmed) = *this.next {
+                        // The first wait: the hedge delay counts from here.
+                        let hedging = shared.hedging.as_ref().expect("a hedging layer");
+                        *this.first_sent = Some(now);
+                        *this.next = Ok(now + hedging.delay());
+                    }
                     match self::send(&mut this, now, cx) {
                         Sending::Sent => continue, // to poll the new attempt
                         Sending::Answer(answer) => return Poll::Ready(answer),
@@ -237,9 +257,9 @@ where
                 Decision::Done => {
                     shared.budget.record(false);
                     let hedging = shared.hedging.as_ref().expect("a hedging layer");
-                    if let Some(sent) = sent
-                        && let Some(delay) = hedging.record(now - sent)
-                    {
+                    // An answer at the first poll took no time worth a clock read.
+                    let latency = sent.map(|sent| sent.map_or(Duration::ZERO, |s| clock.now() - s));
+                    if let Some(delay) = latency.and_then(|latency| hedging.record(latency)) {
                         shared.metrics.hedge_delay(delay);
                     }
                     shared.metrics.attempt(AttemptOutcome::Done);
@@ -263,9 +283,11 @@ where
                     tracing::debug!(retry = %config.name, reason, "a hedged attempt failed");
                     // gRFC A6: a failed hedge is followed at once by the next, unless the
                     // server pushed back.
-                    if let Ok(next) = this.next.as_mut() {
-                        *next = (*next)
-                            .min(now + after.map_or(Duration::ZERO, |a| a.min(config.max_hint)));
+                    let at = clock.now() + after.map_or(Duration::ZERO, |a| a.min(config.max_hint));
+                    match this.next.as_mut() {
+                        Ok(next) => *next = (*next).min(at),
+                        Err(Stop::Unarmed) => *this.next = Ok(at),
+                        Err(_) => {}
                     }
                 }
             }
@@ -377,7 +399,7 @@ where
     let number = *this.sent;
     if this.first.is_none() {
         this.first.set(Some(future));
-        *this.first_sent = now;
+        *this.first_sent = Some(now);
         *this.first_number = number;
     } else {
         this.rest.push(InFlight {
@@ -393,7 +415,7 @@ where
 /// before `timed_out_before` (when a per-attempt timeout is set) is cut instead.
 fn poll_attempts<F, T>(
     mut first: Pin<&mut Option<F>>,
-    first_sent: Instant,
+    first_sent: Option<Instant>,
     first_number: u32,
     rest: &mut Vec<InFlight<F>>,
     timed_out_before: Option<Option<Instant>>,
@@ -416,7 +438,7 @@ where
                 number: first_number,
             };
         }
-        if expired(first_sent) {
+        if first_sent.is_some_and(expired) {
             cancel::dropping(Cancellation::TimedOut, || first.set(None));
             return Event::TimedOut;
         }
@@ -426,7 +448,7 @@ where
             let done = rest.swap_remove(i);
             return Event::Answer {
                 result,
-                sent: done.sent,
+                sent: Some(done.sent),
                 number: done.number,
             };
         }
@@ -440,7 +462,11 @@ where
 }
 
 /// When the oldest attempt in flight was sent.
-fn earliest_timeout<F>(first_sent: Instant, first: bool, rest: &[InFlight<F>]) -> Option<Instant> {
-    let first = first.then_some(first_sent);
+fn earliest_timeout<F>(
+    first_sent: Option<Instant>,
+    first: bool,
+    rest: &[InFlight<F>],
+) -> Option<Instant> {
+    let first = first.then_some(first_sent).flatten();
     rest.iter().map(|a| a.sent).chain(first).min()
 }

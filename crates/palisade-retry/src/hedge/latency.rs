@@ -12,7 +12,7 @@
 //! percentile is read over both. Stragglers (a thread that read the index before a turn)
 //! may land a sample in the other histogram: the figure is a little less recent, never wrong.
 
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::time::Duration;
 
 /// Samples per window.
@@ -80,8 +80,8 @@ pub(crate) struct LatencyTracker {
     percentile: f64,
     histograms: [Histogram; 2],
     current: AtomicUsize,
-    /// Samples ever recorded, up to [`WARM`]; then it stops counting.
-    seen: AtomicU64,
+    /// Whether [`WARM`] samples have been seen: the percentile is believed from then on.
+    warm: AtomicBool,
     /// The percentile and the median as of the last recomputation, in nanoseconds;
     /// `u64::MAX` before any.
     cached: [AtomicU64; 2],
@@ -93,7 +93,7 @@ impl LatencyTracker {
             percentile,
             histograms: [Histogram::new(), Histogram::new()],
             current: AtomicUsize::new(0),
-            seen: AtomicU64::new(0),
+            warm: AtomicBool::new(false),
             cached: [AtomicU64::new(u64::MAX), AtomicU64::new(u64::MAX)],
         }
     }
@@ -105,9 +105,6 @@ impl LatencyTracker {
         let histogram = &self.histograms[index];
         histogram.buckets[bucket_of(micros)].fetch_add(1, Relaxed);
         let samples = histogram.samples.fetch_add(1, Relaxed) + 1;
-        if self.seen.load(Relaxed) < WARM {
-            self.seen.fetch_add(1, Relaxed);
-        }
         if samples == WINDOW {
             // This thread filled the window: it turns the histograms over. The other one is
             // cleared before it becomes current, so that it starts empty.
@@ -115,8 +112,16 @@ impl LatencyTracker {
             self.histograms[other].clear();
             self.current.store(other, Relaxed);
         }
-        if !samples.is_multiple_of(RECOMPUTE_EVERY) || self.seen.load(Relaxed) < WARM {
+        if !samples.is_multiple_of(RECOMPUTE_EVERY) {
             return None;
+        }
+        // Warm once a window has held WARM samples (a window that turned over held more):
+        // checked here, every RECOMPUTE_EVERY samples, rather than counted on every one.
+        if !self.warm.load(Relaxed) {
+            if u64::from(samples) < WARM {
+                return None;
+            }
+            self.warm.store(true, Relaxed);
         }
         let [value, median] = self.compute([self.percentile, 0.5]);
         let nanos = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
@@ -146,7 +151,10 @@ impl LatencyTracker {
     fn compute<const N: usize>(&self, quantiles: [f64; N]) -> [Duration; N] {
         let [a, b] = &self.histograms;
         let count = |i: usize| u64::from(a.buckets[i].load(Relaxed) + b.buckets[i].load(Relaxed));
-        let total: u64 = (0..BUCKETS).map(count).sum();
+        // The windows' own counts, rather than a sum over every bucket: the scan below then
+        // stops at the last quantile's bucket, which for most latencies is early. A sample
+        // in flight between its bucket and its count makes the ranks off by one at most.
+        let total = u64::from(a.samples.load(Relaxed)) + u64::from(b.samples.load(Relaxed));
         // The rank of each quantile, at least 1: the smallest value with that many at or
         // below it.
         let ranks = quantiles.map(|q| ((total as f64 * q).ceil() as u64).max(1));

@@ -60,6 +60,8 @@ pin_project! {
         deadline: Option<Pin<Box<Sleep>>>,
         // How long the deadline gave the call, for its error.
         given: Duration,
+        // When the attempt in flight started, while there is a deadline to fit attempts in.
+        attempt_started: Option<Instant>,
         retrying: Option<Retrying<S, R, Req>>,
         shared: Arc<Shared>,
         policy: P,
@@ -89,6 +91,8 @@ where
             timer: config.attempt_timeout.map(|t| Box::pin(sleep(t))),
             deadline: deadline.map(|(at, _)| Box::pin(sleep_until(at))),
             given: deadline.map_or(Duration::ZERO, |(_, given)| given),
+            // The deadline was set as the first attempt went: no clock to read.
+            attempt_started: deadline.map(|(at, given)| at - given),
             retrying,
             shared,
             policy,
@@ -215,11 +219,17 @@ where
                         return Poll::Ready(result);
                     }
                     let delay = shared.delay(*this.attempts, *this.last_delay, hint);
-                    let resume_at = Instant::now() + delay;
+                    let now = Instant::now();
+                    let resume_at = now + delay;
+                    // An attempt that cannot finish before the deadline is not started: it
+                    // would take as long as the one that just failed, as far as can be told.
+                    let needs = this.attempt_started.map_or(Duration::ZERO, |started| {
+                        now.saturating_duration_since(started)
+                    });
                     if this
                         .deadline
                         .as_ref()
-                        .is_some_and(|d| resume_at >= d.deadline())
+                        .is_some_and(|d| resume_at + needs >= d.deadline())
                     {
                         shared.metrics.attempt(AttemptOutcome::Deadline);
                         return Poll::Ready(result);
@@ -245,6 +255,9 @@ where
                     drop(result);
                     retrying.next = Some(next);
                     *this.last_delay = delay;
+                    if this.attempt_started.is_some() {
+                        *this.attempt_started = Some(resume_at);
+                    }
                     if delay.is_zero() {
                         *this.phase = Phase::Readying;
                     } else {

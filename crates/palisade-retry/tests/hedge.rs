@@ -309,6 +309,38 @@ async fn a_retry_obeys_the_inherited_deadline_too() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn no_retry_is_started_that_could_not_finish_before_the_deadline() {
+    // Each attempt fails after 40 ms. With 100 ms, a second attempt starts at 45 ms and
+    // ends at 85; a third would start at 90 and need until 130: it is not sent.
+    let (dep, calls, _) = dependency(vec![Act::Fail(40 * MS)]);
+    let config = RetryConfig::builder("retried")
+        .max_attempts(5)
+        .backoff(
+            palisade_retry::backoff::Backoff::exponential(5 * MS, 5 * MS)
+                .jitter(palisade_retry::backoff::Jitter::None),
+        )
+        .build()
+        .unwrap();
+    let svc = RetryLayer::with_config(config).layer(dep);
+    let start = Instant::now();
+    let error = Deadline::after(100 * MS)
+        .scope(svc.oneshot(1))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "unavailable",
+        "the last failure, at once"
+    );
+    assert_eq!(
+        start.elapsed(),
+        85 * MS,
+        "not left to run into the deadline"
+    );
+    assert_eq!(since(start, &calls), [Duration::ZERO, 45 * MS]);
+}
+
+#[tokio::test(start_paused = true)]
 async fn no_hedge_is_sent_that_the_typical_attempt_could_not_finish() {
     let mut script = vec![Act::Answer(3 * MS); 300];
     script.push(Act::Answer(1000 * MS));

@@ -269,9 +269,16 @@ async fn one_order(State(gateway): State<Gateway>, Path(id): Path<String>) -> Re
 
 /// A read: the item's stock, from whichever backend answers first.
 async fn stock(State(gateway): State<Gateway>, Path(item): Path<String>) -> Response {
-    let request = http::Request::get(format!("http://fleet/stock/{item}"))
-        .body(Full::new(Bytes::new()))
-        .expect("a valid request");
+    // The item came decoded from the path: one that does not make a URI again (a space, a
+    // control character) is the caller's mistake, not a panic.
+    let Ok(request) =
+        http::Request::get(format!("http://fleet/stock/{item}")).body(Full::new(Bytes::new()))
+    else {
+        return problem(
+            StatusCode::BAD_REQUEST,
+            "the item is not a valid path segment",
+        );
+    };
     match gateway.reads.clone().oneshot(request).await {
         Ok(response) if response.status() == StatusCode::OK => {
             let body = response.into_body().collect().await.map(|b| b.to_bytes());
@@ -287,10 +294,15 @@ async fn stock(State(gateway): State<Gateway>, Path(item): Path<String>) -> Resp
             StatusCode::BAD_GATEWAY,
             &format!("the fleet answered {}", response.status()),
         ),
-        Err(error) if error.is::<palisade::deadline::DeadlineExceeded>() => problem(
-            StatusCode::GATEWAY_TIMEOUT,
-            "the request's deadline passed before the fleet answered",
-        ),
+        Err(error)
+            if error.is::<palisade::deadline::DeadlineExceeded>()
+                || error.is::<palisade::retry::DeadlineExceeded>() =>
+        {
+            problem(
+                StatusCode::GATEWAY_TIMEOUT,
+                "the request's deadline passed before the fleet answered",
+            )
+        }
         Err(error) => problem(
             StatusCode::SERVICE_UNAVAILABLE,
             &format!("the fleet is unavailable: {error}"),

@@ -1,5 +1,6 @@
-//! An axum server with palisade's server stack: load shedding and idempotency keys for the
-//! whole app, a circuit breaker in front of a fragile route, and Prometheus metrics.
+//! An axum server with palisade's server stack: a rate limit for each client address, load
+//! shedding and idempotency keys for the whole app, a circuit breaker in front of a fragile
+//! route, and Prometheus metrics.
 //!
 //! ```text
 //! cargo run --example axum_server              # serves on 127.0.0.1:3000
@@ -8,6 +9,7 @@
 //! ```
 #![allow(clippy::print_stdout)]
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::Router;
@@ -15,6 +17,7 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use palisade::prelude::*;
+use palisade::ratelimit::http::KeySource;
 use tower::ServiceBuilder;
 
 /// The app: `POST /orders` (idempotent by key), `GET /report` (fragile, behind a breaker),
@@ -28,10 +31,12 @@ pub(crate) fn app(metrics: PrometheusHandle) -> Router {
             "/report",
             get(report).layer(HttpCircuitBreakerLayer::new("report")),
         )
-        // Outermost first: shed before doing any work, then idempotency — its keys scoped
-        // by the caller (`Scope::from_fn`); with no auth in this example, one global scope.
+        // Outermost first: each client's quota (429 + RateLimit fields past it), then shed
+        // before doing any work, then idempotency — its keys scoped by the caller
+        // (`Scope::from_fn`); with no auth in this example, one global scope.
         .layer(
             ServiceBuilder::new()
+                .http_rate_limit(per_client())
                 .http_shed("server")
                 .layer(IdempotencyLayer::new(
                     "orders",
@@ -43,6 +48,16 @@ pub(crate) fn app(metrics: PrometheusHandle) -> Router {
         // answer exactly when the shedder refuses.
         .route("/metrics", get(move || async move { metrics.render() }))
         .route("/healthz", get(|| async { "ok" }))
+}
+
+/// 20 requests a second for each client address, 40 at once. Behind a load balancer, key by
+/// `KeySource::client_ip(TrustedProxies::new(["10.0.0.0/8"])?)` instead: the balancer's
+/// address is every request's peer.
+fn per_client() -> RateLimitConfig {
+    RateLimitConfig::builder("server")
+        .policy(Policy::new("per-client", Quota::per_second(20).burst(40)).key(KeySource::peer()))
+        .build()
+        .expect("a valid rate limit")
 }
 
 /// Creates an order: here, echoes it back. Runs once per `Idempotency-Key`.
@@ -64,6 +79,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .unwrap_or_else(|| "127.0.0.1:3000".into());
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     println!("listening on http://{}", listener.local_addr()?);
-    axum::serve(listener, app(metrics)).await?;
+    // With the peer's address in each request, for the rate limit's key.
+    let app = app(metrics).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app).await?;
     Ok(())
 }

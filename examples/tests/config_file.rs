@@ -19,6 +19,7 @@ struct Stack {
 #[derive(Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Server {
+    ratelimit: RateLimitConfig,
     shed: ShedConfig,
     idempotency: IdempotencyConfig,
 }
@@ -46,7 +47,10 @@ async fn the_example_file_makes_a_working_stack() {
     let balance = format!("{:?}", stack.client.balance);
     assert!(balance.contains("max_ejected_share: 0.5"), "{balance}");
 
+    assert_eq!(stack.server.ratelimit.policies().len(), 2);
+
     let svc = ServiceBuilder::new()
+        .layer(HttpRateLimitLayer::with_config(stack.server.ratelimit))
         .layer(HttpShedLayer::with_config(stack.server.shed))
         .layer(HttpCircuitBreakerLayer::with_config(stack.client.breaker))
         .service(service_fn(|_: http::Request<()>| async {
@@ -61,6 +65,12 @@ fn a_mistake_in_the_file_names_its_path() {
     let typo = STACK.replace("percent = 0.2", "percent = 20");
     let error = palisade::config::from_toml::<Stack>(&typo).unwrap_err();
     assert_eq!(error.field(), "client.retry.budget.percent");
+    let proxy = STACK.replace("10.0.0.0/8", "10.0.0.0/88");
+    let error = palisade::config::from_toml::<Stack>(&proxy).unwrap_err();
+    assert_eq!(
+        error.field(),
+        "server.ratelimit.policies[0].key.client_ip.trusted_proxies[0]"
+    );
     let unknown = STACK.replace("max_attempts = 3", "max_attempt = 3");
     let error = palisade::config::from_toml::<Stack>(&unknown).unwrap_err();
     assert!(error.field().starts_with("client.retry"), "{error}");

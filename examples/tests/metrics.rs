@@ -112,6 +112,7 @@ fn operations_guide_names_every_metric() {
         palisade::breaker::metrics::ALL,
         palisade::deadline::metrics::ALL,
         palisade::idempotency::metrics::ALL,
+        palisade::ratelimit::metrics::ALL,
         palisade::retry::metrics::ALL,
         palisade::shed::metrics::ALL,
     ];

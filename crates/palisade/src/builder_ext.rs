@@ -5,6 +5,7 @@ use tower::ServiceBuilder;
     feature = "breaker",
     feature = "retry",
     feature = "shed",
+    feature = "ratelimit",
     feature = "idempotency",
     feature = "deadline"
 ))]
@@ -61,6 +62,23 @@ pub trait PalisadeBuilderExt<L>: sealed::Sealed {
         self,
         config: impl Into<palisade_shed::ShedConfig>,
     ) -> ServiceBuilder<Stack<palisade_shed::HttpShedLayer, L>>;
+
+    /// Rate limits in front of any service, one count for all requests: refusals are
+    /// `RateLimited` errors. (Keyed: `.layer(RateLimitLayer::with_config(c).key_fn(f))`.)
+    /// Not `rate_limit`: that is tower's own, which makes callers wait.
+    #[cfg(feature = "ratelimit")]
+    fn limit_rate(
+        self,
+        config: palisade_ratelimit::RateLimitConfig,
+    ) -> ServiceBuilder<Stack<palisade_ratelimit::RateLimitLayer, L>>;
+
+    /// Rate limits in front of an HTTP or gRPC server: refusals are `429` with the RateLimit
+    /// fields, or gRPC `RESOURCE_EXHAUSTED`.
+    #[cfg(all(feature = "ratelimit", feature = "http"))]
+    fn http_rate_limit(
+        self,
+        config: palisade_ratelimit::RateLimitConfig,
+    ) -> ServiceBuilder<Stack<palisade_ratelimit::HttpRateLimitLayer, L>>;
 
     /// Idempotency keys in front of an HTTP or gRPC server, with records in `store`.
     #[cfg(feature = "idempotency")]
@@ -157,6 +175,22 @@ impl<L> PalisadeBuilderExt<L> for ServiceBuilder<L> {
         self.layer(palisade_deadline::PropagateDeadlineLayer::with_config(
             config.into(),
         ))
+    }
+
+    #[cfg(feature = "ratelimit")]
+    fn limit_rate(
+        self,
+        config: palisade_ratelimit::RateLimitConfig,
+    ) -> ServiceBuilder<Stack<palisade_ratelimit::RateLimitLayer, L>> {
+        self.layer(palisade_ratelimit::RateLimitLayer::with_config(config))
+    }
+
+    #[cfg(all(feature = "ratelimit", feature = "http"))]
+    fn http_rate_limit(
+        self,
+        config: palisade_ratelimit::RateLimitConfig,
+    ) -> ServiceBuilder<Stack<palisade_ratelimit::HttpRateLimitLayer, L>> {
+        self.layer(palisade_ratelimit::HttpRateLimitLayer::with_config(config))
     }
 
     #[cfg(feature = "idempotency")]

@@ -12,6 +12,7 @@
 //! | `breaker` (default) | [`palisade-breaker`](breaker) | circuit breaker: fail-fast, gate mode for balancers, keyed, HTTP/gRPC-aware |
 //! | `retry` (default) | [`palisade-retry`](retry) | retries under a budget, replayable HTTP bodies, server hints, idempotency keys |
 //! | `shed` (default) | [`palisade-shed`](shed) | load shedding: adaptive concurrency limits, a CoDel-bounded queue, priorities |
+//! | `ratelimit` (default) | [`palisade-ratelimit`](ratelimit) | rate limits: GCRA quotas per key in bounded memory, client keys behind trusted proxies, `429` with the IETF RateLimit fields |
 //! | `balance` (default) | [`palisade-balance`](balance) | discovery (static, watch) and failure-aware P2C balancing with ejection, hyper-util HTTP endpoints |
 //! | `idempotency` (default) | [`palisade-idempotency`](idempotency) | idempotency keys: a retried POST runs once; in memory, or on Redis with `redis` |
 //! | `deadline` | [`palisade-deadline`](deadline) | deadlines: the caller's `grpc-timeout` or timeout header read at the edge, capped, handed to the handler, enforced with `504` / `DEADLINE_EXCEEDED`, and passed on by every outgoing call |
@@ -27,7 +28,7 @@
 //! | `full` | all of them | every layer and every integration |
 //!
 //! The default is the layers without a network integration — no tonic, no hickory, no
-//! Redis: 79 crates in `cargo tree -e normal`, against 162 with `full`; a breaker alone
+//! Redis: 82 crates in `cargo tree -e normal`, against 202 with `full`; a breaker alone
 //! without `http` (`default-features = false, features = ["breaker"]`) is 27. Turn on what you
 //! use.
 //!
@@ -60,6 +61,9 @@ pub use palisade_deadline as deadline;
 #[cfg(feature = "idempotency")]
 #[doc(inline)]
 pub use palisade_idempotency as idempotency;
+#[cfg(feature = "ratelimit")]
+#[doc(inline)]
+pub use palisade_ratelimit as ratelimit;
 #[cfg(feature = "retry")]
 #[doc(inline)]
 pub use palisade_retry as retry;
@@ -98,6 +102,10 @@ pub mod prelude {
     pub use palisade_idempotency::{
         IdempotencyConfig, IdempotencyLayer, Scope, store::MemoryStore,
     };
+    #[cfg(all(feature = "ratelimit", feature = "http"))]
+    pub use palisade_ratelimit::HttpRateLimitLayer;
+    #[cfg(feature = "ratelimit")]
+    pub use palisade_ratelimit::{Policy, Quota, RateLimitConfig, RateLimitLayer, RateLimited};
     #[cfg(all(feature = "retry", feature = "http"))]
     pub use palisade_retry::HttpRetryLayer;
     #[cfg(feature = "retry")]

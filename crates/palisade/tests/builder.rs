@@ -24,6 +24,13 @@ fn shed() -> ShedConfig {
     ShedConfig::builder("builder").build().unwrap()
 }
 
+fn rate_limit() -> RateLimitConfig {
+    RateLimitConfig::builder("builder")
+        .policy(Policy::new("all", Quota::per_second(100)))
+        .build()
+        .unwrap()
+}
+
 #[tokio::test]
 async fn every_method_resolves_beside_tower_full_and_tower_http() {
     // Generic mode: a request that is `Clone`, errors as `BoxError`.
@@ -31,6 +38,7 @@ async fn every_method_resolves_beside_tower_full_and_tower_http() {
         .circuit_breaker(breaker())
         .retry_on_error(retry())
         .shed(shed())
+        .limit_rate(rate_limit())
         // tower's own layers, in the same chain.
         .concurrency_limit(64)
         .timeout(Duration::from_secs(1))
@@ -43,6 +51,7 @@ async fn every_method_resolves_beside_tower_full_and_tower_http() {
         .unwrap();
     let http = ServiceBuilder::new()
         .trace_for_http()
+        .http_rate_limit(rate_limit())
         .http_shed(shed())
         .idempotency(MemoryStore::new(), idempotency)
         .http_circuit_breaker(breaker())

@@ -1,0 +1,186 @@
+//! GCRA, the arithmetic: one timestamp per key, no timer.
+//!
+//! The generic cell rate algorithm keeps, for each key, the *theoretical arrival time* (TAT):
+//! when the key's bucket would be full again if nothing else came. A quota of `n` a `period`
+//! with a `burst` sends one cell every `T = period / n` (the emission interval) and tolerates
+//! requests up to `burst × T` ahead of schedule. A request at `now` is admitted when
+//! `max(TAT, now) + T − now ≤ burst × T`, and then moves TAT by `T`. It is a token bucket
+//! that refills continuously, computed on demand: no timer, one integer per key, and a key
+//! whose TAT has passed holds nothing a fresh key does not — which is what lets the keyed
+//! state evict idle keys without error.
+//!
+//! Times are nanoseconds from the limiter's epoch, in integers: the figures in the headers
+//! and in `Retry-After` are exact, and the Redis script computes the same ones.
+
+use std::time::Duration;
+
+/// A quota's constants, in nanoseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Gcra {
+    /// The emission interval `T`: one cell every `T`.
+    pub(crate) interval: u64,
+    /// `burst × T`: how far ahead of now the TAT may be after an admission.
+    pub(crate) tolerance: u64,
+}
+
+/// What one request was told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Verdict {
+    /// Admitted.
+    pub(crate) admitted: bool,
+    /// The key's TAT afterwards: moved when admitted, as it was when refused.
+    pub(crate) tat: u64,
+    /// Requests the key could make at once now, after this one.
+    pub(crate) remaining: u64,
+    /// Until the key is back to a full burst.
+    pub(crate) reset: Duration,
+    /// When refused: until this request would be admitted. `Duration::MAX` for a cost above
+    /// the burst, which never will.
+    pub(crate) retry_after: Duration,
+}
+
+impl Gcra {
+    /// The decision for a request of `cost` cells at `now`, for a key whose TAT is `tat`
+    /// (`0`, or any time in the past, for a key with nothing recorded).
+    pub(crate) fn decide(&self, tat: u64, now: u64, cost: u64) -> Verdict {
+        let base = tat.max(now);
+        let new_tat = base.saturating_add(self.interval.saturating_mul(cost));
+        let ahead = new_tat - now;
+        if ahead <= self.tolerance {
+            return self.verdict(true, new_tat, now, Duration::ZERO);
+        }
+        let retry_after = if self.interval.saturating_mul(cost) > self.tolerance {
+            Duration::MAX
+        } else {
+            Duration::from_nanos(ahead - self.tolerance)
+        };
+        self.verdict(false, tat, now, retry_after)
+    }
+
+    /// Gives back `cost` cells taken at or before `now`: a request admitted by one policy and
+    /// refused by a later one did not happen. Never below `now` (the key cannot be more than
+    /// full).
+    pub(crate) fn refund(&self, tat: u64, now: u64, cost: u64) -> u64 {
+        tat.saturating_sub(self.interval.saturating_mul(cost))
+            .max(now)
+    }
+
+    fn verdict(&self, admitted: bool, tat: u64, now: u64, retry_after: Duration) -> Verdict {
+        let ahead = tat.saturating_sub(now);
+        Verdict {
+            admitted,
+            tat,
+            remaining: (self.tolerance - ahead.min(self.tolerance)) / self.interval,
+            reset: Duration::from_nanos(ahead),
+            retry_after,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    const MS: u64 = 1_000_000;
+
+    /// 10 a second, a burst of 5.
+    fn ten_a_second_burst_five() -> Gcra {
+        Gcra {
+            interval: 100 * MS,
+            tolerance: 500 * MS,
+        }
+    }
+
+    #[test]
+    fn a_burst_then_the_sustained_rate() {
+        let gcra = ten_a_second_burst_five();
+        let mut tat = 0;
+        for expected_remaining in (0..5).rev() {
+            let v = gcra.decide(tat, 0, 1);
+            assert!(v.admitted);
+            assert_eq!(v.remaining, expected_remaining);
+            tat = v.tat;
+        }
+        let refused = gcra.decide(tat, 0, 1);
+        assert!(!refused.admitted);
+        assert_eq!(refused.remaining, 0);
+        assert_eq!(refused.retry_after, Duration::from_millis(100));
+        assert_eq!(refused.reset, Duration::from_millis(500));
+        // One interval later, exactly one more.
+        let v = gcra.decide(tat, 100 * MS, 1);
+        assert!(v.admitted);
+        assert_eq!(v.remaining, 0);
+        assert!(!gcra.decide(v.tat, 100 * MS, 1).admitted);
+        // 30 ms early is refused, and told to come back in 30 ms.
+        let early = gcra.decide(v.tat, 170 * MS, 1);
+        assert_eq!(early.retry_after, Duration::from_millis(30));
+    }
+
+    #[test]
+    fn a_cost_above_the_burst_is_never_admitted() {
+        let gcra = ten_a_second_burst_five();
+        let v = gcra.decide(0, 0, 6);
+        assert!(!v.admitted);
+        assert_eq!(v.retry_after, Duration::MAX);
+        assert!(gcra.decide(0, 0, 5).admitted);
+    }
+
+    #[test]
+    fn a_refund_gives_back_what_was_taken_and_no_more() {
+        let gcra = ten_a_second_burst_five();
+        let v = gcra.decide(0, 0, 1);
+        assert_eq!(gcra.refund(v.tat, 0, 1), 0);
+        assert_eq!(gcra.refund(v.tat, 50 * MS, 1), 50 * MS, "never below now");
+    }
+
+    /// The reference: a token bucket of `burst` tokens refilled one every `interval`,
+    /// counted in whole cells with the time of the last refill.
+    struct Bucket {
+        tokens: u64,
+        burst: u64,
+        interval: u64,
+        last: u64,
+    }
+
+    impl Bucket {
+        fn take(&mut self, now: u64) -> bool {
+            let refills = (now - self.last) / self.interval;
+            if refills > 0 {
+                self.tokens = (self.tokens + refills).min(self.burst);
+                self.last += refills * self.interval;
+            }
+            if self.tokens == self.burst {
+                // A full bucket does not bank time: refills count from now.
+                self.last = now;
+            }
+            if self.tokens == 0 {
+                return false;
+            }
+            self.tokens -= 1;
+            true
+        }
+    }
+
+    proptest! {
+        /// GCRA admits exactly what a token bucket with the same rate and burst admits.
+        #[test]
+        fn it_admits_what_a_token_bucket_admits(
+            burst in 1u64..20,
+            interval_ms in 1u64..200,
+            gaps in proptest::collection::vec(0u64..400, 1..300),
+        ) {
+            let gcra = Gcra { interval: interval_ms * MS, tolerance: burst * interval_ms * MS };
+            let mut bucket = Bucket { tokens: burst, burst, interval: interval_ms * MS, last: 0 };
+            let (mut tat, mut now) = (0, 0);
+            for gap in gaps {
+                now += gap * MS;
+                let v = gcra.decide(tat, now, 1);
+                prop_assert_eq!(v.admitted, bucket.take(now), "at {} ms", now / MS);
+                prop_assert_eq!(v.remaining, bucket.tokens, "at {} ms", now / MS);
+                tat = v.tat;
+            }
+        }
+    }
+}

@@ -1,0 +1,173 @@
+//! The TATs of many keys, in bounded memory.
+//!
+//! governor's keyed limiter keeps every key it has seen in a concurrent map until
+//! `retain_recent` is called; an attacker who cycles source addresses grows it without
+//! bound. Here the keys live in shards (one lock each, held for a few instructions and
+//! never across an await), each with a fixed share of [`max_keys`](crate::PolicyBuilder::max_keys).
+//! A shard that is full when a new key comes first drops its idle keys — a key whose TAT has
+//! passed holds exactly what a fresh key holds, so that costs nothing in accuracy — and, if
+//! none is idle, the eighth of its keys nearest to idle: those get a fresh burst a little
+//! early, the only error the bound can cause, and one that falls on the quietest keys. The
+//! busiest keys, the ones a limit exists for, are the last to go.
+
+use std::hash::{BuildHasher, Hash, RandomState};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use hashbrown::HashTable;
+
+/// One shard: each key with its hash (computed once, it picks the shard and the slot) and
+/// its TAT.
+type Shard<K> = HashTable<(u64, K, u64)>;
+
+/// How the keys fared when a full shard made room.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Evicted {
+    /// Idle keys dropped: no error.
+    pub(crate) idle: usize,
+    /// Keys dropped before they were idle: given a fresh burst early.
+    pub(crate) early: usize,
+}
+
+/// Keys and their TATs, at most `max_keys` of them.
+pub(crate) struct Keyed<K> {
+    shards: Box<[Mutex<Shard<K>>]>,
+    /// The keys a shard may hold.
+    per_shard: usize,
+    /// Keyed hashing (SipHash with a random key): the keys come from the network, and a
+    /// hash an attacker can predict lets them pile every key into one bucket.
+    hasher: RandomState,
+}
+
+impl<K: Hash + Eq + Clone> Keyed<K> {
+    pub(crate) fn new(max_keys: usize) -> Self {
+        let parallelism = std::thread::available_parallelism().map_or(4, |n| n.get());
+        // Enough shards that threads rarely meet on one, few enough that each holds many
+        // keys (a small shard evicts early more often).
+        let shards = (parallelism * 4)
+            .next_power_of_two()
+            .min(max_keys.next_power_of_two() / 64)
+            .max(1);
+        Self {
+            shards: (0..shards).map(|_| Mutex::new(HashTable::new())).collect(),
+            per_shard: max_keys.div_ceil(shards).max(1),
+            hasher: RandomState::new(),
+        }
+    }
+
+    /// Runs `decide` on `key`'s TAT (`0` for a key not held) and stores what it returns,
+    /// unless it returns `None`. Returns what `decide` did and what was evicted to make room.
+    pub(crate) fn update<T>(
+        &self,
+        key: &K,
+        now: u64,
+        decide: impl FnOnce(u64) -> (Option<u64>, T),
+    ) -> (T, Evicted) {
+        let hash = self.hasher.hash_one(key);
+        let mut shard = self.lock(hash);
+        let eq = |entry: &(u64, K, u64)| entry.0 == hash && entry.1 == *key;
+        if let Some(entry) = shard.find_mut(hash, eq) {
+            let (store, out) = decide(entry.2);
+            if let Some(new) = store {
+                entry.2 = new;
+            }
+            return (out, Evicted::default());
+        }
+        let (store, out) = decide(0);
+        let mut evicted = Evicted::default();
+        if let Some(new) = store {
+            if shard.len() >= self.per_shard {
+                evicted = make_room(&mut shard, now, self.per_shard);
+            }
+            // Only a new key is copied: a known one is found by reference.
+            shard.insert_unique(hash, (hash, key.clone(), new), |entry| entry.0);
+        }
+        (out, evicted)
+    }
+
+    /// The keys held now.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| s.lock().unwrap_or_else(PoisonError::into_inner).len())
+            .sum()
+    }
+
+    fn lock(&self, hash: u64) -> MutexGuard<'_, Shard<K>> {
+        // The high bits pick the shard; the table inside uses the low ones.
+        let index = (hash >> 48) as usize & (self.shards.len() - 1);
+        // A panic elsewhere while the lock was held leaves TATs that are still TATs.
+        self.shards[index]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Drops the idle keys of a full shard, or, if none is, the eighth nearest to idle.
+fn make_room<K>(shard: &mut Shard<K>, now: u64, per_shard: usize) -> Evicted {
+    let before = shard.len();
+    shard.retain(|entry| entry.2 > now);
+    let idle = before - shard.len();
+    if shard.len() < per_shard {
+        return Evicted { idle, early: 0 };
+    }
+    let mut tats: Vec<u64> = shard.iter().map(|entry| entry.2).collect();
+    let nth = (tats.len() / 8).max(1) - 1;
+    let (_, &mut threshold, _) = tats.select_nth_unstable(nth);
+    let kept = shard.len();
+    shard.retain(|entry| entry.2 > threshold);
+    Evicted {
+        idle,
+        early: kept - shard.len(),
+    }
+}
+
+impl<K> std::fmt::Debug for Keyed<K> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Keyed")
+            .field("shards", &self.shards.len())
+            .field("per_shard", &self.per_shard)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Admits and moves the TAT `interval` ahead, as an admission does.
+    fn touch(keyed: &Keyed<u64>, key: u64, now: u64, interval: u64) -> Evicted {
+        keyed
+            .update(&key, now, |tat| (Some(tat.max(now) + interval), ()))
+            .1
+    }
+
+    #[test]
+    fn a_flood_of_unique_keys_stays_within_the_bound() {
+        let keyed = Keyed::new(1_000);
+        let mut early = 0;
+        for key in 0..100_000 {
+            // Every key busy for a minute: none is idle when the flood goes on.
+            early += touch(&keyed, key, key, 60_000_000_000).early;
+        }
+        assert!(keyed.len() <= 1_000, "{} keys held", keyed.len());
+        assert!(early > 0, "room was made early");
+    }
+
+    #[test]
+    fn idle_keys_go_first_and_the_busiest_key_stays() {
+        let keyed = Keyed::new(64);
+        // A greedy key far ahead of now, then a flood of keys that are soon idle.
+        touch(&keyed, u64::MAX, 0, 1_000_000_000_000);
+        let mut evicted = Evicted::default();
+        for key in 0..10_000 {
+            let e = touch(&keyed, key, key * 10, 5);
+            evicted.idle += e.idle;
+            evicted.early += e.early;
+        }
+        assert!(evicted.idle > 0);
+        assert_eq!(evicted.early, 0, "idle keys were always enough");
+        let (tat, _) = keyed.update(&u64::MAX, 100_000, |tat| (None, tat));
+        assert_eq!(tat, 1_000_000_000_000, "the greedy key kept its state");
+    }
+}

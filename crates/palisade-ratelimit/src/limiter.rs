@@ -1,0 +1,181 @@
+//! The live state of a limiter: each policy's TATs, and the decision for one request.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use tokio::time::Instant;
+
+use crate::config::{Policy, RateLimitConfig};
+use crate::error::RateLimited;
+use crate::gcra::{Gcra, Verdict};
+use crate::key::Key;
+use crate::keyed::Keyed;
+use crate::metrics::PolicyMetrics;
+
+/// A policy, live.
+#[derive(Debug)]
+pub(crate) struct Live {
+    pub(crate) policy: Policy,
+    pub(crate) gcra: Gcra,
+    /// The policy's item of the `RateLimit-Policy` field: `"name";q=100;w=60`.
+    #[cfg(feature = "http")]
+    pub(crate) policy_item: Box<str>,
+    state: State,
+    metrics: PolicyMetrics,
+}
+
+/// Where a policy keeps its TATs.
+#[derive(Debug)]
+enum State {
+    /// One TAT for every request: a compare-and-swap, no lock.
+    Global(AtomicU64),
+    /// A TAT a key, bounded.
+    Keyed(Keyed<Key>),
+}
+
+/// The state of every policy of one limiter, shared by its layer's clones.
+#[derive(Debug)]
+pub(crate) struct Limiter {
+    pub(crate) config: RateLimitConfig,
+    pub(crate) policies: Box<[Live]>,
+    epoch: Instant,
+}
+
+impl Limiter {
+    /// The live state of `config`; `keyed` says which policies count each key apart.
+    pub(crate) fn new(config: RateLimitConfig, keyed: impl Fn(&Policy) -> bool) -> Arc<Self> {
+        let policies = config
+            .policies
+            .iter()
+            .map(|policy| Live {
+                gcra: policy.quota.gcra(),
+                #[cfg(feature = "http")]
+                policy_item: {
+                    let (q, w) = policy.quota.quota_and_window();
+                    format!("\"{}\";q={q};w={w}", policy.name).into()
+                },
+                state: if keyed(policy) {
+                    State::Keyed(Keyed::new(policy.max_keys))
+                } else {
+                    State::Global(AtomicU64::new(0))
+                },
+                metrics: PolicyMetrics::new(&config.name, &policy.name),
+                policy: policy.clone(),
+            })
+            .collect();
+        Arc::new(Self {
+            config,
+            policies,
+            epoch: Instant::now(),
+        })
+    }
+
+    /// Nanoseconds since the limiter was made.
+    pub(crate) fn now(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// Checks a request against every policy `key_of` gives a key for (`None`: the policy
+    /// does not apply), in order, until one refuses; `seen` is told each verdict. The quota
+    /// taken by the policies before a refusing one is given back.
+    pub(crate) fn check(
+        &self,
+        mut key_of: impl FnMut(&Policy) -> Option<Key>,
+        mut seen: impl FnMut(&Live, &Verdict),
+    ) -> Result<(), RateLimited> {
+        let now = self.now();
+        // The policies that admitted, to give back if a later one refuses. A request meets
+        // few policies: up to four are remembered without allocating.
+        let mut taken: Taken = Taken::default();
+        for (index, live) in self.policies.iter().enumerate() {
+            let Some(key) = key_of(&live.policy) else {
+                continue;
+            };
+            let verdict = live.decide(&key, now);
+            seen(live, &verdict);
+            if verdict.admitted {
+                live.metrics.admitted.increment(1);
+                taken.push(index, key);
+                continue;
+            }
+            live.metrics.refused.increment(1);
+            for (index, key) in taken.drain() {
+                self.policies[index].refund(&key, now);
+            }
+            tracing::debug!(
+                limiter = %self.config.name,
+                policy = %live.policy.name,
+                key = ?key,
+                "rate limited"
+            );
+            return Err(RateLimited::new(
+                live.policy.name.clone(),
+                live.policy.quota,
+                verdict.retry_after,
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Live {
+    fn decide(&self, key: &Key, now: u64) -> Verdict {
+        match &self.state {
+            State::Global(tat) => {
+                let mut current = tat.load(Relaxed);
+                loop {
+                    let verdict = self.gcra.decide(current, now, 1);
+                    if !verdict.admitted {
+                        return verdict;
+                    }
+                    match tat.compare_exchange_weak(current, verdict.tat, Relaxed, Relaxed) {
+                        Ok(_) => return verdict,
+                        Err(actual) => current = actual,
+                    }
+                }
+            }
+            State::Keyed(keyed) => {
+                let (verdict, evicted) = keyed.update(key, now, |tat| {
+                    let verdict = self.gcra.decide(tat, now, 1);
+                    (verdict.admitted.then_some(verdict.tat), verdict)
+                });
+                self.metrics.evicted(evicted);
+                verdict
+            }
+        }
+    }
+
+    fn refund(&self, key: &Key, now: u64) {
+        match &self.state {
+            State::Global(tat) => {
+                let _ = tat.fetch_update(Relaxed, Relaxed, |t| Some(self.gcra.refund(t, now, 1)));
+            }
+            State::Keyed(keyed) => {
+                keyed.update(key, now, |tat| (Some(self.gcra.refund(tat, now, 1)), ()));
+            }
+        }
+    }
+}
+
+/// The policies that admitted a request so far, with its key in each.
+#[derive(Default)]
+struct Taken {
+    inline: [Option<(usize, Key)>; 4],
+    more: Vec<(usize, Key)>,
+}
+
+impl Taken {
+    fn push(&mut self, index: usize, key: Key) {
+        match self.inline.iter_mut().find(|slot| slot.is_none()) {
+            Some(slot) => *slot = Some((index, key)),
+            None => self.more.push((index, key)),
+        }
+    }
+
+    fn drain(&mut self) -> impl Iterator<Item = (usize, Key)> + '_ {
+        self.inline
+            .iter_mut()
+            .filter_map(Option::take)
+            .chain(self.more.drain(..))
+    }
+}

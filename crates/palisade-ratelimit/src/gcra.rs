@@ -23,20 +23,42 @@ pub(crate) struct Gcra {
     pub(crate) tolerance: u64,
 }
 
-/// What one request was told.
+/// What one request was told. The figures a response may carry (`remaining`, `reset`,
+/// `retry_after`) are worked out when asked: generic mode never asks, and a division per
+/// request is most of what the decision itself costs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Verdict {
     /// Admitted.
     pub(crate) admitted: bool,
     /// The key's TAT afterwards: moved when admitted, as it was when refused.
     pub(crate) tat: u64,
+    now: u64,
+    /// When refused: how far past the tolerance this request would have put the TAT
+    /// (`u64::MAX`: a cost above the burst, never admitted).
+    over: u64,
+    gcra: Gcra,
+}
+
+impl Verdict {
     /// Requests the key could make at once now, after this one.
-    pub(crate) remaining: u64,
+    pub(crate) fn remaining(&self) -> u64 {
+        let ahead = self.tat.saturating_sub(self.now).min(self.gcra.tolerance);
+        (self.gcra.tolerance - ahead) / self.gcra.interval
+    }
+
     /// Until the key is back to a full burst.
-    pub(crate) reset: Duration,
+    pub(crate) fn reset(&self) -> Duration {
+        Duration::from_nanos(self.tat.saturating_sub(self.now))
+    }
+
     /// When refused: until this request would be admitted. `Duration::MAX` for a cost above
     /// the burst, which never will.
-    pub(crate) retry_after: Duration,
+    pub(crate) fn retry_after(&self) -> Duration {
+        match self.over {
+            u64::MAX => Duration::MAX,
+            over => Duration::from_nanos(over),
+        }
+    }
 }
 
 impl Gcra {
@@ -46,15 +68,21 @@ impl Gcra {
         let base = tat.max(now);
         let new_tat = base.saturating_add(self.interval.saturating_mul(cost));
         let ahead = new_tat - now;
-        if ahead <= self.tolerance {
-            return self.verdict(true, new_tat, now, Duration::ZERO);
-        }
-        let retry_after = if self.interval.saturating_mul(cost) > self.tolerance {
-            Duration::MAX
+        let admitted = ahead <= self.tolerance;
+        let over = if admitted {
+            0
+        } else if self.interval.saturating_mul(cost) > self.tolerance {
+            u64::MAX
         } else {
-            Duration::from_nanos(ahead - self.tolerance)
+            ahead - self.tolerance
         };
-        self.verdict(false, tat, now, retry_after)
+        Verdict {
+            admitted,
+            tat: if admitted { new_tat } else { tat },
+            now,
+            over,
+            gcra: *self,
+        }
     }
 
     /// Gives back `cost` cells taken at or before `now`: a request admitted by one policy and
@@ -63,17 +91,6 @@ impl Gcra {
     pub(crate) fn refund(&self, tat: u64, now: u64, cost: u64) -> u64 {
         tat.saturating_sub(self.interval.saturating_mul(cost))
             .max(now)
-    }
-
-    fn verdict(&self, admitted: bool, tat: u64, now: u64, retry_after: Duration) -> Verdict {
-        let ahead = tat.saturating_sub(now);
-        Verdict {
-            admitted,
-            tat,
-            remaining: (self.tolerance - ahead.min(self.tolerance)) / self.interval,
-            reset: Duration::from_nanos(ahead),
-            retry_after,
-        }
     }
 }
 
@@ -100,22 +117,22 @@ mod tests {
         for expected_remaining in (0..5).rev() {
             let v = gcra.decide(tat, 0, 1);
             assert!(v.admitted);
-            assert_eq!(v.remaining, expected_remaining);
+            assert_eq!(v.remaining(), expected_remaining);
             tat = v.tat;
         }
         let refused = gcra.decide(tat, 0, 1);
         assert!(!refused.admitted);
-        assert_eq!(refused.remaining, 0);
-        assert_eq!(refused.retry_after, Duration::from_millis(100));
-        assert_eq!(refused.reset, Duration::from_millis(500));
+        assert_eq!(refused.remaining(), 0);
+        assert_eq!(refused.retry_after(), Duration::from_millis(100));
+        assert_eq!(refused.reset(), Duration::from_millis(500));
         // One interval later, exactly one more.
         let v = gcra.decide(tat, 100 * MS, 1);
         assert!(v.admitted);
-        assert_eq!(v.remaining, 0);
+        assert_eq!(v.remaining(), 0);
         assert!(!gcra.decide(v.tat, 100 * MS, 1).admitted);
         // 30 ms early is refused, and told to come back in 30 ms.
         let early = gcra.decide(v.tat, 170 * MS, 1);
-        assert_eq!(early.retry_after, Duration::from_millis(30));
+        assert_eq!(early.retry_after(), Duration::from_millis(30));
     }
 
     #[test]
@@ -123,7 +140,7 @@ mod tests {
         let gcra = ten_a_second_burst_five();
         let v = gcra.decide(0, 0, 6);
         assert!(!v.admitted);
-        assert_eq!(v.retry_after, Duration::MAX);
+        assert_eq!(v.retry_after(), Duration::MAX);
         assert!(gcra.decide(0, 0, 5).admitted);
     }
 
@@ -178,7 +195,7 @@ mod tests {
                 now += gap * MS;
                 let v = gcra.decide(tat, now, 1);
                 prop_assert_eq!(v.admitted, bucket.take(now), "at {} ms", now / MS);
-                prop_assert_eq!(v.remaining, bucket.tokens, "at {} ms", now / MS);
+                prop_assert_eq!(v.remaining(), bucket.tokens, "at {} ms", now / MS);
                 tat = v.tat;
             }
         }

@@ -20,6 +20,9 @@ pub(crate) struct Live {
     /// The policy's item of the `RateLimit-Policy` field: `"name";q=100;w=60`.
     #[cfg(feature = "http")]
     pub(crate) policy_item: Box<str>,
+    /// The same, as a header value: a single policy's `RateLimit-Policy` is a clone.
+    #[cfg(feature = "http")]
+    pub(crate) policy_value: http::HeaderValue,
     state: State,
     metrics: PolicyMetrics,
 }
@@ -50,10 +53,10 @@ impl Limiter {
             .map(|policy| Live {
                 gcra: policy.quota.gcra(),
                 #[cfg(feature = "http")]
-                policy_item: {
-                    let (q, w) = policy.quota.quota_and_window();
-                    format!("\"{}\";q={q};w={w}", policy.name).into()
-                },
+                policy_item: policy_item(policy).into(),
+                #[cfg(feature = "http")]
+                policy_value: http::HeaderValue::try_from(policy_item(policy))
+                    .expect("policy names are validated to be header-safe"),
                 state: if keyed(policy) {
                     State::Keyed(Keyed::new(policy.max_keys))
                 } else {
@@ -78,10 +81,10 @@ impl Limiter {
     /// Checks a request against every policy `key_of` gives a key for (`None`: the policy
     /// does not apply), in order, until one refuses; `seen` is told each verdict. The quota
     /// taken by the policies before a refusing one is given back.
-    pub(crate) fn check(
-        &self,
+    pub(crate) fn check<'a>(
+        &'a self,
         mut key_of: impl FnMut(&Policy) -> Option<Key>,
-        mut seen: impl FnMut(&Live, &Verdict),
+        mut seen: impl FnMut(&'a Live, &Verdict),
     ) -> Result<(), RateLimited> {
         let now = self.now();
         // The policies that admitted, to give back if a later one refuses. A request meets
@@ -95,7 +98,10 @@ impl Limiter {
             seen(live, &verdict);
             if verdict.admitted {
                 live.metrics.admitted.increment(1);
-                taken.push(index, key);
+                // Only a later policy can refuse and make this one give back.
+                if index + 1 < self.policies.len() {
+                    taken.push(index, key);
+                }
                 continue;
             }
             live.metrics.refused.increment(1);
@@ -111,7 +117,7 @@ impl Limiter {
             return Err(RateLimited::new(
                 live.policy.name.clone(),
                 live.policy.quota,
-                verdict.retry_after,
+                verdict.retry_after(),
             ));
         }
         Ok(())
@@ -155,6 +161,13 @@ impl Live {
             }
         }
     }
+}
+
+/// A policy's item of the `RateLimit-Policy` field: `"name";q=100;w=60`.
+#[cfg(feature = "http")]
+fn policy_item(policy: &Policy) -> String {
+    let (q, w) = policy.quota.quota_and_window();
+    format!("\"{}\";q={q};w={w}", policy.name)
 }
 
 /// The policies that admitted a request so far, with its key in each.

@@ -21,39 +21,64 @@ pub const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-poli
 /// `RateLimit`.
 pub const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
 
-/// The two fields for the policies that applied to a request, built as they are checked.
+/// The two fields for the policies that applied to a request, noted as they are checked.
 #[derive(Debug, Default)]
-pub(crate) struct Fields {
-    policy: String,
-    state: String,
+pub(crate) struct Fields<'a> {
+    first: Option<(&'a Live, Verdict)>,
+    more: Vec<(&'a Live, Verdict)>,
 }
 
-impl Fields {
+impl<'a> Fields<'a> {
     /// Notes `live`'s verdict.
-    pub(crate) fn push(&mut self, live: &Live, verdict: &Verdict) {
-        if !self.policy.is_empty() {
-            self.policy.push_str(", ");
-            self.state.push_str(", ");
+    pub(crate) fn push(&mut self, live: &'a Live, verdict: &Verdict) {
+        match self.first {
+            None => self.first = Some((live, *verdict)),
+            Some(_) => self.more.push((live, *verdict)),
         }
-        self.policy.push_str(&live.policy_item);
-        // Whole seconds, rounded up: a client told 0 would come back before the quota did.
-        let secs = verdict.reset.as_secs() + u64::from(verdict.reset.subsec_nanos() > 0);
-        let _ = write!(
-            self.state,
-            "\"{}\";r={};t={secs}",
-            live.policy.name, verdict.remaining
-        );
     }
 
-    /// The two header values, or none when no policy applied.
+    /// Forgets what was noted.
+    pub(crate) fn clear(&mut self) {
+        self.first = None;
+        self.more.clear();
+    }
+
+    /// The two header values, or none when no policy applied. One policy (the common case)
+    /// costs one allocation: its `RateLimit-Policy` value was made with the limiter.
     pub(crate) fn into_values(self) -> Option<(HeaderValue, HeaderValue)> {
-        if self.policy.is_empty() {
-            return None;
+        let (live, verdict) = self.first?;
+        let mut state = String::with_capacity(32 + live.policy.name.len());
+        write_state(&mut state, live, &verdict);
+        if self.more.is_empty() {
+            return Some((
+                live.policy_value.clone(),
+                HeaderValue::try_from(state).ok()?,
+            ));
+        }
+        let mut policy = String::from(&*live.policy_item);
+        for (live, verdict) in &self.more {
+            policy.push_str(", ");
+            policy.push_str(&live.policy_item);
+            state.push_str(", ");
+            write_state(&mut state, live, verdict);
         }
         // Policy names are validated to be header-safe; numbers are digits.
         Some((
-            HeaderValue::try_from(self.policy).ok()?,
-            HeaderValue::try_from(self.state).ok()?,
+            HeaderValue::try_from(policy).ok()?,
+            HeaderValue::try_from(state).ok()?,
         ))
     }
+}
+
+/// `"name";r=42;t=18`, with `t` in whole seconds rounded up: a client told 0 would come
+/// back before the quota did.
+fn write_state(out: &mut String, live: &Live, verdict: &Verdict) {
+    let reset = verdict.reset();
+    let secs = reset.as_secs() + u64::from(reset.subsec_nanos() > 0);
+    let _ = write!(
+        out,
+        "\"{}\";r={};t={secs}",
+        live.policy.name,
+        verdict.remaining()
+    );
 }

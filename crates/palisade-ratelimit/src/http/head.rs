@@ -51,15 +51,16 @@ impl<'a> Head<'a> {
     /// `into_make_service_with_connect_info::<SocketAddr>()`), or tonic's `TcpConnectInfo`
     /// (feature `tonic`).
     pub fn peer(&self) -> Option<SocketAddr> {
-        if let Some(addr) = self.extensions.get::<SocketAddr>() {
-            return Some(*addr);
-        }
+        // axum's first: most servers that key by address are axum apps.
         #[cfg(feature = "axum")]
         if let Some(info) = self
             .extensions
             .get::<axum::extract::ConnectInfo<SocketAddr>>()
         {
             return Some(info.0);
+        }
+        if let Some(addr) = self.extensions.get::<SocketAddr>() {
+            return Some(*addr);
         }
         #[cfg(feature = "tonic")]
         if let Some(info) = self

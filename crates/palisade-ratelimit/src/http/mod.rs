@@ -92,7 +92,7 @@ where
                 if !verdict.admitted {
                     // A refusal speaks for the policy that refused: the others give back
                     // what they took, so what they said a moment ago is no longer so.
-                    fields = Fields::default();
+                    fields.clear();
                     fields.push(live, verdict);
                 } else if headers_on_success {
                     fields.push(live, verdict);
@@ -142,9 +142,10 @@ pin_project! {
             inner: F,
             fields: Option<(HeaderValue, HeaderValue)>,
         },
-        // Refused: the answer is ready.
+        // Refused: the answer is ready (boxed: a refusal is rare, and the future that
+        // every admitted request moves around stays small).
         Refused {
-            response: Option<Response<ResponseBody<RB>>>,
+            response: Option<Box<Response<ResponseBody<RB>>>>,
         },
     }
 }
@@ -159,7 +160,7 @@ impl<F, RB> HttpResponseFuture<F, RB> {
     fn refused(response: Response<ResponseBody<RB>>) -> Self {
         Self {
             state: State::Refused {
-                response: Some(response),
+                response: Some(Box::new(response)),
             },
         }
     }
@@ -180,7 +181,7 @@ where
                 }
                 Poll::Ready(Ok(response))
             }
-            StateProjection::Refused { response } => Poll::Ready(Ok(response
+            StateProjection::Refused { response } => Poll::Ready(Ok(*response
                 .take()
                 .expect("a refused future is polled once"))),
         }

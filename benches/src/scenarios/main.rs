@@ -8,7 +8,8 @@
 //! Scenarios: `balance-slow`, `balance-blackhole`, `balance-slow-timeout`, `breaker-outage`,
 //! `idempotency-duplicates`, `retry-outage`,
 //! `retry-transient`, `shed-overload`, `shed-capacity-drop`, `shed-priority`,
-//! `shed-noisy-healthy`, `stack-fast-failing-replica`, `hedge-tail`, `hedge-overload`, `deadline-chain`.
+//! `shed-noisy-healthy`, `stack-fast-failing-replica`, `hedge-tail`, `hedge-overload`, `deadline-chain`,
+//! `ratelimit-fleet`.
 #![allow(clippy::print_stdout)]
 
 mod balance;
@@ -17,6 +18,7 @@ mod deadline;
 mod hedge;
 mod idempotency;
 mod plot;
+mod ratelimit;
 mod report;
 mod retry;
 mod server;
@@ -42,6 +44,7 @@ const SCENARIOS: &[&str] = &[
     "hedge-tail",
     "hedge-overload",
     "deadline-chain",
+    "ratelimit-fleet",
 ];
 
 struct Args {
@@ -111,6 +114,7 @@ fn main() -> ExitCode {
         "hedge-tail" => runtime.block_on(hedge::tail()),
         "hedge-overload" => runtime.block_on(hedge::overload()),
         "deadline-chain" => runtime.block_on(deadline::chain_scenario()),
+        "ratelimit-fleet" => runtime.block_on(ratelimit::fleet()),
         _ => unreachable!("checked in parse_args"),
     };
     println!("{}", report.table());

@@ -1,4 +1,5 @@
-//! Servers' hints of when to come back: `Retry-After` and `grpc-retry-pushback-ms`.
+//! Servers' hints of when to come back: `Retry-After`, `grpc-retry-pushback-ms`, and a
+//! `429`'s IETF `RateLimit` field.
 //!
 //! A hint is advice from the network: one that cannot be parsed is ignored (the layer
 //! carries on as it would have), never an error, and every layer caps the hints it follows.
@@ -52,6 +53,75 @@ pub fn parse_grpc_pushback(value: &HeaderValue) -> Option<Result<Duration, ()>> 
     Some(u64::try_from(ms).map(Duration::from_millis).map_err(drop))
 }
 
+/// Parses the IETF `RateLimit` field (draft-ietf-httpapi-ratelimit-headers):
+/// `"policy";r=0;t=30, "other";r=5;t=10`. The wait it implies is the longest `t` (seconds)
+/// among the policies with nothing left (`r=0`); `None` when every policy has some left, or
+/// when the field does not read (a malformed item makes the whole field unread: a hint is
+/// followed only when it is clear).
+///
+/// ```
+/// use std::time::Duration;
+/// use http::HeaderValue;
+/// use palisade_core::hint::parse_ratelimit;
+///
+/// let field = HeaderValue::from_static("\"per-client\";r=0;t=30, \"server\";r=7;t=2");
+/// assert_eq!(parse_ratelimit(&field), Some(Duration::from_secs(30)));
+/// assert_eq!(parse_ratelimit(&HeaderValue::from_static("\"a\";r=3;t=30")), None);
+/// assert_eq!(parse_ratelimit(&HeaderValue::from_static("r=0;t=soon")), None);
+/// ```
+pub fn parse_ratelimit(value: &HeaderValue) -> Option<Duration> {
+    let text = value.to_str().ok()?;
+    let mut wait: Option<u64> = None;
+    for item in text.split(',') {
+        let mut params = item.trim().split(';');
+        // The item's name: a quoted string or a token; not read, only checked to be there.
+        if params.next().is_none_or(|name| name.trim().is_empty()) {
+            return None;
+        }
+        let (mut remaining, mut reset) = (None, None);
+        for param in params {
+            let (key, value) = param.trim().split_once('=')?;
+            let number = || value.trim().parse::<u64>().ok();
+            match key.trim() {
+                "r" => remaining = Some(number()?),
+                "t" => reset = Some(number()?),
+                _ => {}
+            }
+        }
+        if remaining == Some(0) {
+            let reset = reset?;
+            wait = Some(wait.map_or(reset, |w| w.max(reset)));
+        }
+    }
+    wait.map(Duration::from_secs)
+}
+
+/// When a response asks to be retried, if it says: `Retry-After`, or for a `429` without it,
+/// the `RateLimit` field (see [`parse_ratelimit`]).
+pub fn response_hint(
+    status: http::StatusCode,
+    headers: &http::HeaderMap,
+    now: SystemTime,
+) -> Option<Duration> {
+    if let Some(after) = headers
+        .get(http::header::RETRY_AFTER)
+        .and_then(|v| parse_retry_after(v, now))
+    {
+        return Some(after);
+    }
+    if status != http::StatusCode::TOO_MANY_REQUESTS {
+        return None;
+    }
+    headers
+        .get_all(RATELIMIT)
+        .iter()
+        .filter_map(parse_ratelimit)
+        .max()
+}
+
+/// The IETF `RateLimit` field's name.
+const RATELIMIT: http::HeaderName = http::HeaderName::from_static("ratelimit");
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -87,6 +157,52 @@ mod tests {
                 None,
                 "{bad:?}"
             );
+        }
+    }
+
+    #[test]
+    fn a_429_without_retry_after_is_read_from_its_ratelimit_field() {
+        let now = SystemTime::now();
+        let mut headers = http::HeaderMap::new();
+        headers.insert("ratelimit", HeaderValue::from_static("\"p\";r=0;t=12"));
+        let too_many = http::StatusCode::TOO_MANY_REQUESTS;
+        assert_eq!(
+            response_hint(too_many, &headers, now),
+            Some(Duration::from_secs(12))
+        );
+        assert_eq!(
+            response_hint(http::StatusCode::OK, &headers, now),
+            None,
+            "only a refusal waits"
+        );
+        headers.insert("retry-after", HeaderValue::from_static("3"));
+        assert_eq!(
+            response_hint(too_many, &headers, now),
+            Some(Duration::from_secs(3)),
+            "Retry-After first"
+        );
+        for bad in [
+            "",
+            "r=0;t=5",
+            "\"p\";r=0",
+            "\"p\";r=x;t=5",
+            "\"p\";r=0;t=-1",
+            "\"p\";r=0;t",
+        ] {
+            assert_eq!(
+                parse_ratelimit(&HeaderValue::from_str(bad).unwrap()),
+                None,
+                "{bad:?}"
+            );
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_ratelimit_field_reads_or_is_ignored(text in "[ -~]{0,120}") {
+            if let Ok(value) = HeaderValue::from_str(&text) {
+                let _ = parse_ratelimit(&value);
+            }
         }
     }
 

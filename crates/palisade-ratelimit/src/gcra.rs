@@ -40,7 +40,21 @@ pub(crate) struct Verdict {
 }
 
 impl Verdict {
+    #[cfg(feature = "http")]
+    /// The verdict a store reported: admitted or not, the key's TAT `ahead` of now
+    /// afterwards, and when refused how far `over` the tolerance the request was.
+    pub(crate) fn reported(admitted: bool, ahead: u64, over: u64, gcra: Gcra) -> Self {
+        Self {
+            admitted,
+            tat: ahead,
+            now: 0,
+            over,
+            gcra,
+        }
+    }
+
     /// Requests the key could make at once now, after this one.
+    #[cfg_attr(not(feature = "http"), allow(dead_code))]
     pub(crate) fn remaining(&self) -> u64 {
         let ahead = self.tat.saturating_sub(self.now).min(self.gcra.tolerance);
         (self.gcra.tolerance - ahead) / self.gcra.interval
@@ -83,6 +97,19 @@ impl Gcra {
             over,
             gcra: *self,
         }
+    }
+
+    /// Takes as many of `cells` as the key has now, at least one: what a fleet member asks
+    /// its store for, to serve a lease of requests without asking again. Returns the cells
+    /// granted and the verdict (refused when none could be).
+    pub(crate) fn take_up_to(&self, tat: u64, now: u64, cells: u64) -> (u64, Verdict) {
+        let base = tat.max(now);
+        let room = self.tolerance.saturating_sub(base - now) / self.interval;
+        let granted = room.min(cells);
+        if granted == 0 {
+            return (0, self.decide(tat, now, 1));
+        }
+        (granted, self.decide(tat, now, granted))
     }
 
     /// Gives back `cost` cells taken at or before `now`: a request admitted by one policy and
@@ -133,6 +160,19 @@ mod tests {
         // 30 ms early is refused, and told to come back in 30 ms.
         let early = gcra.decide(v.tat, 170 * MS, 1);
         assert_eq!(early.retry_after(), Duration::from_millis(30));
+    }
+
+    #[test]
+    fn a_lease_takes_what_there_is_up_to_its_size() {
+        let gcra = ten_a_second_burst_five();
+        let (granted, v) = gcra.take_up_to(0, 0, 3);
+        assert_eq!((granted, v.remaining()), (3, 2));
+        let (granted, v) = gcra.take_up_to(v.tat, 0, 3);
+        assert_eq!((granted, v.remaining()), (2, 0), "only two were left");
+        let (granted, v) = gcra.take_up_to(v.tat, 0, 3);
+        assert_eq!(granted, 0);
+        assert!(!v.admitted);
+        assert_eq!(v.retry_after(), Duration::from_millis(100));
     }
 
     #[test]

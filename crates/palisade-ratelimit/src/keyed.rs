@@ -16,8 +16,22 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use hashbrown::HashTable;
 
 /// One shard: each key with its hash (computed once, it picks the shard and the slot) and
-/// its TAT.
-type Shard<K> = HashTable<(u64, K, u64)>;
+/// its value (a TAT, or a lease).
+type Shard<K, V> = HashTable<(u64, K, V)>;
+
+/// A value kept for a key, and the time after which the key holds nothing a new key does
+/// not (it is idle, and may be dropped without error).
+pub(crate) trait Idle: Copy + Default {
+    /// The time, on the limiter's clock, from which the key is idle.
+    fn idle_from(&self) -> u64;
+}
+
+impl Idle for u64 {
+    /// A TAT: the key is idle once it has passed.
+    fn idle_from(&self) -> u64 {
+        *self
+    }
+}
 
 /// How the keys fared when a full shard made room.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -28,9 +42,9 @@ pub(crate) struct Evicted {
     pub(crate) early: usize,
 }
 
-/// Keys and their TATs, at most `max_keys` of them.
-pub(crate) struct Keyed<K> {
-    shards: Box<[Mutex<Shard<K>>]>,
+/// Keys and their TATs (or leases), at most `max_keys` of them.
+pub(crate) struct Keyed<K, V = u64> {
+    shards: Box<[Mutex<Shard<K, V>>]>,
     /// The keys a shard may hold.
     per_shard: usize,
     /// Keyed hashing (SipHash with a random key): the keys come from the network, and a
@@ -38,7 +52,7 @@ pub(crate) struct Keyed<K> {
     hasher: RandomState,
 }
 
-impl<K: Hash + Eq + Clone> Keyed<K> {
+impl<K: Hash + Eq + Clone, V: Idle> Keyed<K, V> {
     pub(crate) fn new(max_keys: usize) -> Self {
         let parallelism = std::thread::available_parallelism().map_or(4, |n| n.get());
         // Enough shards that threads rarely meet on one, few enough that each holds many
@@ -54,17 +68,18 @@ impl<K: Hash + Eq + Clone> Keyed<K> {
         }
     }
 
-    /// Runs `decide` on `key`'s TAT (`0` for a key not held) and stores what it returns,
-    /// unless it returns `None`. Returns what `decide` did and what was evicted to make room.
+    /// Runs `decide` on `key`'s value (the default for a key not held) and stores what it
+    /// returns, unless it returns `None`. Returns what `decide` did and what was evicted to
+    /// make room.
     pub(crate) fn update<T>(
         &self,
         key: &K,
         now: u64,
-        decide: impl FnOnce(u64) -> (Option<u64>, T),
+        decide: impl FnOnce(V) -> (Option<V>, T),
     ) -> (T, Evicted) {
         let hash = self.hasher.hash_one(key);
         let mut shard = self.lock(hash);
-        let eq = |entry: &(u64, K, u64)| entry.0 == hash && entry.1 == *key;
+        let eq = |entry: &(u64, K, V)| entry.0 == hash && entry.1 == *key;
         if let Some(entry) = shard.find_mut(hash, eq) {
             let (store, out) = decide(entry.2);
             if let Some(new) = store {
@@ -72,7 +87,7 @@ impl<K: Hash + Eq + Clone> Keyed<K> {
             }
             return (out, Evicted::default());
         }
-        let (store, out) = decide(0);
+        let (store, out) = decide(V::default());
         let mut evicted = Evicted::default();
         if let Some(new) = store {
             if shard.len() >= self.per_shard {
@@ -93,7 +108,7 @@ impl<K: Hash + Eq + Clone> Keyed<K> {
             .sum()
     }
 
-    fn lock(&self, hash: u64) -> MutexGuard<'_, Shard<K>> {
+    fn lock(&self, hash: u64) -> MutexGuard<'_, Shard<K, V>> {
         // The high bits pick the shard; the table inside uses the low ones.
         let index = (hash >> 48) as usize & (self.shards.len() - 1);
         // A panic elsewhere while the lock was held leaves TATs that are still TATs.
@@ -104,25 +119,25 @@ impl<K: Hash + Eq + Clone> Keyed<K> {
 }
 
 /// Drops the idle keys of a full shard, or, if none is, the eighth nearest to idle.
-fn make_room<K>(shard: &mut Shard<K>, now: u64, per_shard: usize) -> Evicted {
+fn make_room<K, V: Idle>(shard: &mut Shard<K, V>, now: u64, per_shard: usize) -> Evicted {
     let before = shard.len();
-    shard.retain(|entry| entry.2 > now);
+    shard.retain(|entry| entry.2.idle_from() > now);
     let idle = before - shard.len();
     if shard.len() < per_shard {
         return Evicted { idle, early: 0 };
     }
-    let mut tats: Vec<u64> = shard.iter().map(|entry| entry.2).collect();
+    let mut tats: Vec<u64> = shard.iter().map(|entry| entry.2.idle_from()).collect();
     let nth = (tats.len() / 8).max(1) - 1;
     let (_, &mut threshold, _) = tats.select_nth_unstable(nth);
     let kept = shard.len();
-    shard.retain(|entry| entry.2 > threshold);
+    shard.retain(|entry| entry.2.idle_from() > threshold);
     Evicted {
         idle,
         early: kept - shard.len(),
     }
 }
 
-impl<K> std::fmt::Debug for Keyed<K> {
+impl<K, V> std::fmt::Debug for Keyed<K, V> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Keyed")
             .field("shards", &self.shards.len())

@@ -61,6 +61,9 @@ mod config;
 #[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
 pub mod de;
 mod error;
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+pub mod fleet;
 mod future;
 mod gcra;
 mod key;
@@ -74,6 +77,7 @@ mod service;
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub mod http;
 pub mod metrics;
+pub mod store;
 
 pub use crate::config::{DEFAULT_MAX_KEYS, Policy, RateLimitConfig, RateLimitConfigBuilder};
 pub use crate::error::RateLimited;

@@ -24,7 +24,7 @@ pub(crate) struct Live {
     #[cfg(feature = "http")]
     pub(crate) policy_value: http::HeaderValue,
     state: State,
-    metrics: PolicyMetrics,
+    pub(crate) metrics: PolicyMetrics,
 }
 
 /// Where a policy keeps its TATs.
@@ -125,7 +125,7 @@ impl Limiter {
 }
 
 impl Live {
-    fn decide(&self, key: &Key, now: u64) -> Verdict {
+    pub(crate) fn decide(&self, key: &Key, now: u64) -> Verdict {
         match &self.state {
             State::Global(tat) => {
                 let mut current = tat.load(Relaxed);

@@ -130,9 +130,7 @@ impl<B, E> Classify<Response<B>, E> for HttpClassifier {
                 .and_then(crate::hint::parse_grpc_pushback)
                 .and_then(Result::ok)
         } else {
-            headers
-                .get(http::header::RETRY_AFTER)
-                .and_then(|v| crate::hint::parse_retry_after(v, std::time::SystemTime::now()))
+            crate::hint::response_hint(response.status(), headers, std::time::SystemTime::now())
         }
     }
 }

@@ -8,7 +8,7 @@
 //! [`headers_on_success`](crate::RateLimitConfigBuilder::headers_on_success) is off.
 
 mod client_ip;
-mod fields;
+pub(crate) mod fields;
 mod head;
 mod key_source;
 mod layer;

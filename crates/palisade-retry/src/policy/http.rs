@@ -8,7 +8,7 @@ use palisade_core::grpc::{GRPC_RETRY_PUSHBACK_MS, GRPC_STATUS, is_grpc};
 use palisade_core::refusal;
 
 use super::{BoxError, Decision, Policy};
-use palisade_core::hint::{parse_grpc_pushback, parse_retry_after};
+use palisade_core::hint::{parse_grpc_pushback, response_hint};
 
 use palisade_core::IDEMPOTENCY_KEY;
 
@@ -177,9 +177,7 @@ impl<B, RB> Policy<Request<B>, Response<RB>> for HttpPolicy {
         let after = if refusal::of_response(response).is_some() {
             None
         } else {
-            headers
-                .get(http::header::RETRY_AFTER)
-                .and_then(|v| parse_retry_after(v, SystemTime::now()))
+            response_hint(status, headers, SystemTime::now())
         };
         Decision::Retry {
             reason: if in_flight {
@@ -267,6 +265,17 @@ mod tests {
                 after: None
             },
             "an unparseable hint is ignored"
+        );
+        assert_eq!(
+            decide(
+                &policy,
+                &response(429, &[("ratelimit", "\"per-client\";r=0;t=7")])
+            ),
+            Decision::Retry {
+                reason: "Too Many Requests",
+                after: Some(std::time::Duration::from_secs(7))
+            },
+            "a 429's RateLimit field says when the quota is back"
         );
         let only_500 = policy.statuses([StatusCode::INTERNAL_SERVER_ERROR]);
         assert!(matches!(

@@ -9,6 +9,7 @@ use palisade::balance::BalanceConfig;
 use palisade::breaker::BreakerConfig;
 use palisade::deadline::{DeadlineConfig, PropagateConfig};
 use palisade::idempotency::IdempotencyConfig;
+use palisade::ratelimit::RateLimitConfig;
 use palisade::retry::RetryConfig;
 use palisade::shed::ShedConfig;
 use serde::Deserialize;
@@ -29,6 +30,8 @@ pub(crate) struct Stack {
 #[serde(deny_unknown_fields)]
 pub(crate) struct Server {
     pub(crate) deadline: DeadlineConfig,
+    /// Each client's quota; fleet-wide on Redis with `--redis` or `--redis-cluster`.
+    pub(crate) ratelimit: RateLimitConfig,
     pub(crate) shed: ShedConfig,
     pub(crate) idempotency: IdempotencyConfig,
 }

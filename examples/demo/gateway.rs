@@ -2,8 +2,8 @@
 //! fleet through palisade's client stack.
 //!
 //! ```text
-//! client ─▶ deadline ─▶ shed ─▶ idempotency ─▶ POST /orders ─▶ breaker ─▶ retry (keys) ─▶ deadline ─▶ balance ─▶ fleet
-//!           (server stack)                    GET /stock   ─▶ retry (hedging) ─────────▶ deadline ─┘
+//! client ─▶ deadline ─▶ rate limit ─▶ shed ─▶ idempotency ─▶ POST /orders ─▶ breaker ─▶ retry (keys) ─▶ deadline ─▶ balance ─▶ fleet
+//!           (server stack)                                   GET /stock   ─▶ retry (hedging) ─────────▶ deadline ─┘
 //! ```
 //!
 //! The deadline the client sends (`x-request-timeout-ms`) bounds the handler, and what is
@@ -29,11 +29,13 @@ use palisade::client::BoxClient;
 use palisade::idempotency::store::Store;
 use palisade::idempotency::store::postgres::KeyedTransaction;
 use palisade::prelude::*;
+use palisade::ratelimit::fleet::{Fleet, FleetRateLimitLayer, OnStoreError};
 use palisade::retry::http::ReplayBody;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tower::buffer::Buffer;
+use tower::util::Either;
 use tower::{ServiceBuilder, ServiceExt};
 
 #[derive(Clone)]
@@ -87,13 +89,34 @@ fn client_stacks(fleet: &[SocketAddr], config: &crate::config::Client) -> (BoxCl
     (BoxClient::new(orders), BoxClient::new(reads))
 }
 
+/// Each client's quota: kept in this process, or — with a store (Redis) — one quota for
+/// every gateway that shares it: leases of 10 requests, and if the store fails, this
+/// gateway keeps the whole quota on its own (it is the only one here).
+fn rate_limit(
+    config: &RateLimitConfig,
+    store: Option<Arc<dyn palisade::ratelimit::store::Store>>,
+) -> Either<HttpRateLimitLayer, FleetRateLimitLayer> {
+    match store {
+        None => Either::Left(HttpRateLimitLayer::with_config(config.clone())),
+        Some(store) => {
+            let fleet = Fleet::batched(10).on_store_error(OnStoreError::Local { share: 1.0 });
+            let layer = FleetRateLimitLayer::new(config.clone(), fleet, store)
+                .expect("the demo's fleet settings are valid");
+            Either::Right(layer)
+        }
+    }
+}
+
 /// Starts the gateway on `port` (0: any free port) with the layers `stack` configures,
-/// idempotency records in `store`, keeping the last `keep_orders` orders — in `db` if
-/// given (the idempotency store is then that database's `PostgresStore`).
+/// idempotency records in `store`, rate limits fleet-wide in `limits` if given, keeping the
+/// last `keep_orders` orders — in `db` if given (the idempotency store is then that
+/// database's `PostgresStore`).
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn start(
     fleet: &[SocketAddr],
     stack: &crate::config::Stack,
     store: Arc<dyn Store>,
+    limits: Option<Arc<dyn palisade::ratelimit::store::Store>>,
     db: Option<PgPool>,
     metrics: PrometheusHandle,
     port: u16,
@@ -128,6 +151,8 @@ pub(crate) async fn start(
             ServiceBuilder::new()
                 // First: the deadline counts from arrival, time queued in the shedder too.
                 .enforce_deadline(stack.server.deadline.clone())
+                // Then each client's quota: a greedy client is refused before it costs work.
+                .layer(rate_limit(&stack.server.ratelimit, limits))
                 .layer(HttpShedLayer::with_config(stack.server.shed.clone()))
                 .layer(IdempotencyLayer::with_shared_store(
                     store,

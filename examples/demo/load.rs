@@ -5,7 +5,9 @@
 //! retrying its previous order with the same key — which the gateway answers from its
 //! records without running it again. After each order a client reads the item's stock.
 //! Every request says how long its client will wait (`x-request-timeout-ms`): 2 s for an
-//! order, 250 ms for a read.
+//! order, 250 ms for a read, and who the client is (`x-client`), which the gateway's rate
+//! limit keys by. One more client is greedy: it reads stock as fast as four connections go,
+//! far past its quota, and is refused with 429 while the others are not.
 
 use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
@@ -34,6 +36,11 @@ pub(crate) struct Tally {
     pub(crate) cut: AtomicU64,
     pub(crate) reads: AtomicU64,
     pub(crate) reads_ok: AtomicU64,
+    /// 429s to the well-behaved clients (none, unless the quota is set too low).
+    pub(crate) limited: AtomicU64,
+    /// The greedy client's requests, and its 429s.
+    pub(crate) greedy_sent: AtomicU64,
+    pub(crate) greedy_limited: AtomicU64,
     /// Latencies of the successful reads, in microseconds.
     pub(crate) read_latency: Mutex<Histogram<u64>>,
     /// Latencies of the successful requests, in microseconds: the whole run, and the last
@@ -54,6 +61,9 @@ impl Tally {
             cut: AtomicU64::new(0),
             reads: AtomicU64::new(0),
             reads_ok: AtomicU64::new(0),
+            limited: AtomicU64::new(0),
+            greedy_sent: AtomicU64::new(0),
+            greedy_limited: AtomicU64::new(0),
             read_latency: Mutex::new(histogram()),
             latency: Mutex::new(histogram()),
             recent: Mutex::new(histogram()),
@@ -90,12 +100,18 @@ pub(crate) async fn run(
     let tally = Arc::new(Tally::new());
     let stop = Arc::new(AtomicBool::new(false));
     let http = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
-    let workers: Vec<_> = (0..clients)
+    let mut workers: Vec<_> = (0..clients)
         .map(|worker| {
             let (tally, stop, http) = (tally.clone(), stop.clone(), http.clone());
             tokio::spawn(async move { client(worker, gateway, http, &tally, &stop).await })
         })
         .collect();
+    for _ in 0..GREEDY_CONNECTIONS {
+        let (tally, stop, http) = (tally.clone(), stop.clone(), http.clone());
+        workers.push(tokio::spawn(async move {
+            greedy(gateway, http, &tally, &stop).await
+        }));
+    }
 
     let started = Instant::now();
     let mut view = View::new();
@@ -144,6 +160,7 @@ async fn client(
             .header("content-type", "application/json")
             .header("idempotency-key", quoted_key)
             .header(TIMEOUT, ORDER_TIMEOUT_MS)
+            .header(CLIENT, format!("client-{worker}"))
             .body(Full::new(request_body))
             .expect("a valid request");
         let started = Instant::now();
@@ -168,6 +185,9 @@ async fn client(
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 } else if status == http::StatusCode::GATEWAY_TIMEOUT {
                     tally.cut.fetch_add(1, Relaxed);
+                } else if status == http::StatusCode::TOO_MANY_REQUESTS {
+                    tally.limited.fetch_add(1, Relaxed);
+                    tokio::time::sleep(Duration::from_millis(50)).await;
                 } else {
                     tally.failed.fetch_add(1, Relaxed);
                 }
@@ -177,12 +197,56 @@ async fn client(
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
-        read(gateway, &http, &format!("book-{worker}-{n}"), tally).await;
+        let client = format!("client-{worker}");
+        read(
+            gateway,
+            &http,
+            &format!("book-{worker}-{n}"),
+            &client,
+            tally,
+        )
+        .await;
+    }
+}
+
+/// The greedy client's connections: reads as fast as they go, each a moment apart after a
+/// refusal (it ignores `Retry-After`, as a greedy client does).
+const GREEDY_CONNECTIONS: usize = 4;
+
+/// One connection of the greedy client.
+async fn greedy(
+    gateway: SocketAddr,
+    http: Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
+    tally: &Tally,
+    stop: &AtomicBool,
+) {
+    let mut n: u64 = 0;
+    while !stop.load(Relaxed) {
+        n += 1;
+        let request = http::Request::get(format!("http://{gateway}/stock/greedy-{n}"))
+            .header(TIMEOUT, READ_TIMEOUT_MS)
+            .header(CLIENT, "greedy")
+            .body(Full::new(Bytes::new()))
+            .expect("a valid request");
+        tally.greedy_sent.fetch_add(1, Relaxed);
+        match http.request(request).await {
+            Ok(response) => {
+                let status = response.status();
+                let _ = response.into_body().collect().await;
+                if status == http::StatusCode::TOO_MANY_REQUESTS {
+                    tally.greedy_limited.fetch_add(1, Relaxed);
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
     }
 }
 
 /// The header a client's timeout goes in, as the gateway's deadline layer reads it.
 const TIMEOUT: &str = "x-request-timeout-ms";
+/// The header that names a client, which the gateway's rate limit keys by.
+const CLIENT: &str = "x-client";
 const ORDER_TIMEOUT_MS: &str = "2000";
 const READ_TIMEOUT_MS: &str = "250";
 
@@ -191,10 +255,12 @@ async fn read(
     gateway: SocketAddr,
     http: &Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
     item: &str,
+    client: &str,
     tally: &Tally,
 ) {
     let request = http::Request::get(format!("http://{gateway}/stock/{item}"))
         .header(TIMEOUT, READ_TIMEOUT_MS)
+        .header(CLIENT, client)
         .body(Full::new(Bytes::new()))
         .expect("a valid request");
     let started = Instant::now();
@@ -214,6 +280,8 @@ async fn read(
             .record(micros.max(1));
     } else if status == http::StatusCode::GATEWAY_TIMEOUT {
         tally.cut.fetch_add(1, Relaxed);
+    } else if status == http::StatusCode::TOO_MANY_REQUESTS {
+        tally.limited.fetch_add(1, Relaxed);
     }
 }
 
@@ -295,6 +363,12 @@ impl View {
                     &[("result", "refused")]
                 ),
                 tally.cut.load(Relaxed),
+            ),
+            format!(
+                "ratelimit greedy client {:>6} sent, {:>6} refused (429)   other clients refused {:>3}",
+                tally.greedy_sent.load(Relaxed),
+                tally.greedy_limited.load(Relaxed),
+                tally.limited.load(Relaxed),
             ),
             format!(
                 "shed      gateway limit {:>4}   refused: gateway {:>4}, small backend {:>4}",

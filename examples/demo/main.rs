@@ -32,6 +32,7 @@ use std::time::Duration;
 
 use metrics_exporter_prometheus::PrometheusBuilder;
 use palisade::idempotency::store::{Durability, MemoryStore, PostgresStore, RedisStore, Store};
+use palisade::ratelimit::store::RedisStore as RateLimitRedis;
 
 use crate::load::Tally;
 use crate::scrape::Scrape;
@@ -45,6 +46,7 @@ pub(crate) struct Names {
     pub(crate) idempotency: String,
     pub(crate) breaker: String,
     pub(crate) deadline: String,
+    pub(crate) ratelimit: String,
 }
 
 impl Names {
@@ -218,6 +220,17 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             store
         }
     };
+    // With Redis, the rate limit's counts live there too: one quota for every gateway.
+    let limits: Option<Arc<dyn palisade::ratelimit::store::Store>> = match &args.store {
+        StoreChoice::Redis(url) => Some(Arc::new(RateLimitRedis::connect(url).await?)),
+        StoreChoice::RedisCluster(nodes) => Some(Arc::new(RateLimitRedis::cluster(nodes).await?)),
+        StoreChoice::Postgres(_) | StoreChoice::Memory => None,
+    };
+    let limits_where = if limits.is_some() {
+        "fleet-wide on Redis"
+    } else {
+        "in this process"
+    };
     let faults = if args.soak {
         fleet::Faults::Every(Duration::from_secs(60))
     } else {
@@ -235,6 +248,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         &addrs,
         &stack,
         gateway_store,
+        limits,
         db,
         metrics.clone(),
         port,
@@ -247,7 +261,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         println!("  backend {name:<8} http://{addr}");
     }
     println!(
-        "  gateway          http://{gateway}  (deadline → shed → idempotency; client: breaker → retry → deadline → balance, reads hedged), records {}",
+        "  gateway          http://{gateway}  (deadline → rate limit → shed → idempotency; client: breaker → retry → deadline → balance, reads hedged), records {}, rate limits {limits_where}",
         args.store.describe()
     );
     println!(
@@ -275,6 +289,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         idempotency: stack.server.idempotency.name().to_owned(),
         breaker: stack.client.breaker.name().to_owned(),
         deadline: stack.server.deadline.name().to_owned(),
+        ratelimit: stack.server.ratelimit.name().to_owned(),
     };
     let soak = args
         .soak
@@ -499,6 +514,19 @@ fn summary(tally: &Tally, m: &Scrape, duration: Duration, names: &Names, soak: O
             ),
         ),
     ];
+    rows.push((
+        "rate limited (429)",
+        format!(
+            "greedy client: {} of its {} requests · the other clients: {} ({} refusals counted at the gateway)",
+            tally.greedy_limited.load(Relaxed),
+            tally.greedy_sent.load(Relaxed),
+            tally.limited.load(Relaxed),
+            m.sum(
+                palisade::ratelimit::metrics::REQUESTS_TOTAL,
+                &[("name", names.ratelimit.as_str()), ("outcome", "refused")]
+            ),
+        ),
+    ));
     if let Some(soak) = soak {
         rows.extend(soak.rows(sent, refused + failed));
     }

@@ -13,6 +13,8 @@ use axum::routing::{get, post};
 use palisade_breaker::{BreakerConfig, HttpCircuitBreakerLayer};
 use palisade_idempotency::store::{MemoryStore, Store};
 use palisade_idempotency::{IdempotencyConfig, IdempotencyLayer, Scope};
+use palisade_ratelimit::http::KeySource;
+use palisade_ratelimit::{HttpRateLimitLayer, Policy, Quota, RateLimitConfig};
 use palisade_shed::{HttpShedLayer, ShedConfig};
 use tower::ServiceBuilder;
 
@@ -23,7 +25,7 @@ use crate::tower_stack::tower_stack;
 pub(crate) enum Variant {
     /// axum alone.
     Bare,
-    /// axum behind shed → idempotency → breaker, with a Prometheus recorder.
+    /// axum behind rate limit → shed → idempotency → breaker, with a Prometheus recorder.
     Full,
     /// axum behind the same stack assembled from tower and tower-resilience (which has no
     /// idempotency), with a Prometheus recorder: see [`tower_stack`](crate::tower_stack).
@@ -98,8 +100,17 @@ pub(crate) fn routes(keyed: bool) -> Result<Router, String> {
 }
 
 /// The app behind palisade's server stack, each layer with its defaults; idempotency
-/// records in memory, or in PostgreSQL in a `POST-postgres` run.
+/// records in memory, or in PostgreSQL in a `POST-postgres` run; a rate limit for each
+/// peer address that this healthy load never reaches (wrk's connections all come from one
+/// address: one key, every request counted), with the `RateLimit` fields on every answer.
 fn full_stack() -> Result<Router, String> {
+    let ratelimit = RateLimitConfig::builder("e2e")
+        .policy(
+            Policy::new("per-client", Quota::per_second(1_000_000).burst(1_000_000))
+                .key(KeySource::peer()),
+        )
+        .build()
+        .map_err(|e| e.to_string())?;
     let shed = ShedConfig::builder("e2e")
         .build()
         .map_err(|e| e.to_string())?;
@@ -115,6 +126,7 @@ fn full_stack() -> Result<Router, String> {
     };
     Ok(routes(true)?.layer(
         ServiceBuilder::new()
+            .layer(HttpRateLimitLayer::with_config(ratelimit))
             .layer(HttpShedLayer::with_config(shed))
             .layer(IdempotencyLayer::with_shared_store(store, idempotency))
             .layer(HttpCircuitBreakerLayer::with_config(breaker)),
@@ -161,7 +173,14 @@ pub(crate) fn serve(variant: Option<&str>) -> ExitCode {
     let served = runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         println!("{}", listener.local_addr()?);
-        axum::serve(listener, app).await
+        if variant == Variant::Full {
+            // The peer's address in each request, for the rate limit's key: what an app that
+            // limits by address pays (an extension a request).
+            let app = app.into_make_service_with_connect_info::<SocketAddr>();
+            axum::serve(listener, app).await
+        } else {
+            axum::serve(listener, app).await
+        }
     });
     match served {
         Ok(()) => ExitCode::SUCCESS,

@@ -44,6 +44,14 @@ pub trait Store: Send + Sync + 'static {
     fn take<'a>(&'a self, take: Take<'a>) -> StoreFuture<'a>;
 }
 
+/// A shared store is a store: one `Arc` for several layers, or a store chosen at run time
+/// (`Arc<dyn Store>`).
+impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
+    fn take<'a>(&'a self, take: Take<'a>) -> StoreFuture<'a> {
+        (**self).take(take)
+    }
+}
+
 /// What a fleet member asks its store for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]

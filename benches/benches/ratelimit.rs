@@ -58,14 +58,20 @@ fn config(key: Option<KeySource>, headers: bool) -> RateLimitConfig {
         .unwrap()
 }
 
-/// governor's limiter checked before the same cheapest service: what the limit costs when
-/// used directly.
-#[derive(Clone)]
-struct GovernorDirect {
-    limiter: Arc<governor::DefaultDirectRateLimiter>,
+/// A limiter checked before the same cheapest service: what a limit costs used directly.
+struct Checked<F> {
+    admit: Arc<F>,
 }
 
-impl Service<u64> for GovernorDirect {
+impl<F> Clone for Checked<F> {
+    fn clone(&self) -> Self {
+        Self {
+            admit: self.admit.clone(),
+        }
+    }
+}
+
+impl<F: Fn(u64) -> bool> Service<u64> for Checked<F> {
     type Response = u64;
     type Error = std::io::Error;
     type Future = Ready<Result<u64, std::io::Error>>;
@@ -75,8 +81,7 @@ impl Service<u64> for GovernorDirect {
     }
 
     fn call(&mut self, req: u64) -> Self::Future {
-        let admitted = self.limiter.check().is_ok();
-        ready(if admitted {
+        ready(if (self.admit)(req) {
             Ok(req)
         } else {
             Err(std::io::Error::other("limited"))
@@ -84,28 +89,19 @@ impl Service<u64> for GovernorDirect {
     }
 }
 
-#[derive(Clone)]
-struct GovernorKeyed {
-    limiter: Arc<governor::DefaultKeyedRateLimiter<u64>>,
-    keys: u64,
+/// governor's direct limiter, checked before the cheapest service.
+fn governor_direct() -> Checked<impl Fn(u64) -> bool + Send + Sync> {
+    let limiter = RateLimiter::direct(governor_quota());
+    Checked {
+        admit: Arc::new(move |_| limiter.check().is_ok()),
+    }
 }
 
-impl Service<u64> for GovernorKeyed {
-    type Response = u64;
-    type Error = std::io::Error;
-    type Future = Ready<Result<u64, std::io::Error>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, req: u64) -> Self::Future {
-        let admitted = self.limiter.check_key(&(req % self.keys)).is_ok();
-        ready(if admitted {
-            Ok(req)
-        } else {
-            Err(std::io::Error::other("limited"))
-        })
+/// governor's keyed limiter over `keys` keys, checked before the cheapest service.
+fn governor_keyed(keys: u64) -> Checked<impl Fn(u64) -> bool + Send + Sync> {
+    let limiter = RateLimiter::keyed(governor_quota());
+    Checked {
+        admit: Arc::new(move |req| limiter.check_key(&(req % keys)).is_ok()),
     }
 }
 
@@ -179,9 +175,7 @@ fn generic(c: &mut Criterion, runtime: &tokio::runtime::Runtime) {
         let mut group = c.benchmark_group(format!("ratelimit/generic/{threads}-thread"));
         let _guard = runtime.enter();
         let ours_global = RateLimitLayer::with_config(config(None, false)).layer(Bare);
-        let governor_direct = GovernorDirect {
-            limiter: Arc::new(RateLimiter::direct(governor_quota())),
-        };
+        let governor_direct = governor_direct();
         group.bench_function("bare", |b| b.iter_custom(|n| run(&Bare, |i| i, threads, n)));
         group.bench_function("palisade/global", |b| {
             b.iter_custom(|n| run(&ours_global, |i| i, threads, n))
@@ -209,10 +203,7 @@ fn generic(c: &mut Criterion, runtime: &tokio::runtime::Runtime) {
             let ours = RateLimitLayer::with_config(config(None, false))
                 .key_fn(move |n: &u64| *n % keys)
                 .layer(Bare);
-            let theirs = GovernorKeyed {
-                limiter: Arc::new(RateLimiter::keyed(governor_quota())),
-                keys,
-            };
+            let theirs = governor_keyed(keys);
             group.bench_function(format!("palisade/keyed-{keys}"), |b| {
                 b.iter_custom(|n| run(&ours, |i| i, threads, n))
             });

@@ -128,9 +128,19 @@ fn make_room<K, V: Idle>(shard: &mut Shard<K, V>, now: u64, per_shard: usize) ->
     }
     let mut tats: Vec<u64> = shard.iter().map(|entry| entry.2.idle_from()).collect();
     let nth = (tats.len() / 8).max(1) - 1;
-    let (_, &mut threshold, _) = tats.select_nth_unstable(nth);
+    let (below, &mut threshold, _) = tats.select_nth_unstable(nth);
+    // Exactly `nth + 1` keys go: every one below the threshold, and as many at it as that
+    // leaves (a flood at one instant has every TAT alike: the shard must not empty).
+    let mut ties = nth + 1 - below.iter().filter(|&&t| t < threshold).count();
     let kept = shard.len();
-    shard.retain(|entry| entry.2.idle_from() > threshold);
+    shard.retain(|entry| {
+        let idle_from = entry.2.idle_from();
+        if idle_from == threshold && ties > 0 {
+            ties -= 1;
+            return false;
+        }
+        idle_from >= threshold
+    });
     Evicted {
         idle,
         early: kept - shard.len(),
@@ -167,6 +177,17 @@ mod tests {
         }
         assert!(keyed.len() <= 1_000, "{} keys held", keyed.len());
         assert!(early > 0, "room was made early");
+    }
+
+    #[test]
+    fn a_flood_at_one_instant_evicts_an_eighth_not_the_shard() {
+        let keyed = Keyed::new(64);
+        for key in 0..64 {
+            touch(&keyed, key, 0, 1_000);
+        }
+        let evicted = touch(&keyed, 64, 0, 1_000);
+        assert_eq!(evicted, Evicted { idle: 0, early: 8 });
+        assert_eq!(keyed.len(), 64 - 8 + 1);
     }
 
     #[test]

@@ -55,9 +55,26 @@ async fn alerting_metrics_exist_from_construction_and_no_series_per_endpoint() {
         .buffer(64)
         .service(balance);
 
+    // A rate limit kept by a fleet's store.
+    let limits = palisade::ratelimit::RateLimitConfig::builder("api")
+        .policy(palisade::ratelimit::Policy::new(
+            "per-client",
+            palisade::ratelimit::Quota::per_second(10),
+        ))
+        .build()
+        .unwrap();
+    let _fleet = palisade::ratelimit::fleet::FleetRateLimitLayer::new(
+        limits,
+        palisade::ratelimit::fleet::Fleet::exact(),
+        palisade::ratelimit::store::MemoryStore::new(),
+    )
+    .unwrap();
+
     // Made, not yet used: every series an alert reads is there, at zero.
     let scrape = prometheus.render();
     for metric in [
+        "palisade_ratelimit_store_calls_total{name=\"api\",result=\"failed\"} 0",
+        "palisade_ratelimit_evicted_total{name=\"api\",policy=\"per-client\",kind=\"early\"} 0",
         "palisade_balance_ejections_total{name=\"inventory\"} 0",
         "palisade_balance_panic_total{name=\"inventory\"} 0",
         "palisade_balance_no_endpoints_total{name=\"inventory\"} 0",

@@ -24,7 +24,14 @@
 //!   `RateLimit-Policy` and `RateLimit` fields and problem+json; gRPC `RESOURCE_EXHAUSTED`
 //!   with `grpc-retry-pushback-ms`; a typed error in generic mode. Admitted responses carry
 //!   the fields too, so a client can slow down before it is refused.
+//! - **One limit for a fleet** ([`fleet`], [`store`]): every instance takes from the same
+//!   counts in Redis (one server or a Redis Cluster; one script a decision, on Redis's
+//!   clock), exactly or in leases that spare most round trips; a store that fails admits,
+//!   refuses, or falls back to a local share, as configured.
 //! - **Observability**: [`metrics`] per policy, refusals at DEBUG.
+//!
+//! palisade's own clients read a `429` as a hint: the retry layer and the balancer wait what
+//! `Retry-After`, or else the `RateLimit` field, says.
 //!
 //! # Example
 //!

@@ -281,17 +281,23 @@ where
         while let Poll::Ready(Some(readied)) = self.pending.poll_next_unpin(cx) {
             match readied {
                 Readied::Ready(key, service) => {
+                    let start_rtt = self.start_rtt();
                     let (config, metrics) = (&self.config, &self.metrics);
                     let new_load = || {
                         Arc::new(
-                            Load::new(config.default_rtt, config.decay, config.failure_penalty)
-                                .with(config.load, key.weight()),
+                            Load::new(start_rtt, config.decay, config.failure_penalty)
+                                .with(config.load, key.weight())
+                                .slow_start(config.slow_start),
                         )
                     };
                     let requests = || metrics.requests(&key);
                     let readied = self.endpoints.readied(&key, service, new_load, requests);
                     if readied == Some(true) {
                         tracing::info!(balancer = %self.config.name, endpoint = ?key, "endpoint back in rotation for a probe");
+                        // Back from ejection: it ramps up again, as a new one does.
+                        if let Some(ready) = self.endpoints.get_ready_mut(&key) {
+                            ready.load.rejoin();
+                        }
                     }
                 }
                 Readied::Failed(key) => {
@@ -300,6 +306,25 @@ where
                 }
                 Readied::Cancelled => {}
             }
+        }
+    }
+
+    /// Where a new endpoint's latency estimate starts: `default_rtt`, or with slow start
+    /// the ready endpoints' mean — the ramp, not a cold estimate, sets its share.
+    fn start_rtt(&self) -> std::time::Duration {
+        let n = self.endpoints.ready_len();
+        if self.config.slow_start.is_none() || n == 0 {
+            return self.config.default_rtt;
+        }
+        let now = Instant::now();
+        let mean = (0..n)
+            .map(|i| self.endpoints.ready(i).load.estimate_nanos(now))
+            .sum::<f64>()
+            / n as f64;
+        if mean.is_finite() && mean >= 1.0 {
+            std::time::Duration::from_nanos(mean as u64)
+        } else {
+            self.config.default_rtt
         }
     }
 

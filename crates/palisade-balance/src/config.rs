@@ -7,6 +7,7 @@ use palisade_breaker::{BreakerConfig, BreakerConfigBuilder, OpenDuration};
 use palisade_core::ConfigError;
 
 use crate::load::LoadMetric;
+use crate::slow_start::SlowStart;
 
 /// How a balancer balances; made with [`BalanceConfig::builder`].
 #[derive(Debug, Clone)]
@@ -21,6 +22,7 @@ pub struct BalanceConfig {
     pub(crate) max_ejected_share: f64,
     pub(crate) load: LoadMetric,
     pub(crate) endpoint_metrics: bool,
+    pub(crate) slow_start: Option<SlowStart>,
 }
 
 /// The default ejection: five failures in a row eject an endpoint for 5 s, doubling (with
@@ -72,6 +74,7 @@ impl BalanceConfig {
                 max_hint: Duration::from_secs(30),
                 load: LoadMetric::PeakEwma,
                 endpoint_metrics: false,
+                slow_start: None,
             }
         }
     }
@@ -111,6 +114,7 @@ impl From<Arc<str>> for BalanceConfig {
 /// | [`max_ejected_share`](Self::max_ejected_share) | 50 % | Envoy's panic threshold |
 /// | [`max_hint`](Self::max_hint) | 30 s | as palisade-retry; Envoy caps `Retry-After` at 300 s |
 /// | [`endpoint_metrics`](Self::endpoint_metrics) | off | Envoy keeps per-host figures out of its stats by default |
+/// | [`slow_start`](Self::slow_start) | off: a new endpoint starts at `default_rtt` | Envoy's slow start is opt-in too |
 #[derive(Debug, Clone)]
 pub struct BalanceConfigBuilder {
     config: BalanceConfig,
@@ -188,9 +192,20 @@ impl BalanceConfigBuilder {
         self
     }
 
+    /// Ramps a new or returning endpoint's share up over a window (see [`SlowStart`]); a
+    /// new endpoint then starts at the ready endpoints' mean latency estimate rather than
+    /// at [`default_rtt`](Self::default_rtt).
+    pub fn slow_start(mut self, slow_start: SlowStart) -> Self {
+        self.config.slow_start = Some(slow_start);
+        self
+    }
+
     /// Checks every setting and returns the configuration, or the first bad setting.
     pub fn build(self) -> Result<BalanceConfig, ConfigError> {
         let c = &self.config;
+        if let Some(slow_start) = &c.slow_start {
+            slow_start.validate()?;
+        }
         if c.default_rtt.is_zero() {
             return Err(ConfigError::new("default_rtt", "must be longer than zero"));
         }

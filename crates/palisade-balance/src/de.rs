@@ -12,6 +12,7 @@
 //! max_ejected_share = 0.5
 //! load = "peak_ewma"            # or "pending_requests"
 //! endpoint_metrics = false
+//! slow_start = { window = "30s", aggression = 1.0, min_weight = 0.1 }   # off unless given
 //! # A breaker's settings, on top of the default ejection (5 failures in a row, 5 s to 60 s);
 //! # or `ejection = false`.
 //! ejection = { consecutive_failures = 3, open_duration = { initial = "2s", max = "30s" } }
@@ -25,6 +26,7 @@ use serde::{Deserialize, Deserializer};
 
 use crate::config::{BalanceConfig, BalanceConfigBuilder, default_ejection_builder};
 use crate::load::LoadMetric;
+use crate::slow_start::SlowStart;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -44,6 +46,16 @@ struct File {
     max_ejected_share: Option<f64>,
     load: Option<LoadFile>,
     endpoint_metrics: Option<bool>,
+    slow_start: Option<SlowStartFile>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SlowStartFile {
+    #[serde(deserialize_with = "palisade_core::de::duration")]
+    window: Duration,
+    aggression: Option<f64>,
+    min_weight: Option<f64>,
 }
 
 /// A breaker's settings on top of the default ejection's.
@@ -98,6 +110,16 @@ impl File {
         if let Some(on) = self.endpoint_metrics {
             b = b.endpoint_metrics(on);
         }
+        if let Some(file) = self.slow_start {
+            let mut slow_start = SlowStart::new(file.window);
+            if let Some(aggression) = file.aggression {
+                slow_start = slow_start.aggression(aggression);
+            }
+            if let Some(share) = file.min_weight {
+                slow_start = slow_start.min_weight(share);
+            }
+            b = b.slow_start(slow_start);
+        }
         b
     }
 }
@@ -128,7 +150,8 @@ mod tests {
             r#"{"name": "inventory", "default_rtt": "20ms", "decay": "5s",
                 "failure_penalty": "2s", "no_ready_timeout": "500ms", "max_hint": "10s",
                 "max_ejected_share": 0.3, "load": "pending_requests", "endpoint_metrics": true,
-                "ejection": {"consecutive_failures": 3}}"#,
+                "ejection": {"consecutive_failures": 3},
+                "slow_start": {"window": "30s", "aggression": 2.0, "min_weight": 0.2}}"#,
         )
         .unwrap();
         let built = BalanceConfig::builder("inventory")
@@ -140,6 +163,11 @@ mod tests {
             .max_ejected_share(0.3)
             .load(LoadMetric::PendingRequests)
             .endpoint_metrics(true)
+            .slow_start(
+                SlowStart::new(Duration::from_secs(30))
+                    .aggression(2.0)
+                    .min_weight(0.2),
+            )
             .ejection(
                 default_ejection_builder()
                     .consecutive_failures(3)
@@ -162,5 +190,8 @@ mod tests {
                 .contains("`half_open_probes`")
         );
         assert!(err(r#"{"name": "a", "load": "random"}"#).contains("unknown variant `random`"));
+        assert!(
+            err(r#"{"name": "a", "slow_start": {"window": "0s"}}"#).contains("`slow_start.window`")
+        );
     }
 }

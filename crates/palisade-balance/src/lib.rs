@@ -108,9 +108,11 @@ pub mod grpc;
 #[cfg(feature = "http")]
 pub mod http;
 pub mod metrics;
+pub mod slow_start;
 
 pub use crate::balance::Balance;
 pub use crate::config::{BalanceConfig, BalanceConfigBuilder};
 pub use crate::error::NoReadyEndpoints;
 pub use crate::future::ResponseFuture;
 pub use crate::load::LoadMetric;
+pub use crate::slow_start::SlowStart;

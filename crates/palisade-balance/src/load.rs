@@ -17,6 +17,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::slow_start::SlowStart;
+
 /// One endpoint's load, shared with its requests in flight.
 #[derive(Debug)]
 pub(crate) struct Load {
@@ -27,6 +29,8 @@ pub(crate) struct Load {
     metric: LoadMetric,
     /// The endpoint's weight from discovery: its cost is divided by it.
     weight: f64,
+    /// The ramp of a new or returning endpoint's weight.
+    slow_start: Option<SlowStart>,
 }
 
 /// What the balancer compares when it picks the less loaded of two endpoints.
@@ -49,6 +53,8 @@ struct Ewma {
     updated: Instant,
     /// Until when the endpoint asked to be left alone.
     held_until: Option<Instant>,
+    /// When it joined the rotation, or came back to it: where its slow start counts from.
+    joined: Instant,
 }
 
 impl Ewma {
@@ -67,13 +73,37 @@ impl Load {
                 estimate_nanos: default_rtt.as_nanos() as f64,
                 updated: Instant::now(),
                 held_until: None,
+                joined: Instant::now(),
             }),
             pending: AtomicUsize::new(0),
             decay_nanos: decay.as_nanos().max(1) as f64,
             penalty,
             metric: LoadMetric::PeakEwma,
             weight: 1.0,
+            slow_start: None,
         }
+    }
+
+    /// Ramps the endpoint's weight up over `slow_start`'s window, from now.
+    pub(crate) fn slow_start(mut self, slow_start: Option<SlowStart>) -> Self {
+        self.slow_start = slow_start;
+        self
+    }
+
+    /// The endpoint came back (from ejection): its slow start begins again.
+    pub(crate) fn rejoin(&self) {
+        if self.slow_start.is_some() {
+            self.ewma
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .joined = Instant::now();
+        }
+    }
+
+    /// The latency estimate at `now`, in nanoseconds.
+    pub(crate) fn estimate_nanos(&self, now: Instant) -> f64 {
+        let ewma = self.ewma.lock().unwrap_or_else(PoisonError::into_inner);
+        ewma.at(now, self.decay_nanos)
     }
 
     /// Compares by `metric`, for an endpoint of `weight` (as [`Weighted`] gives it).
@@ -98,7 +128,10 @@ impl Load {
             LoadMetric::PeakEwma => ewma.at(now, self.decay_nanos) * in_flight,
             LoadMetric::PendingRequests => in_flight,
         };
-        cost / self.weight
+        let ramp = self.slow_start.map_or(1.0, |slow_start| {
+            slow_start.factor(now.saturating_duration_since(ewma.joined))
+        });
+        cost / (self.weight * ramp)
     }
 
     /// The endpoint asked to be left alone for `wait`.
@@ -160,6 +193,30 @@ mod tests {
     use super::*;
 
     const MS: Duration = Duration::from_millis(1);
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_start_divides_the_weight_until_its_window_ends() {
+        let ramping = Load::new(30 * MS, Duration::from_secs(10), Duration::from_secs(1))
+            .slow_start(Some(SlowStart::new(Duration::from_secs(10))));
+        let steady = Load::new(30 * MS, Duration::from_secs(10), Duration::from_secs(1));
+        let ratio = |at: Instant| ramping.cost(at) / steady.cost(at);
+        assert!(
+            (ratio(Instant::now()) - 10.0).abs() < 1e-6,
+            "a tenth of its weight"
+        );
+        tokio::time::advance(Duration::from_secs(5)).await;
+        assert!((ratio(Instant::now()) - 2.0).abs() < 1e-6, "half, half-way");
+        tokio::time::advance(Duration::from_secs(5)).await;
+        assert!(
+            (ratio(Instant::now()) - 1.0).abs() < 1e-6,
+            "whole at the window's end"
+        );
+        ramping.rejoin();
+        assert!(
+            (ratio(Instant::now()) - 10.0).abs() < 1e-6,
+            "back from ejection: again"
+        );
+    }
 
     #[tokio::test(start_paused = true)]
     async fn failures_cost_the_penalty_and_the_estimate_decays() {

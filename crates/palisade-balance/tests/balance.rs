@@ -436,3 +436,86 @@ async fn no_series_per_endpoint_by_default() {
     assert!(per_endpoint.is_empty(), "{per_endpoint:?}");
     assert_eq!(counts.lock().unwrap().values().sum::<usize>(), 10);
 }
+
+/// Ten clients sending requests back to back through `balance` for `span`: the share of
+/// them that `name` answered.
+async fn share_over<S>(
+    balance: &SharedBalance<S>,
+    counts: &Counts,
+    name: &'static str,
+    span: Duration,
+) -> f64
+where
+    S: Service<(), Response = &'static str, Error = BoxError> + Send + 'static,
+    S::Future: Send,
+{
+    let before = counts.lock().unwrap().clone();
+    let until = Instant::now() + span;
+    let clients: Vec<_> = (0..10)
+        .map(|_| {
+            let balance = balance.clone();
+            tokio::spawn(async move {
+                let mut sent = 0;
+                while Instant::now() < until {
+                    let call = {
+                        let mut balance = balance.lock().await;
+                        balance.ready().await.unwrap().call(())
+                    };
+                    call.await.unwrap();
+                    sent += 1;
+                }
+                sent
+            })
+        })
+        .collect();
+    let mut sent = 0;
+    for client in clients {
+        sent += client.await.unwrap();
+    }
+    let after = counts.lock().unwrap();
+    let got = after.get(name).copied().unwrap_or(0) - before.get(name).copied().unwrap_or(0);
+    got as f64 / sent as f64
+}
+
+type SharedBalance<S> = Arc<tokio::sync::Mutex<S>>;
+
+#[tokio::test(start_paused = true)]
+async fn with_slow_start_a_joining_endpoint_ramps_up_to_its_share() {
+    let window = Duration::from_secs(20);
+    for slow_start in [true, false] {
+        let counts = Counts::default();
+        let (publish, sets) = watch::channel(BTreeSet::from(["a", "b"]));
+        let made = counts.clone();
+        // Every endpoint answers in 5 ms: a fair share is a third once "c" joins.
+        let discover = WatchDiscover::new("test", sets, move |name: &&'static str| {
+            endpoint(name, Answer::After(5 * MS), made.clone())
+        });
+        let config = BalanceConfig::builder("test");
+        let config = if slow_start {
+            config.slow_start(palisade_balance::SlowStart::new(window))
+        } else {
+            config
+        };
+        let balance = Arc::new(tokio::sync::Mutex::new(Balance::with_config(
+            discover,
+            config.build().unwrap(),
+        )));
+        // Warm: two endpoints, their estimates down to their 5 ms.
+        share_over(&balance, &counts, "a", Duration::from_secs(30)).await;
+        publish.send(BTreeSet::from(["a", "b", "c"])).unwrap();
+        let first = share_over(&balance, &counts, "c", Duration::from_secs(2)).await;
+        let middle = share_over(&balance, &counts, "c", Duration::from_secs(8)).await;
+        let _ = share_over(&balance, &counts, "c", Duration::from_secs(10)).await;
+        let after = share_over(&balance, &counts, "c", Duration::from_secs(10)).await;
+        assert!(
+            after > 0.25,
+            "a fair share once the window is over: {after} (slow start: {slow_start})"
+        );
+        if slow_start {
+            // A tenth of its weight at first: it is sent requests only when the others are
+            // far busier; its share grows as its weight does.
+            assert!(first < 0.1, "a small share at first: {first}");
+            assert!(middle > first, "its share grows: {first} then {middle}");
+        }
+    }
+}

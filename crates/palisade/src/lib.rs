@@ -84,7 +84,7 @@ pub use crate::builder_ext::PalisadeBuilderExt;
 /// The types most stacks need.
 pub mod prelude {
     #[cfg(feature = "balance")]
-    pub use palisade_balance::{Balance, BalanceConfig, NoReadyEndpoints};
+    pub use palisade_balance::{Balance, BalanceConfig, NoReadyEndpoints, SlowStart};
     #[cfg(all(feature = "breaker", feature = "http"))]
     pub use palisade_breaker::HttpCircuitBreakerLayer;
     #[cfg(feature = "breaker")]

@@ -507,6 +507,11 @@ async fn with_slow_start_a_joining_endpoint_ramps_up_to_its_share() {
         let middle = share_over(&balance, &counts, "c", Duration::from_secs(8)).await;
         let _ = share_over(&balance, &counts, "c", Duration::from_secs(10)).await;
         let after = share_over(&balance, &counts, "c", Duration::from_secs(10)).await;
+        // The figures docs/balance.md gives (`-- --nocapture` shows them).
+        eprintln!(
+            "slow start {slow_start}: the new endpoint's share {first:.4} in its first 2 s, \
+             {middle:.4} in the next 8, {after:.4} at 20-30 s"
+        );
         assert!(
             after > 0.25,
             "a fair share once the window is over: {after} (slow start: {slow_start})"

@@ -130,6 +130,7 @@ fn operations_guide_names_every_metric() {
         palisade::deadline::metrics::ALL,
         palisade::idempotency::metrics::ALL,
         palisade::ratelimit::metrics::ALL,
+        palisade::registry::metrics::ALL,
         palisade::retry::metrics::ALL,
         palisade::shed::metrics::ALL,
     ];

@@ -40,18 +40,18 @@ use crate::server::{Server, ServiceTime};
 const ENDPOINTS: usize = 10;
 /// The slow endpoint, or the black hole.
 const BAD: usize = ENDPOINTS - 1;
-const WORKERS: usize = 4;
-const MEAN_SERVICE: Duration = Duration::from_millis(10);
+pub(crate) const WORKERS: usize = 4;
+pub(crate) const MEAN_SERVICE: Duration = Duration::from_millis(10);
 const SLOWDOWN: u32 = 10;
-const SIGMA: f64 = 0.5;
+pub(crate) const SIGMA: f64 = 0.5;
 const LOAD: f64 = 0.6;
 const DURATION: Duration = Duration::from_secs(30);
 /// The balancers' starting estimate and decay, the same for tower's and palisade's.
-const DEFAULT_RTT: Duration = Duration::from_millis(30);
-const DECAY: Duration = Duration::from_secs(10);
-const ARRIVAL_SEED: u64 = 0xba1a_0001;
-const SERVICE_SEED: u64 = 0xba1a_0100;
-const BALANCER_SEED: u64 = 2026;
+pub(crate) const DEFAULT_RTT: Duration = Duration::from_millis(30);
+pub(crate) const DECAY: Duration = Duration::from_secs(10);
+pub(crate) const ARRIVAL_SEED: u64 = 0xba1a_0001;
+pub(crate) const SERVICE_SEED: u64 = 0xba1a_0100;
+pub(crate) const BALANCER_SEED: u64 = 2026;
 
 /// What the bad endpoint does.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -73,16 +73,16 @@ impl std::fmt::Display for Unavailable {
 
 impl std::error::Error for Unavailable {}
 
-type EndpointFuture = Pin<Box<dyn Future<Output = Result<usize, BoxError>> + Send>>;
+pub(crate) type EndpointFuture = Pin<Box<dyn Future<Output = Result<usize, BoxError>> + Send>>;
 
 /// One endpoint: a server, or a black hole. It answers with its index, so that each
 /// request knows where it went.
 #[derive(Clone)]
-struct Endpoint {
-    index: usize,
-    server: Option<Server>,
+pub(crate) struct Endpoint {
+    pub(crate) index: usize,
+    pub(crate) server: Option<Server>,
     /// Calls to every endpoint of the run.
-    calls: Arc<AtomicU64>,
+    pub(crate) calls: Arc<AtomicU64>,
 }
 
 impl Service<()> for Endpoint {
@@ -178,15 +178,15 @@ fn keyed(endpoints: Vec<Endpoint>) -> impl Iterator<Item = (usize, Endpoint)> {
     endpoints.into_iter().map(|e| (e.index, e))
 }
 
-struct Record {
-    arrival: Duration,
-    latency: Duration,
+pub(crate) struct Record {
+    pub(crate) arrival: Duration,
+    pub(crate) latency: Duration,
     /// The endpoint that answered, or whether the error was the black hole's.
-    served_by: Result<usize, bool>,
+    pub(crate) served_by: Result<usize, bool>,
 }
 
 impl Record {
-    fn ok(&self) -> bool {
+    pub(crate) fn ok(&self) -> bool {
         self.served_by.is_ok()
     }
 
@@ -195,15 +195,20 @@ impl Record {
     }
 }
 
-struct Run {
-    system: &'static str,
-    records: Vec<Record>,
+pub(crate) struct Run {
+    pub(crate) system: &'static str,
+    pub(crate) records: Vec<Record>,
     /// Calls that reached the endpoints.
     calls: u64,
 }
 
 /// Sends each arrival through `svc` at its time, each answer awaited in a task of its own.
-async fn drive<S>(system: &'static str, mut svc: S, arrivals: &[Duration], calls: &AtomicU64) -> Run
+pub(crate) async fn drive<S>(
+    system: &'static str,
+    mut svc: S,
+    arrivals: &[Duration],
+    calls: &AtomicU64,
+) -> Run
 where
     S: Service<(), Response = usize, Error = BoxError>,
     S::Future: Send + 'static,
@@ -291,7 +296,7 @@ fn histogram() -> Histogram<u64> {
 }
 
 /// The `q` quantile of the successes' latency, in ms.
-fn latency_ms<'a>(records: impl Iterator<Item = &'a Record>, q: f64) -> f64 {
+pub(crate) fn latency_ms<'a>(records: impl Iterator<Item = &'a Record>, q: f64) -> f64 {
     let mut h = histogram();
     for r in records.filter(|r| r.ok()) {
         h.saturating_record(r.latency.as_micros().max(1) as u64);
@@ -308,7 +313,7 @@ fn share<'a>(records: impl Iterator<Item = &'a Record>, f: impl Fn(&Record) -> b
     yes as f64 / n.max(1) as f64
 }
 
-fn round(x: f64, decimals: i32) -> f64 {
+pub(crate) fn round(x: f64, decimals: i32) -> f64 {
     let scale = 10f64.powi(decimals);
     (x * scale).round() / scale
 }

@@ -9,11 +9,12 @@
 //! `idempotency-duplicates`, `retry-outage`,
 //! `retry-transient`, `shed-overload`, `shed-capacity-drop`, `shed-priority`,
 //! `shed-noisy-healthy`, `stack-fast-failing-replica`, `hedge-tail`, `hedge-overload`, `deadline-chain`,
-//! `ratelimit-fleet`.
+//! `ratelimit-fleet`, `cold-endpoint`.
 #![allow(clippy::print_stdout)]
 
 mod balance;
 mod breaker_outage;
+mod cold;
 mod deadline;
 mod hedge;
 mod idempotency;
@@ -45,6 +46,7 @@ const SCENARIOS: &[&str] = &[
     "hedge-overload",
     "deadline-chain",
     "ratelimit-fleet",
+    "cold-endpoint",
 ];
 
 struct Args {
@@ -115,6 +117,7 @@ fn main() -> ExitCode {
         "hedge-overload" => runtime.block_on(hedge::overload()),
         "deadline-chain" => runtime.block_on(deadline::chain_scenario()),
         "ratelimit-fleet" => runtime.block_on(ratelimit::fleet()),
+        "cold-endpoint" => runtime.block_on(cold::cold_endpoint()),
         _ => unreachable!("checked in parse_args"),
     };
     println!("{}", report.table());

@@ -101,6 +101,13 @@ struct Inner {
     service: ServiceTime,
     /// Requests in the server at which service times double ([`Server::contended`]).
     contention: Option<usize>,
+    /// How slow the server is at first, and the requests it serves to warm up
+    /// ([`Server::cold`]).
+    cold: Option<(f64, u64)>,
+    /// Workers it grows to, one at a time over its first requests, and how many requests
+    /// that takes ([`Server::growing`]); the workers it has now.
+    growth: Option<(usize, u64)>,
+    grown: AtomicUsize,
 }
 
 impl Server {
@@ -114,6 +121,9 @@ impl Server {
                 waiting: AtomicUsize::new(0),
                 service,
                 contention: None,
+                cold: None,
+                growth: None,
+                grown: AtomicUsize::new(workers),
             }),
         }
     }
@@ -127,6 +137,31 @@ impl Server {
         let server = Self::new(workers, service);
         let mut inner = Arc::into_inner(server.inner).expect("just made");
         inner.contention = Some(contention);
+        Self {
+            inner: Arc::new(inner),
+        }
+    }
+
+    /// A server that starts cold — caches empty, connections unpooled — and warms with the
+    /// requests it serves: its `n`-th request is slower by a factor that falls linearly
+    /// from `factor` to 1 over its first `warmup` requests.
+    pub(crate) fn cold(workers: usize, service: ServiceTime, factor: f64, warmup: u64) -> Self {
+        let server = Self::new(workers, service);
+        let mut inner = Arc::into_inner(server.inner).expect("just made");
+        inner.cold = Some((factor, warmup));
+        Self {
+            inner: Arc::new(inner),
+        }
+    }
+
+    /// A server that starts with one worker and grows to `workers` over its first `warmup`
+    /// requests — thread and connection pools filling as traffic comes — so that a load it
+    /// serves at full size swamps it at first, though each request is as fast.
+    pub(crate) fn growing(workers: usize, service: ServiceTime, warmup: u64) -> Self {
+        let server = Self::new(1, service);
+        let mut inner = Arc::into_inner(server.inner).expect("just made");
+        inner.growth = Some((workers, warmup));
+        inner.grown = AtomicUsize::new(1);
         Self {
             inner: Arc::new(inner),
         }
@@ -193,14 +228,28 @@ impl<R> Service<R> for Server {
             let permit = Arc::clone(&inner.workers).acquire_owned().await?;
             drop(waiting);
             inner.busy.fetch_add(1, SeqCst);
-            let mut service = inner.service.sample(inner.started.fetch_add(1, SeqCst));
+            let n = inner.started.fetch_add(1, SeqCst);
+            if let Some((workers, warmup)) = inner.growth {
+                let due =
+                    1 + ((workers - 1) as u64 * (n + 1) / warmup).min(workers as u64 - 1) as usize;
+                let before = inner.grown.fetch_max(due, SeqCst);
+                if due > before {
+                    inner.workers.add_permits(due - before);
+                }
+            }
+            let mut service = inner.service.sample(n);
+            let mut slowdown = 1.0;
             if let Some(contention) = inner.contention {
                 let others = inner.in_server() - 1;
-                let slowdown = 1.0 + others as f64 / contention as f64;
-                // Whole milliseconds, as the service times (the module documentation).
-                let ms = (service.as_secs_f64() * 1000.0 * slowdown).round();
-                service = Duration::from_millis(ms as u64);
+                slowdown *= 1.0 + others as f64 / contention as f64;
             }
+            if let Some((factor, warmup)) = inner.cold {
+                let cold = 1.0 - (n as f64 / warmup as f64).min(1.0);
+                slowdown *= 1.0 + (factor - 1.0) * cold;
+            }
+            // Whole milliseconds, as the service times (the module documentation).
+            let ms = (service.as_secs_f64() * 1000.0 * slowdown).round();
+            service = Duration::from_millis(ms as u64);
             let (done, finished) = oneshot::channel();
             // The work runs on its own: a caller that leaves does not free the worker.
             tokio::spawn(async move {

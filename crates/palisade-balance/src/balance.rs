@@ -33,6 +33,7 @@ use crate::discover::Weighted;
 use crate::endpoint::Endpoints;
 use crate::error::NoReadyEndpoints;
 use crate::future::ResponseFuture;
+use crate::health::{HealthCheck, Probe, Prober};
 use crate::load::Load;
 use crate::metrics::BalanceMetrics;
 
@@ -74,6 +75,8 @@ where
     /// The services of the endpoints being readied, driven to readiness.
     pending: PendingSet<D::Key, D::Service, C, Req>,
     chosen: Option<Choice<D::Key>>,
+    /// Probes each endpoint, when a probe was given.
+    prober: Option<Prober<D::Key>>,
     no_ready_since: Option<Pin<Box<Sleep>>>,
     draws: u64,
     seed: u64,
@@ -125,6 +128,7 @@ where
             endpoints: Endpoints::new(),
             pending: FuturesUnordered::new(),
             chosen: None,
+            prober: None,
             no_ready_since: None,
             draws: 0,
             seed: 0x5eed,
@@ -134,6 +138,25 @@ where
     /// Seeds the random draws of the two choices, for simulations that must replay exactly.
     pub fn seed(mut self, seed: u64) -> Self {
         self.seed = seed;
+        self
+    }
+
+    /// Probes each endpoint with `probe` (an HTTP GET, `grpc.health.v1`, a check of your
+    /// own), on the timer of the configuration's
+    /// [`health_check`](crate::BalanceConfigBuilder::health_check) (every 5 s by default);
+    /// an endpoint that fails its checks is ejected as one that fails its requests is. See
+    /// [`health`](crate::health). Endpoints discovered before this call are not probed, so
+    /// give the probe when making the balancer.
+    pub fn probe(mut self, probe: impl Probe<D::Key> + 'static) -> Self {
+        let check = self
+            .config
+            .health_check
+            .unwrap_or_else(|| HealthCheck::new(std::time::Duration::from_secs(5)));
+        self.prober = Some(Prober::new(
+            self.config.name.clone(),
+            check,
+            Arc::new(probe),
+        ));
         self
     }
 
@@ -217,8 +240,12 @@ where
                 Some(Ok(Change::Insert(key, service))) => {
                     tracing::info!(balancer = %self.config.name, endpoint = ?key, "endpoint added");
                     let (breaker, service) = self.gate(&key, service);
-                    // In place of any endpoint under the same key, whose readying stops.
-                    let cancelled = self.endpoints.insert(key.clone(), breaker);
+                    let ejects = self.config.ejection.is_some();
+                    let health = (self.prober.as_ref())
+                        .map(|prober| prober.watch(&key, breaker.clone(), ejects));
+                    // In place of any endpoint under the same key, whose readying and
+                    // probing stop.
+                    let cancelled = self.endpoints.insert(key.clone(), breaker, health);
                     self.push_pending(key, service, cancelled);
                 }
                 Some(Ok(Change::Remove(key))) => {
@@ -414,7 +441,12 @@ where
                         let key = self.endpoints.key(index);
                         tracing::warn!(balancer = %self.config.name, endpoint = ?key, "ejection cap reached; endpoint kept");
                         self.metrics.panicked();
-                        self.endpoints.breaker(index).reset();
+                        let breaker = self.endpoints.breaker(index);
+                        breaker.reset();
+                        if self.config.ejection.is_none() {
+                            // Forced open by a failing health check: back to never tripping.
+                            breaker.force_closed();
+                        }
                         self.endpoints.move_to_back(index);
                         continue;
                     }

@@ -6,6 +6,7 @@ use std::time::Duration;
 use palisade_breaker::{BreakerConfig, BreakerConfigBuilder, OpenDuration};
 use palisade_core::ConfigError;
 
+use crate::health::HealthCheck;
 use crate::load::LoadMetric;
 use crate::slow_start::SlowStart;
 
@@ -23,6 +24,7 @@ pub struct BalanceConfig {
     pub(crate) load: LoadMetric,
     pub(crate) endpoint_metrics: bool,
     pub(crate) slow_start: Option<SlowStart>,
+    pub(crate) health_check: Option<HealthCheck>,
 }
 
 /// The default ejection: five failures in a row eject an endpoint for 5 s, doubling (with
@@ -75,6 +77,7 @@ impl BalanceConfig {
                 load: LoadMetric::PeakEwma,
                 endpoint_metrics: false,
                 slow_start: None,
+                health_check: None,
             }
         }
     }
@@ -115,6 +118,7 @@ impl From<Arc<str>> for BalanceConfig {
 /// | [`max_hint`](Self::max_hint) | 30 s | as palisade-retry; Envoy caps `Retry-After` at 300 s |
 /// | [`endpoint_metrics`](Self::endpoint_metrics) | off | Envoy keeps per-host figures out of its stats by default |
 /// | [`slow_start`](Self::slow_start) | off: a new endpoint starts at `default_rtt` | Envoy's slow start is opt-in too |
+/// | [`health_check`](Self::health_check) | every 5 s once a probe is given | Envoy and Kubernetes probe only when told how |
 #[derive(Debug, Clone)]
 pub struct BalanceConfigBuilder {
     config: BalanceConfig,
@@ -200,11 +204,21 @@ impl BalanceConfigBuilder {
         self
     }
 
+    /// When and how often the endpoints are probed, and what the results mean, once a probe
+    /// is given with [`Balance::probe`](crate::Balance::probe) (see [`health`](crate::health)).
+    pub fn health_check(mut self, check: HealthCheck) -> Self {
+        self.config.health_check = Some(check);
+        self
+    }
+
     /// Checks every setting and returns the configuration, or the first bad setting.
     pub fn build(self) -> Result<BalanceConfig, ConfigError> {
         let c = &self.config;
         if let Some(slow_start) = &c.slow_start {
             slow_start.validate()?;
+        }
+        if let Some(check) = &c.health_check {
+            check.validate()?;
         }
         if c.default_rtt.is_zero() {
             return Err(ConfigError::new("default_rtt", "must be longer than zero"));

@@ -13,6 +13,10 @@
 //! load = "peak_ewma"            # or "pending_requests"
 //! endpoint_metrics = false
 //! slow_start = { window = "30s", aggression = 1.0, min_weight = 0.1 }   # off unless given
+//! # The timing of the probes given with `Balance::probe`; every field but `interval` optional.
+//! health_check = { interval = "5s", unhealthy_interval = "1s", jitter = 0.1, timeout = "1s",
+//!                  unhealthy_threshold = 3, healthy_threshold = 2, start_ready = false,
+//!                  max_concurrent = 16 }
 //! # A breaker's settings, on top of the default ejection (5 failures in a row, 5 s to 60 s);
 //! # or `ejection = false`.
 //! ejection = { consecutive_failures = 3, open_duration = { initial = "2s", max = "30s" } }
@@ -25,6 +29,7 @@ use palisade_core::de::{OrOff, option_duration, refused};
 use serde::{Deserialize, Deserializer};
 
 use crate::config::{BalanceConfig, BalanceConfigBuilder, default_ejection_builder};
+use crate::health::HealthCheck;
 use crate::load::LoadMetric;
 use crate::slow_start::SlowStart;
 
@@ -47,6 +52,7 @@ struct File {
     load: Option<LoadFile>,
     endpoint_metrics: Option<bool>,
     slow_start: Option<SlowStartFile>,
+    health_check: Option<HealthCheckFile>,
 }
 
 #[derive(Deserialize)]
@@ -56,6 +62,50 @@ struct SlowStartFile {
     window: Duration,
     aggression: Option<f64>,
     min_weight: Option<f64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HealthCheckFile {
+    #[serde(deserialize_with = "palisade_core::de::duration")]
+    interval: Duration,
+    #[serde(default, deserialize_with = "option_duration")]
+    unhealthy_interval: Option<Duration>,
+    jitter: Option<f64>,
+    #[serde(default, deserialize_with = "option_duration")]
+    timeout: Option<Duration>,
+    unhealthy_threshold: Option<u32>,
+    healthy_threshold: Option<u32>,
+    start_ready: Option<bool>,
+    max_concurrent: Option<usize>,
+}
+
+impl HealthCheckFile {
+    fn check(self) -> HealthCheck {
+        let mut check = HealthCheck::new(self.interval);
+        if let Some(interval) = self.unhealthy_interval {
+            check = check.unhealthy_interval(interval);
+        }
+        if let Some(share) = self.jitter {
+            check = check.jitter(share);
+        }
+        if let Some(timeout) = self.timeout {
+            check = check.timeout(timeout);
+        }
+        if let Some(n) = self.unhealthy_threshold {
+            check = check.unhealthy_threshold(n);
+        }
+        if let Some(n) = self.healthy_threshold {
+            check = check.healthy_threshold(n);
+        }
+        if let Some(ready) = self.start_ready {
+            check = check.start_ready(ready);
+        }
+        if let Some(n) = self.max_concurrent {
+            check = check.max_concurrent(n);
+        }
+        check
+    }
 }
 
 /// A breaker's settings on top of the default ejection's.
@@ -120,6 +170,9 @@ impl File {
             }
             b = b.slow_start(slow_start);
         }
+        if let Some(file) = self.health_check {
+            b = b.health_check(file.check());
+        }
         b
     }
 }
@@ -151,7 +204,10 @@ mod tests {
                 "failure_penalty": "2s", "no_ready_timeout": "500ms", "max_hint": "10s",
                 "max_ejected_share": 0.3, "load": "pending_requests", "endpoint_metrics": true,
                 "ejection": {"consecutive_failures": 3},
-                "slow_start": {"window": "30s", "aggression": 2.0, "min_weight": 0.2}}"#,
+                "slow_start": {"window": "30s", "aggression": 2.0, "min_weight": 0.2},
+                "health_check": {"interval": "10s", "unhealthy_interval": "2s", "jitter": 0.2,
+                    "timeout": "500ms", "unhealthy_threshold": 2, "healthy_threshold": 3,
+                    "start_ready": true, "max_concurrent": 4}}"#,
         )
         .unwrap();
         let built = BalanceConfig::builder("inventory")
@@ -167,6 +223,16 @@ mod tests {
                 SlowStart::new(Duration::from_secs(30))
                     .aggression(2.0)
                     .min_weight(0.2),
+            )
+            .health_check(
+                HealthCheck::new(Duration::from_secs(10))
+                    .unhealthy_interval(Duration::from_secs(2))
+                    .jitter(0.2)
+                    .timeout(Duration::from_millis(500))
+                    .unhealthy_threshold(2)
+                    .healthy_threshold(3)
+                    .start_ready(true)
+                    .max_concurrent(4),
             )
             .ejection(
                 default_ejection_builder()
@@ -192,6 +258,10 @@ mod tests {
         assert!(err(r#"{"name": "a", "load": "random"}"#).contains("unknown variant `random`"));
         assert!(
             err(r#"{"name": "a", "slow_start": {"window": "0s"}}"#).contains("`slow_start.window`")
+        );
+        assert!(
+            err(r#"{"name": "a", "health_check": {"interval": "5s", "jitter": 2}}"#)
+                .contains("`health_check.jitter`")
         );
     }
 }

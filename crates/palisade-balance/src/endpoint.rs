@@ -17,6 +17,7 @@ use indexmap::IndexMap;
 use palisade_breaker::BreakerHandle;
 use tokio::sync::oneshot;
 
+use crate::health::Watch;
 use crate::load::Load;
 
 /// Every endpoint the balancer knows, ready ones first.
@@ -35,6 +36,8 @@ struct Endpoint<S> {
     /// Its load: made when it first becomes ready, then kept across its trips to readying.
     load: Option<Arc<Load>>,
     state: State<S>,
+    /// Its health checks, if the balancer probes; dropping it stops them.
+    _health: Option<Watch>,
 }
 
 enum State<S> {
@@ -182,10 +185,15 @@ impl<K: Hash + Eq, S> Endpoints<K, S> {
         }
     }
 
-    /// Adds an endpoint to be readied behind `breaker`, in place of any under the same key
-    /// (whose readying stops). Its readying listens on the returned receiver, which hears
-    /// when the endpoint is removed.
-    pub(crate) fn insert(&mut self, key: K, breaker: BreakerHandle) -> oneshot::Receiver<()> {
+    /// Adds an endpoint to be readied behind `breaker`, probed by `health`, in place of any
+    /// under the same key (whose readying and probing stop). Its readying listens on the
+    /// returned receiver, which hears when the endpoint is removed.
+    pub(crate) fn insert(
+        &mut self,
+        key: K,
+        breaker: BreakerHandle,
+        health: Option<Watch>,
+    ) -> oneshot::Receiver<()> {
         self.remove(&key);
         let (cancel, cancelled) = oneshot::channel();
         self.map.insert(
@@ -193,6 +201,7 @@ impl<K: Hash + Eq, S> Endpoints<K, S> {
             Endpoint {
                 breaker,
                 load: None,
+                _health: health,
                 state: State::Readying {
                     _cancel: cancel,
                     ejected: false,
@@ -304,8 +313,8 @@ mod tests {
     #[test]
     fn an_endpoint_goes_from_readying_to_ready_and_back() {
         let mut map = Map::new();
-        let mut cancelled = map.insert(1, breaker());
-        map.insert(2, breaker());
+        let mut cancelled = map.insert(1, breaker(), None);
+        map.insert(2, breaker(), None);
         assert_eq!((map.ready_len(), map.readying_len()), (0, 2));
 
         assert_eq!(ready(&mut map, 2), Some(false));
@@ -340,7 +349,7 @@ mod tests {
     #[test]
     fn an_endpoint_keeps_its_load_across_its_trips_to_readying() {
         let mut map = Map::new();
-        map.insert(1, breaker());
+        map.insert(1, breaker(), None);
         ready(&mut map, 1);
         let first = map.ready(0).load.clone();
         map.unready(0, false);
@@ -348,7 +357,7 @@ mod tests {
         assert!(Arc::ptr_eq(&first, &map.ready(0).load));
 
         // Added again: a new endpoint, with a new load.
-        map.insert(1, breaker());
+        map.insert(1, breaker(), None);
         ready(&mut map, 1);
         assert!(!Arc::ptr_eq(&first, &map.ready(0).load));
     }
@@ -357,12 +366,12 @@ mod tests {
     fn removing_an_ejected_endpoint_uncounts_it() {
         let mut map = Map::new();
         for key in 0..3 {
-            map.insert(key, breaker());
+            map.insert(key, breaker(), None);
             ready(&mut map, key);
         }
         map.unready(1, true);
         assert_eq!(map.ejected_len(), 1);
-        map.insert(1, breaker());
+        map.insert(1, breaker(), None);
         assert_eq!(map.ejected_len(), 0, "replaced");
         assert_eq!(map.len(), 3);
     }
@@ -381,7 +390,7 @@ mod tests {
             let key = (draw(0) * 12.0) as u32;
             match (draw(1) * 6.0) as u32 {
                 0 => {
-                    map.insert(key, breaker());
+                    map.insert(key, breaker(), None);
                     model_ready.swap_remove(&key);
                     model_ejected.swap_remove(&key);
                     model_all.insert(key);

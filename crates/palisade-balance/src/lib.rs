@@ -25,6 +25,13 @@
 //!   it; at most half of the endpoints at once, beyond which ejections are undone (panic
 //!   mode).
 //!
+//! - **Active health checks** ([`health`]): each endpoint probed on a timer — an HTTP GET,
+//!   `grpc.health.v1`, or a check of your own — out after failures in a row and back after
+//!   passes, through the same breaker and the same cap as passive ejection.
+//!
+//! - **Slow start** ([`SlowStart`]): a new or returning endpoint's share ramps up over a
+//!   window instead of arriving whole.
+//!
 //! - **Server hints**: `Retry-After` and `grpc-retry-pushback-ms` (read by the classifier)
 //!   hold an endpoint off for as long as it asked, capped.
 //!
@@ -105,6 +112,7 @@ mod load;
 pub mod discover;
 #[cfg(feature = "grpc")]
 pub mod grpc;
+pub mod health;
 #[cfg(feature = "http")]
 pub mod http;
 pub mod metrics;

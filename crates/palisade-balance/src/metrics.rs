@@ -7,6 +7,7 @@
 //! | `palisade_balance_panic_total` | counter | `name` | ejections undone because the cap was reached |
 //! | `palisade_balance_no_endpoints_total` | counter | `name` | calls failed because no endpoint was ready in time |
 //! | `palisade_balance_discovery_kept_total` | counter | `name`, `source` | sets a discovery source produced empty, for which the last good set was kept |
+//! | `palisade_balance_health_checks_total` | counter | `name`, `result` | health-check probes that `pass`ed or `fail`ed (timeouts fail); only with [health checks](crate::health) |
 //! | `palisade_balance_requests_total` | counter | `name`, `endpoint` | requests sent to each endpoint (its key, as `Debug` prints it); only with [`endpoint_metrics`](crate::BalanceConfigBuilder::endpoint_metrics) |
 //!
 //! Every series but the per-endpoint ones is registered when the balancer (or the discovery
@@ -33,6 +34,8 @@ pub const NO_ENDPOINTS_TOTAL: &str = "palisade_balance_no_endpoints_total";
 pub const REQUESTS_TOTAL: &str = "palisade_balance_requests_total";
 /// `palisade_balance_discovery_kept_total`: see the table above.
 pub const DISCOVERY_KEPT_TOTAL: &str = "palisade_balance_discovery_kept_total";
+/// `palisade_balance_health_checks_total`: see the table above.
+pub const HEALTH_CHECKS_TOTAL: &str = "palisade_balance_health_checks_total";
 /// Every metric above, for a test or a dashboard that must cover them all.
 pub const ALL: &[&str] = &[
     ENDPOINTS,
@@ -41,6 +44,7 @@ pub const ALL: &[&str] = &[
     NO_ENDPOINTS_TOTAL,
     REQUESTS_TOTAL,
     DISCOVERY_KEPT_TOTAL,
+    HEALTH_CHECKS_TOTAL,
 ];
 
 /// The series of one balancer.
@@ -130,4 +134,15 @@ pub(crate) fn discovery_kept(name: &str, source: &'static str) -> Counter {
         "Sets a discovery source produced empty, for which the last good set was kept"
     );
     counter!(DISCOVERY_KEPT_TOTAL, "name" => name.to_owned(), "source" => source)
+}
+
+/// The counters of a balancer's probes, passed and failed, registered when its prober is
+/// made.
+pub(crate) fn health_checks(balancer: &str) -> (Counter, Counter) {
+    describe_counter!(
+        HEALTH_CHECKS_TOTAL,
+        "Health-check probes by result: pass or fail (a timeout is a failure)"
+    );
+    let result = |r: &'static str| counter!(HEALTH_CHECKS_TOTAL, "name" => balancer.to_owned(), "result" => r);
+    (result("pass"), result("fail"))
 }

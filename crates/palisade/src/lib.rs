@@ -15,6 +15,7 @@
 //! | `ratelimit` (default) | [`palisade-ratelimit`](ratelimit) | rate limits: GCRA quotas per key in bounded memory, client keys behind trusted proxies, `429` with the IETF RateLimit fields |
 //! | `balance` (default) | [`palisade-balance`](balance) | discovery (static, watch) and failure-aware P2C balancing with ejection, hyper-util HTTP endpoints |
 //! | `idempotency` (default) | [`palisade-idempotency`](idempotency) | idempotency keys: a retried POST runs once; in memory, or on Redis with `redis` |
+//! | `registry` (default) | [`palisade-registry`](registry) | the graceful drain: readiness fails first, a grace period for the balancers in front, then `503` + `Retry-After` / `UNAVAILABLE` while the requests in flight finish |
 //! | `deadline` | [`palisade-deadline`](deadline) | deadlines: the caller's `grpc-timeout` or timeout header read at the edge, capped, handed to the handler, enforced with `504` / `DEADLINE_EXCEEDED`, and passed on by every outgoing call |
 //! | `client` (default) | this crate | [`client::BoxClient`]: any HTTP client stack as one `Clone + Send + Sync` type, for axum state |
 //! | `grpc` | [`palisade-balance`](balance) | a tonic `Channel` per endpoint (`balance::grpc`) |
@@ -64,6 +65,9 @@ pub use palisade_idempotency as idempotency;
 #[cfg(feature = "ratelimit")]
 #[doc(inline)]
 pub use palisade_ratelimit as ratelimit;
+#[cfg(feature = "registry")]
+#[doc(inline)]
+pub use palisade_registry as registry;
 #[cfg(feature = "retry")]
 #[doc(inline)]
 pub use palisade_retry as retry;
@@ -84,7 +88,9 @@ pub use crate::builder_ext::PalisadeBuilderExt;
 /// The types most stacks need.
 pub mod prelude {
     #[cfg(feature = "balance")]
-    pub use palisade_balance::{Balance, BalanceConfig, NoReadyEndpoints, SlowStart};
+    pub use palisade_balance::{
+        Balance, BalanceConfig, NoReadyEndpoints, SlowStart, health::HealthCheck,
+    };
     #[cfg(all(feature = "breaker", feature = "http"))]
     pub use palisade_breaker::HttpCircuitBreakerLayer;
     #[cfg(feature = "breaker")]
@@ -106,6 +112,8 @@ pub mod prelude {
     pub use palisade_ratelimit::HttpRateLimitLayer;
     #[cfg(feature = "ratelimit")]
     pub use palisade_ratelimit::{Policy, Quota, RateLimitConfig, RateLimitLayer, RateLimited};
+    #[cfg(feature = "registry")]
+    pub use palisade_registry::{Drain, DrainConfig};
     #[cfg(all(feature = "retry", feature = "http"))]
     pub use palisade_retry::HttpRetryLayer;
     #[cfg(feature = "retry")]

@@ -20,7 +20,7 @@ use palisade_balance::discover::WatchDiscover;
 use palisade_balance::health::HealthCheck;
 use palisade_balance::health::HttpProbe;
 use palisade_balance::http::http_endpoints;
-use palisade_balance::{Balance, BalanceConfig};
+use palisade_balance::{Balance, BalanceConfig, LoadMetric};
 use palisade_core::HttpClassifier;
 use tokio::net::TcpListener;
 use tower::{Service, ServiceExt};
@@ -183,8 +183,11 @@ async fn a_backend_failing_its_healthz_is_taken_out_before_traffic_fails() {
     let (b, _b) = backend_with_health("b", b_healthy.clone());
     let (_publish, addresses) = tokio::sync::watch::channel(BTreeSet::from([a, b]));
     let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
+    // By requests in flight, one request at a time: the two tie, and each draw is a coin
+    // toss — so a hundred answers in a row from `a` say that `b` is out, not slower.
     let config = BalanceConfig::builder("backends")
         .health_check(fast_checks())
+        .load(LoadMetric::PendingRequests)
         .build()
         .unwrap();
     let mut balance = Balance::with_classifier(
@@ -265,8 +268,10 @@ mod grpc {
         let (failing, reporter) = health_server_reporting().await;
         let mut make = grpc_endpoints();
         let endpoints = [serving, failing].map(|addr| (addr, make(&addr)));
+        // By requests in flight: the two tie, and only an ejection keeps one out.
         let config = BalanceConfig::builder("health")
             .health_check(fast_checks())
+            .load(LoadMetric::PendingRequests)
             .build()
             .unwrap();
         let balance = Balance::<_, http::Request<tonic::body::Body>, _>::with_classifier(

@@ -28,6 +28,11 @@
 //!     .layer(drain.layer());
 //! ```
 //!
+//! Its second part (feature `etcd`) is **registration** ([`etcd`]): the instance's address
+//! and metadata under a lease in etcd, kept alive by heartbeats, marked draining and
+//! revoked in step with the drain; clients find the instances with palisade-balance's
+//! `EtcdDiscover`.
+//!
 //! # Metrics
 //!
 //! See [`metrics`]: whether the instance drains, its requests in flight, and the requests
@@ -40,6 +45,9 @@
 pub mod de;
 pub mod drain;
 mod error;
+#[cfg(feature = "etcd")]
+#[cfg_attr(docsrs, doc(cfg(feature = "etcd")))]
+pub mod etcd;
 pub mod metrics;
 
 pub use crate::drain::{Drain, DrainConfig, DrainConfigBuilder, DrainLayer, Draining, Phase};

@@ -12,7 +12,8 @@
 //! [`redis::RedisServer`] runs a real `redis-server` on a free port, for tests of what keeps
 //! state in Redis; a test can kill it and start it again. [`redis_cluster::RedisCluster`] runs
 //! a whole Redis Cluster (three primaries, three replicas) whose nodes a test can pause, kill,
-//! fail over and restart. With the feature `dns`,
+//! fail over and restart. [`etcd::Etcd`] runs a single-member etcd, killed and restarted
+//! with its data. With the feature `dns`,
 //! [`dns::DnsServer`] runs hickory's DNS server in-process, with records a test can edit.
 //!
 //! ```
@@ -39,6 +40,7 @@ mod backend;
 mod behaviour;
 #[cfg(feature = "dns")]
 pub mod dns;
+pub mod etcd;
 mod http;
 mod peers;
 pub mod redis;

@@ -21,6 +21,7 @@
 //! | `grpc` | [`palisade-balance`](balance) | a tonic `Channel` per endpoint (`balance::grpc`) |
 //! | `grpc-service-config` | [`palisade-retry`](retry) | gRPC's retry and hedging design (gRFC A6) read from a service config's JSON, per method (`retry::service_config`) |
 //! | `dns` | [`palisade-balance`](balance) | DNS discovery (A/AAAA, SRV) through hickory-resolver |
+//! | `etcd` | [`palisade-registry`](registry), [`palisade-balance`](balance) | a service registry on etcd: registration under a lease with heartbeats (`registry::etcd`), discovery by watch (`balance::discover::EtcdDiscover`); etcd-client builds with `protoc` |
 //! | `redis` | [`palisade-idempotency`](idempotency) | the Redis store for idempotency records |
 //! | `postgres` | [`palisade-idempotency`](idempotency) | the Postgres store, and the handler's transaction committed with the record of its response |
 //! | `axum` | [`palisade-idempotency`](idempotency) | axum extractors (the Postgres store's `KeyedTransaction`) |
@@ -29,7 +30,7 @@
 //! | `full` | all of them | every layer and every integration |
 //!
 //! The default is the layers without a network integration — no tonic, no hickory, no
-//! Redis: 82 crates in `cargo tree -e normal`, against 202 with `full`; a breaker alone
+//! Redis: 83 crates in `cargo tree -e normal`, against 210 with `full`; a breaker alone
 //! without `http` (`default-features = false, features = ["breaker"]`) is 27. Turn on what you
 //! use.
 //!

@@ -28,6 +28,9 @@
 
 #[cfg(feature = "dns")]
 pub mod dns;
+#[cfg(feature = "etcd")]
+#[cfg_attr(docsrs, doc(cfg(feature = "etcd")))]
+pub mod etcd;
 mod static_list;
 mod watch;
 mod weight;
@@ -36,6 +39,8 @@ pub use tower::discover::Change;
 
 #[cfg(feature = "dns")]
 pub use self::dns::{DnsConfig, DnsConfigBuilder, DnsDiscover, DnsEndpoint, DnsQuery};
+#[cfg(feature = "etcd")]
+pub use self::etcd::{EtcdConfig, EtcdDiscover, EtcdEndpoint};
 pub use self::static_list::{StaticDiscover, static_list};
 pub use self::watch::WatchDiscover;
 pub use self::weight::Weighted;

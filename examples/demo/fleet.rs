@@ -13,10 +13,19 @@
 //! given up stops. The fleet shares one idempotency store (as several instances would share a
 //! Redis), so the gateway's retries — which carry an `Idempotency-Key` — never create an
 //! order twice.
+//!
+//! Each backend joins the fleet's membership ([`Members`]) and leaves it through its drain;
+//! its `/healthz` is the drain's readiness — and the flaky one's also fails while the
+//! dependency it checks is down, from 2 s before its requests start failing. Midway through
+//! the run the healthy backend is replaced, as a rolling update does it: `healthy-2` joins,
+//! then `healthy` drains (unready, a grace, refusals, the requests in flight finished) and
+//! leaves.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
+
+use crate::members::Members;
 
 use axum::extract::Path;
 use axum::http::StatusCode;
@@ -25,6 +34,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use palisade::idempotency::store::Store;
 use palisade::prelude::*;
+use palisade::registry::Phase;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::time::Instant;
@@ -54,6 +64,8 @@ impl Kind {
 /// When the flaky backend fails, from the fleet's start.
 pub(crate) const FLAKY_FROM: Duration = Duration::from_secs(5);
 pub(crate) const FLAKY_UNTIL: Duration = Duration::from_secs(15);
+/// How long before its requests fail the flaky backend's readiness does.
+const UNREADY_EARLY: Duration = Duration::from_secs(2);
 
 /// How often the flaky backend fails.
 #[derive(Debug, Clone, Copy)]
@@ -75,30 +87,99 @@ impl Faults {
         };
         (FLAKY_FROM..FLAKY_UNTIL).contains(&into_period)
     }
+
+    /// Whether the flaky backend's readiness fails: its dependency check sees the trouble
+    /// coming before its requests fail.
+    fn flaky_unready(self, elapsed: Duration) -> bool {
+        self.flaky_down(elapsed) || self.flaky_down(elapsed + UNREADY_EARLY)
+    }
 }
 
-/// Starts the four backends; returns their addresses and names.
+/// A running backend: its name, address, drain, and its SIGTERM.
+pub(crate) struct Backend {
+    pub(crate) name: &'static str,
+    pub(crate) addr: SocketAddr,
+    pub(crate) drain: Drain,
+    sigterm: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Backend {
+    /// Shuts the backend down through its drain.
+    fn terminate(&mut self) {
+        if let Some(sigterm) = self.sigterm.take() {
+            let _ = sigterm.send(());
+        }
+    }
+}
+
+/// The fleet: its backends, the replacement that joins midway, and the membership.
+pub(crate) struct Fleet {
+    pub(crate) backends: Vec<Backend>,
+    members: Members,
+}
+
+impl Fleet {
+    /// Every backend's address and name, the replacement's too.
+    pub(crate) fn names(&self) -> Vec<(SocketAddr, &'static str)> {
+        self.backends.iter().map(|b| (b.addr, b.name)).collect()
+    }
+
+    /// Replaces `healthy` with `healthy-2` at `at` after the start, as a rolling update
+    /// does: the new one joins, and a second later the old one is sent its SIGTERM.
+    pub(crate) fn replace_healthy(mut self, at: Duration) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            tokio::time::sleep(at).await;
+            let Some(new) = self.backends.iter().find(|b| b.name == REPLACEMENT) else {
+                return;
+            };
+            if let Err(error) = self.members.join(new.name, new.addr, &new.drain).await {
+                eprintln!("{REPLACEMENT} could not join: {error}");
+                return;
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            if let Some(old) = self.backends.iter_mut().find(|b| b.name == "healthy") {
+                old.terminate();
+                old.drain.drained().await;
+            }
+            // The others live as long as the demo.
+            std::future::pending::<()>().await;
+        })
+    }
+}
+
+/// The healthy backend's replacement.
+pub(crate) const REPLACEMENT: &str = "healthy-2";
+
+/// Starts the four backends, each a member of `members`, and the healthy one's replacement
+/// (serving, but not a member until [`Fleet::replace_healthy`]).
 pub(crate) async fn start(
     store: Arc<dyn Store>,
     faults: Faults,
-) -> std::io::Result<Vec<(SocketAddr, &'static str)>> {
+    members: Members,
+) -> Result<Fleet, Box<dyn std::error::Error>> {
     let started = Instant::now();
-    let mut fleet = Vec::new();
-    for kind in Kind::ALL {
-        fleet.push((
-            backend(kind, started, faults, store.clone()).await?,
-            kind.name(),
-        ));
+    let mut backends = Vec::new();
+    for (kind, name) in Kind::ALL
+        .into_iter()
+        .map(|kind| (kind, kind.name()))
+        .chain([(Kind::Healthy, REPLACEMENT)])
+    {
+        let backend = backend(kind, name, started, faults, store.clone()).await?;
+        if name != REPLACEMENT {
+            members.join(name, backend.addr, &backend.drain).await?;
+        }
+        backends.push(backend);
     }
-    Ok(fleet)
+    Ok(Fleet { backends, members })
 }
 
 async fn backend(
     kind: Kind,
+    name: &'static str,
     started: Instant,
     faults: Faults,
     store: Arc<dyn Store>,
-) -> std::io::Result<SocketAddr> {
+) -> std::io::Result<Backend> {
     // How long this backend takes, and whether it fails, `elapsed` after the start.
     let behaviour = move |elapsed: Duration| match kind {
         Kind::Healthy => (Duration::from_millis(5), false),
@@ -117,7 +198,7 @@ async fn backend(
             other => [("value".to_owned(), other)].into_iter().collect(),
         };
         order.insert("id".into(), json!(uuid::Uuid::new_v4().to_string()));
-        order.insert("served_by".into(), json!(kind.name()));
+        order.insert("served_by".into(), json!(name));
         (StatusCode::CREATED, Json(Value::Object(order))).into_response()
     };
     let stock = move |Path(item): Path<String>| async move {
@@ -126,13 +207,13 @@ async fn backend(
         if fails {
             return (StatusCode::SERVICE_UNAVAILABLE, "flaky is down").into_response();
         }
-        let stock = json!({ "item": item, "in_stock": 7, "served_by": kind.name() });
+        let stock = json!({ "item": item, "in_stock": 7, "served_by": name });
         Json(stock).into_response()
     };
 
     let idempotency = IdempotencyLayer::with_shared_store(
         store,
-        IdempotencyConfig::builder(kind.name(), Scope::global())
+        IdempotencyConfig::builder(name, Scope::global())
             // The gateway is the fleet's only caller.
             .build()
             .expect("a valid idempotency configuration"),
@@ -149,14 +230,48 @@ async fn backend(
             .expect("a valid shed configuration");
         app = app.layer(HttpShedLayer::with_config(shed));
     }
-    // Outermost: the gateway's deadline, sent on, ends work the gateway no longer waits for.
-    let app = app.layer(EnforceDeadlineLayer::new(kind.name()));
+    // The gateway's deadline, sent on, ends work the gateway no longer waits for.
+    let app = app.layer(EnforceDeadlineLayer::new(name));
+    // Outermost, the drain: on SIGTERM, unready first, then refusals, then the end.
+    let drain = Drain::new(
+        DrainConfig::builder(name)
+            .grace(Duration::from_secs(1))
+            .timeout(Duration::from_secs(5))
+            .build()
+            .expect("a valid drain configuration"),
+    );
+    // Readiness: the drain's, and for the flaky backend its dependency's too.
+    let leaving = drain.clone();
+    let healthz = move || {
+        let draining = leaving.phase() != Phase::Serving;
+        let unready = kind == Kind::Flaky && faults.flaky_unready(started.elapsed());
+        async move {
+            match (draining, unready) {
+                (true, _) => (StatusCode::SERVICE_UNAVAILABLE, "draining").into_response(),
+                (_, true) => {
+                    (StatusCode::SERVICE_UNAVAILABLE, "its dependency is down").into_response()
+                }
+                _ => "ok".into_response(),
+            }
+        }
+    };
+    let app = app.route("/healthz", get(healthz)).layer(drain.layer());
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
+    let (sigterm, signal) = tokio::sync::oneshot::channel::<()>();
+    let shutdown = drain.clone().shutdown_after(signal);
     tokio::spawn(async move {
-        if let Err(error) = axum::serve(listener, app).await {
-            eprintln!("backend {} stopped: {error}", kind.name());
+        if let Err(error) = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+        {
+            eprintln!("backend {name} stopped: {error}");
         }
     });
-    Ok(addr)
+    Ok(Backend {
+        name,
+        addr,
+        drain,
+        sigterm: Some(sigterm),
+    })
 }

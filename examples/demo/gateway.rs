@@ -23,7 +23,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use metrics_exporter_prometheus::PrometheusHandle;
-use palisade::balance::discover::static_list;
+use palisade::balance::health::HttpProbe;
 use palisade::balance::http::HttpEndpoint;
 use palisade::client::BoxClient;
 use palisade::idempotency::store::Store;
@@ -37,6 +37,8 @@ use tokio::net::TcpListener;
 use tower::buffer::Buffer;
 use tower::util::Either;
 use tower::{ServiceBuilder, ServiceExt};
+
+use crate::members::Members;
 
 #[derive(Clone)]
 struct Gateway {
@@ -58,20 +60,16 @@ struct Gateway {
 pub(crate) const ORDERS_TABLE: &str = "CREATE TABLE IF NOT EXISTS palisade_demo_orders (
     seq bigserial PRIMARY KEY, id text NOT NULL, body text NOT NULL)";
 
-/// The client stacks over the fleet's addresses, as `config` sets them: one for orders,
+/// The client stacks over the fleet's members, as `config` sets them: one for orders,
 /// one for reads, over one balancer.
-fn client_stacks(fleet: &[SocketAddr], config: &crate::config::Client) -> (BoxClient, BoxClient) {
+fn client_stacks(members: &Members, config: &crate::config::Client) -> (BoxClient, BoxClient) {
     let client = Client::builder(TokioExecutor::new()).build_http::<ReplayBody<Full<Bytes>>>();
-    // The fleet is fixed here; `WatchDiscover` (addresses pushed from anywhere) or
-    // `DnsDiscover` (A/AAAA, SRV) take its place when it is not.
-    let endpoints = fleet
-        .iter()
-        .map(|addr| (*addr, HttpEndpoint::new(client.clone(), *addr)));
-    let balance = Balance::with_classifier(
-        static_list(endpoints),
-        config.balance.clone(),
-        HttpClassifier::default(),
-    );
+    // The members as they join and leave (in this process, or in etcd), each probed at its
+    // `/healthz` on the configuration's timer, and ramped up as it joins.
+    let discovery = members.discovery(move |addr| HttpEndpoint::new(client.clone(), addr));
+    let balance =
+        Balance::with_classifier(discovery, config.balance.clone(), HttpClassifier::default())
+            .probe(HttpProbe::get("/healthz"));
     // The balancer is one shared state; a buffer lets every handler reach it.
     let balance = Buffer::new(balance, 1024);
     let orders = ServiceBuilder::new()
@@ -107,13 +105,14 @@ fn rate_limit(
     }
 }
 
-/// Starts the gateway on `port` (0: any free port) with the layers `stack` configures,
+/// Starts the gateway on `port` (0: any free port), in front of `members`, with the layers
+/// `stack` configures,
 /// idempotency records in `store`, rate limits fleet-wide in `limits` if given, keeping the
 /// last `keep_orders` orders — in `db` if given (the idempotency store is then that
 /// database's `PostgresStore`).
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn start(
-    fleet: &[SocketAddr],
+    members: &Members,
     stack: &crate::config::Stack,
     store: Arc<dyn Store>,
     limits: Option<Arc<dyn palisade::ratelimit::store::Store>>,
@@ -127,7 +126,7 @@ pub(crate) async fn start(
     } else {
         post(create_order)
     };
-    let (orders, reads) = client_stacks(fleet, &stack.client);
+    let (orders, reads) = client_stacks(members, &stack.client);
     let gateway = Gateway {
         fleet: orders,
         reads,

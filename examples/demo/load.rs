@@ -327,8 +327,27 @@ impl View {
                 Tally::p99_ms(&tally.recent)
             ),
             format!(
-                "balance   ready endpoints {:>2}/4   ejections {:>3}   requests by backend: {}",
+                "members   ready {:>2} of {:>2}   health checks {:>5} passed, {:>4} failed   draining: {}   refused while draining {:>3}",
                 m.sum(palisade::balance::metrics::ENDPOINTS, &[("state", "ready")]),
+                m.sum(palisade::balance::metrics::ENDPOINTS, &[]),
+                m.sum(
+                    palisade::balance::metrics::HEALTH_CHECKS_TOTAL,
+                    &[("result", "pass")]
+                ),
+                m.sum(
+                    palisade::balance::metrics::HEALTH_CHECKS_TOTAL,
+                    &[("result", "fail")]
+                ),
+                m.where_value(
+                    palisade::registry::metrics::DRAINING,
+                    "name",
+                    1.0,
+                    str::to_owned
+                ),
+                m.sum(palisade::registry::metrics::DRAIN_REFUSED_TOTAL, &[]),
+            ),
+            format!(
+                "balance   ejections {:>3}   requests by backend: {}",
                 m.sum(palisade::balance::metrics::EJECTIONS_TOTAL, &[]),
                 m.by_label(
                     palisade::balance::metrics::REQUESTS_TOTAL,

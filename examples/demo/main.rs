@@ -9,6 +9,7 @@
 //! cargo run --release --example demo -- --postgres postgres://postgres@127.0.0.1/test   # orders and records in Postgres
 //! cargo run --release --example demo -- --soak 600        # ten minutes, faults every minute
 //! cargo run --release --example demo -- --config my.toml  # the layers' settings from a file
+//! cargo run --release --example demo --features etcd -- --etcd http://127.0.0.1:2379   # members in etcd
 //! ```
 //!
 //! In `--serve` mode the gateway offers `POST /orders` (JSON; needs an `Idempotency-Key`),
@@ -22,6 +23,7 @@ mod config;
 mod fleet;
 mod gateway;
 mod load;
+mod members;
 mod scrape;
 mod soak;
 
@@ -66,9 +68,10 @@ struct Args {
     clients: usize,
     soak: bool,
     config: Option<String>,
+    etcd: Option<String>,
 }
 
-const USAGE: &str = "usage: demo [--duration SECONDS | --soak SECONDS] [--clients N] [--redis URL | --redis-cluster HOST:PORT,... | --postgres URL] [--config FILE] [--serve [--port P]]";
+const USAGE: &str = "usage: demo [--duration SECONDS | --soak SECONDS] [--clients N] [--redis URL | --redis-cluster HOST:PORT,... | --postgres URL] [--etcd URL] [--config FILE] [--serve [--port P]]";
 
 /// Where the gateway keeps its idempotency records.
 enum StoreChoice {
@@ -113,6 +116,7 @@ fn parse_args() -> Result<Args, String> {
         clients: 32,
         soak: false,
         config: None,
+        etcd: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -141,6 +145,7 @@ fn parse_args() -> Result<Args, String> {
                 .store
                 .replace(StoreChoice::Postgres(value("--postgres")?))?,
             "--config" => args.config = Some(value("--config")?),
+            "--etcd" => args.etcd = Some(value("--etcd")?),
             "--duration" | "--soak" => {
                 let secs: f64 = value(&arg)?
                     .parse()
@@ -236,8 +241,9 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     } else {
         fleet::Faults::Once
     };
-    let fleet = fleet::start(fleet_store, faults).await?;
-    let addrs: Vec<_> = fleet.iter().map(|(addr, _)| *addr).collect();
+    let members = members::Members::new(args.etcd.as_deref()).await?;
+    let fleet = fleet::start(fleet_store, faults, members.clone()).await?;
+    let backends = fleet.names();
     let port = if args.serve { args.port } else { 0 };
     let keep_orders = if args.soak {
         SOAK_KEEP_ORDERS
@@ -245,7 +251,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         usize::MAX
     };
     let gateway = gateway::start(
-        &addrs,
+        &members,
         &stack,
         gateway_store,
         limits,
@@ -257,9 +263,23 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     .await?;
 
     println!("palisade demo");
-    for (addr, name) in &fleet {
-        println!("  backend {name:<8} http://{addr}");
+    // A rolling update replaces the healthy backend a little past the middle of the run.
+    let replace_at = args.duration.mul_f64(0.55);
+    for (addr, name) in &backends {
+        let when = if *name == fleet::REPLACEMENT {
+            format!(
+                "  (joins at {:.0} s; healthy drains and leaves)",
+                replace_at.as_secs_f64()
+            )
+        } else {
+            String::new()
+        };
+        println!("  backend {name:<9} http://{addr}{when}");
     }
+    println!(
+        "  members          {}; health-checked at /healthz, slow start",
+        members.describe()
+    );
     println!(
         "  gateway          http://{gateway}  (deadline → rate limit → shed → idempotency; client: breaker → retry → deadline → balance, reads hedged), records {}, rate limits {limits_where}",
         args.store.describe()
@@ -283,8 +303,9 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         return Ok(());
     }
 
+    let _replacing = fleet.replace_healthy(replace_at);
     let names = Names {
-        backends: fleet.iter().map(|(a, n)| (a.to_string(), *n)).collect(),
+        backends: backends.iter().map(|(a, n)| (a.to_string(), *n)).collect(),
         shed: stack.server.shed.name().to_owned(),
         idempotency: stack.server.idempotency.name().to_owned(),
         breaker: stack.client.breaker.name().to_owned(),
@@ -444,8 +465,24 @@ fn summary(tally: &Tally, m: &Scrape, duration: Duration, names: &Names, soak: O
         (
             "balance: ejections",
             format!(
-                "{} (the flaky backend taken out while it failed, and probed back)",
+                "{} (the flaky backend out — its health checks failed before its requests did — and back)",
                 m.sum(palisade::balance::metrics::EJECTIONS_TOTAL, &[])
+            ),
+        ),
+        (
+            "membership",
+            format!(
+                "healthy replaced midway by {}: drained, {} requests refused while draining · health checks {} passed, {} failed",
+                fleet::REPLACEMENT,
+                m.sum(palisade::registry::metrics::DRAIN_REFUSED_TOTAL, &[]),
+                m.sum(
+                    palisade::balance::metrics::HEALTH_CHECKS_TOTAL,
+                    &[("result", "pass")]
+                ),
+                m.sum(
+                    palisade::balance::metrics::HEALTH_CHECKS_TOTAL,
+                    &[("result", "fail")]
+                ),
             ),
         ),
         (

@@ -81,6 +81,27 @@ impl Scrape {
     }
 
     /// The `state` label of the sample of `name` whose value is 1 (a state gauge).
+    /// The values of `label` on the samples of `name` that are `value` (the gauges that say
+    /// "yes"), renamed by `rename`, as `a, b`; `-` for none.
+    pub(crate) fn where_value(
+        &self,
+        name: &str,
+        label: &str,
+        value: f64,
+        rename: impl Fn(&str) -> String,
+    ) -> String {
+        let found: Vec<String> = (self.matching(name, &[]))
+            .filter(|s| s.value == value)
+            .filter_map(|s| s.labels.iter().find(|(k, _)| k == label))
+            .map(|(_, v)| rename(v))
+            .collect();
+        if found.is_empty() {
+            "-".to_owned()
+        } else {
+            found.join(", ")
+        }
+    }
+
     pub(crate) fn state(&self, name: &str, labels: &[(&str, &str)]) -> String {
         self.matching(name, labels)
             .find(|s| s.value == 1.0)

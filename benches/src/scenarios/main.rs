@@ -9,7 +9,7 @@
 //! `idempotency-duplicates`, `retry-outage`,
 //! `retry-transient`, `shed-overload`, `shed-capacity-drop`, `shed-priority`,
 //! `shed-noisy-healthy`, `stack-fast-failing-replica`, `hedge-tail`, `hedge-overload`, `deadline-chain`,
-//! `ratelimit-fleet`, `cold-endpoint`.
+//! `ratelimit-fleet`, `cold-endpoint`, `rolling-restart`.
 #![allow(clippy::print_stdout)]
 
 mod balance;
@@ -22,6 +22,7 @@ mod plot;
 mod ratelimit;
 mod report;
 mod retry;
+mod rolling;
 mod server;
 mod shed;
 mod stack;
@@ -47,6 +48,7 @@ const SCENARIOS: &[&str] = &[
     "deadline-chain",
     "ratelimit-fleet",
     "cold-endpoint",
+    "rolling-restart",
 ];
 
 struct Args {
@@ -118,6 +120,7 @@ fn main() -> ExitCode {
         "deadline-chain" => runtime.block_on(deadline::chain_scenario()),
         "ratelimit-fleet" => runtime.block_on(ratelimit::fleet()),
         "cold-endpoint" => runtime.block_on(cold::cold_endpoint()),
+        "rolling-restart" => runtime.block_on(rolling::rolling_restart()),
         _ => unreachable!("checked in parse_args"),
     };
     println!("{}", report.table());

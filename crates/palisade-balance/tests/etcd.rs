@@ -113,7 +113,9 @@ async fn the_watch_resumes_after_etcd_restarts_missing_nothing() {
     let mut etcd = Etcd::start();
     let client = client(&etcd).await;
     let a = register(&client, "a", 1, 30).await;
-    let config = EtcdConfig::default().retry(Duration::from_secs(2), Duration::from_secs(2));
+    let config = (EtcdConfig::builder().retry(Duration::from_secs(2), Duration::from_secs(2)))
+        .build()
+        .unwrap();
     let mut discover = discover(&client, config);
     assert_eq!(changes(&mut discover, 1).await, set(&["+a"]));
 
@@ -135,7 +137,9 @@ async fn a_compacted_revision_is_listed_again() {
     let mut etcd = Etcd::start();
     let client = client(&etcd).await;
     let a = register(&client, "a", 1, 30).await;
-    let config = EtcdConfig::default().retry(Duration::from_secs(3), Duration::from_secs(3));
+    let config = (EtcdConfig::builder().retry(Duration::from_secs(3), Duration::from_secs(3)))
+        .build()
+        .unwrap();
     let mut discover = discover(&client, config);
     assert_eq!(changes(&mut discover, 1).await, set(&["+a"]));
 

@@ -111,42 +111,58 @@ impl Default for EtcdConfig {
 }
 
 impl EtcdConfig {
+    /// A builder that starts from the defaults.
+    pub fn builder() -> EtcdConfigBuilder {
+        EtcdConfigBuilder {
+            config: Self::default(),
+        }
+    }
+}
+
+/// Builds an [`EtcdConfig`], validated on [`build`](Self::build).
+#[derive(Debug, Clone)]
+pub struct EtcdConfigBuilder {
+    config: EtcdConfig,
+}
+
+impl EtcdConfigBuilder {
     /// The prefix the services are registered under.
     pub fn prefix(mut self, prefix: impl Into<Arc<str>>) -> Self {
-        self.prefix = prefix.into();
+        self.config.prefix = prefix.into();
         self
     }
 
-    /// The largest share of the members that may vanish at once (without having said they
-    /// were draining) and be believed gone; beyond it they are kept (self-preservation).
-    /// `1.0` believes every expiry.
+    /// The largest share of the members that may vanish (without having said they were
+    /// draining) and be believed gone; beyond it they are kept (self-preservation). `1.0`
+    /// believes every expiry.
     pub fn max_vanished_share(mut self, share: f64) -> Self {
-        self.max_vanished_share = share;
+        self.config.max_vanished_share = share;
         self
     }
 
     /// The first wait after a failed list or a broken watch, doubling up to `max`.
     pub fn retry(mut self, first: Duration, max: Duration) -> Self {
-        self.retry = first;
-        self.max_retry = max;
+        self.config.retry = first;
+        self.config.max_retry = max;
         self
     }
 
-    /// Checks the settings.
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        if !(0.0..=1.0).contains(&self.max_vanished_share) {
+    /// Checks every setting and returns the configuration, or the first bad setting.
+    pub fn build(self) -> Result<EtcdConfig, ConfigError> {
+        let c = &self.config;
+        if !(0.0..=1.0).contains(&c.max_vanished_share) {
             return Err(ConfigError::new(
                 "max_vanished_share",
                 "must be a share within 0 and 1",
             ));
         }
-        if self.retry.is_zero() || self.max_retry < self.retry {
+        if c.retry.is_zero() || c.max_retry < c.retry {
             return Err(ConfigError::new(
                 "retry",
                 "the first wait must be above zero, and at most the longest",
             ));
         }
-        Ok(())
+        Ok(self.config)
     }
 }
 
@@ -175,12 +191,8 @@ where
 {
     /// Follows the members of `service` in etcd through `client`, making the service of each
     /// new one with `make`. Starts a task (on the current tokio runtime) that lists and
-    /// watches; a bad `config` is refused with a panic, as a programming error (check it
-    /// first with [`EtcdConfig::validate`] when it comes from a file).
+    /// watches.
     pub fn new(service: &str, client: Client, config: EtcdConfig, make: M) -> Self {
-        if let Err(error) = config.validate() {
-            panic!("invalid EtcdConfig: {error}");
-        }
         let (publish, sets) = watch::channel(BTreeSet::new());
         let name: Arc<str> = Arc::from(service);
         let follower = Following {
@@ -444,5 +456,29 @@ impl Following {
             }
             changed
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_settings_name_their_field() {
+        let field = |b: EtcdConfigBuilder| b.build().unwrap_err().field().to_owned();
+        let second = Duration::from_secs(1);
+        assert_eq!(
+            field(EtcdConfig::builder().max_vanished_share(1.5)),
+            "max_vanished_share"
+        );
+        assert_eq!(
+            field(EtcdConfig::builder().retry(Duration::ZERO, second)),
+            "retry"
+        );
+        assert_eq!(
+            field(EtcdConfig::builder().retry(2 * second, second)),
+            "retry"
+        );
+        EtcdConfig::builder().build().unwrap();
     }
 }

@@ -40,7 +40,7 @@ pub use tower::discover::Change;
 #[cfg(feature = "dns")]
 pub use self::dns::{DnsConfig, DnsConfigBuilder, DnsDiscover, DnsEndpoint, DnsQuery};
 #[cfg(feature = "etcd")]
-pub use self::etcd::{EtcdConfig, EtcdDiscover, EtcdEndpoint};
+pub use self::etcd::{EtcdConfig, EtcdConfigBuilder, EtcdDiscover, EtcdEndpoint};
 pub use self::static_list::{StaticDiscover, static_list};
 pub use self::watch::WatchDiscover;
 pub use self::weight::Weighted;

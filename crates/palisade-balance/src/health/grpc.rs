@@ -36,7 +36,28 @@ impl GrpcHealthProbe {
 
 impl Probe<SocketAddr> for GrpcHealthProbe {
     fn check(&self, endpoint: &SocketAddr) -> Check {
-        let channel = Endpoint::from_shared(format!("http://{endpoint}"))
+        self.check_addr(*endpoint)
+    }
+}
+
+#[cfg(feature = "dns")]
+impl Probe<crate::discover::DnsEndpoint> for GrpcHealthProbe {
+    fn check(&self, endpoint: &crate::discover::DnsEndpoint) -> Check {
+        self.check_addr(endpoint.addr)
+    }
+}
+
+#[cfg(feature = "etcd")]
+impl Probe<crate::discover::EtcdEndpoint> for GrpcHealthProbe {
+    fn check(&self, endpoint: &crate::discover::EtcdEndpoint) -> Check {
+        self.check_addr(endpoint.addr)
+    }
+}
+
+impl GrpcHealthProbe {
+    /// The check of the endpoint at `addr`, on a channel of its own.
+    pub fn check_addr(&self, addr: SocketAddr) -> Check {
+        let channel = Endpoint::from_shared(format!("http://{addr}"))
             .expect("a socket address makes a valid URI")
             .connect_lazy();
         let client = HealthClient::new(channel);

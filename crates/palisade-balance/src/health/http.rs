@@ -17,8 +17,9 @@ use super::probe::{Check, Probe};
 /// Connections are pooled across the probes of all endpoints, in a client of the probe's
 /// own, so probes neither wait behind requests nor count as their load.
 ///
-/// Keys are socket addresses; for keys of another type, wrap the probe with
-/// [`probe_fn`](super::probe_fn) or implement [`Probe`] for it.
+/// It probes endpoints keyed by a socket address, a DNS endpoint (feature `dns`) or an etcd
+/// member (feature `etcd`); for keys of another type, implement [`Probe`] over
+/// [`check_addr`](Self::check_addr).
 #[derive(Clone, Debug)]
 pub struct HttpProbe {
     client: Client<HttpConnector, String>,
@@ -66,14 +67,35 @@ impl HttpProbe {
     }
 }
 
-impl Probe<SocketAddr> for HttpProbe {
-    fn check(&self, endpoint: &SocketAddr) -> Check {
+impl HttpProbe {
+    /// The check of the endpoint at `addr`.
+    pub fn check_addr(&self, addr: SocketAddr) -> Check {
         let probe = self.clone();
-        let uri = format!("http://{endpoint}{}", self.path);
+        let uri = format!("http://{addr}{}", self.path);
         Check::new(move || {
             let (probe, uri) = (probe.clone(), Uri::try_from(uri.as_str()));
             async move { probe.probe(uri?).await }
         })
+    }
+}
+
+impl Probe<SocketAddr> for HttpProbe {
+    fn check(&self, endpoint: &SocketAddr) -> Check {
+        self.check_addr(*endpoint)
+    }
+}
+
+#[cfg(feature = "dns")]
+impl Probe<crate::discover::DnsEndpoint> for HttpProbe {
+    fn check(&self, endpoint: &crate::discover::DnsEndpoint) -> Check {
+        self.check_addr(endpoint.addr)
+    }
+}
+
+#[cfg(feature = "etcd")]
+impl Probe<crate::discover::EtcdEndpoint> for HttpProbe {
+    fn check(&self, endpoint: &crate::discover::EtcdEndpoint) -> Check {
+        self.check_addr(endpoint.addr)
     }
 }
 

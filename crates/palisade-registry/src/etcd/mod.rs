@@ -37,6 +37,10 @@ mod error;
 mod member;
 mod registration;
 
+/// The etcd client this crate is built with, re-exported so that a client made for
+/// [`EtcdRegistry::new`] is of the same version.
+pub use etcd_client;
+
 pub use self::error::RegistryError;
 pub use self::member::{DEFAULT_PREFIX, Member, service_prefix};
 pub use self::registration::{EtcdRegistry, Instance, Registered};

@@ -88,9 +88,9 @@ impl EtcdEndpoint {
 ///
 /// | setting | default | from |
 /// |---|---|---|
-/// | [`prefix`](Self::prefix) | `/palisade/services` | palisade-registry's |
-/// | [`max_vanished_share`](Self::max_vanished_share) | 0.5 | Eureka's self-preservation threshold (85 % renewals) is of the same kind |
-/// | [`retry`](Self::retry) | 1 s, doubling to 30 s | |
+/// | [`prefix`](EtcdConfigBuilder::prefix) | `/palisade/services` | palisade-registry's |
+/// | [`max_vanished_share`](EtcdConfigBuilder::max_vanished_share) | 0.5 | Eureka's self-preservation threshold (85 % renewals) is of the same kind |
+/// | [`retry`](EtcdConfigBuilder::retry) | 1 s, doubling to 30 s | |
 #[derive(Debug, Clone)]
 pub struct EtcdConfig {
     prefix: Arc<str>,

@@ -13,7 +13,9 @@
 //!   `discover::DnsDiscover`: A/AAAA or SRV records through hickory-resolver, resolved
 //!   again as their TTL runs out, SRV weights and ports included. An empty set, a failed
 //!   or an empty resolution is taken for a glitch and the last good set is kept. All are
-//!   tower `Discover`s; keys carry weights through [`discover::Weighted`].
+//!   tower `Discover`s; keys carry weights through [`discover::Weighted`]. With the feature
+//!   `etcd`, `discover::EtcdDiscover` follows members registered in etcd; with
+//!   `kubernetes`, `discover::KubernetesDiscover` a Service's EndpointSlices.
 //! - **The balancer** ([`Balance`]): power of two choices over the ready endpoints by a
 //!   peak-EWMA load that charges a failure (by a palisade-core classifier) a penalty latency
 //!   instead of its real, short one; the choice remembered by key, so a discovery change

@@ -262,6 +262,15 @@ mod grpc {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_server_not_serving_by_grpc_health_is_taken_out() {
+        not_serving_is_taken_out(GrpcHealthProbe::service("orders")).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_server_not_serving_is_taken_out_over_a_watch_stream() {
+        not_serving_is_taken_out(GrpcHealthProbe::service("orders").watch()).await;
+    }
+
+    async fn not_serving_is_taken_out(probe: GrpcHealthProbe) {
         use tonic_health::pb::health_check_response::ServingStatus;
 
         let (serving, _) = health_server_reporting().await;
@@ -279,7 +288,7 @@ mod grpc {
             config,
             HttpClassifier::default(),
         )
-        .probe(GrpcHealthProbe::service("orders"));
+        .probe(probe);
         let mut client = HealthClient::new(balance);
         let mut status = async || {
             let request = HealthCheckRequest {

@@ -31,6 +31,9 @@ pub mod dns;
 #[cfg(feature = "etcd")]
 #[cfg_attr(docsrs, doc(cfg(feature = "etcd")))]
 pub mod etcd;
+#[cfg(feature = "kubernetes")]
+#[cfg_attr(docsrs, doc(cfg(feature = "kubernetes")))]
+pub mod kubernetes;
 mod static_list;
 mod watch;
 mod weight;
@@ -41,6 +44,10 @@ pub use tower::discover::Change;
 pub use self::dns::{DnsConfig, DnsConfigBuilder, DnsDiscover, DnsEndpoint, DnsQuery};
 #[cfg(feature = "etcd")]
 pub use self::etcd::{EtcdConfig, EtcdConfigBuilder, EtcdDiscover, EtcdEndpoint};
+#[cfg(feature = "kubernetes")]
+pub use self::kubernetes::{
+    K8sEndpoint, KubernetesConfig, KubernetesConfigBuilder, KubernetesDiscover,
+};
 pub use self::static_list::{StaticDiscover, static_list};
 pub use self::watch::WatchDiscover;
 pub use self::weight::Weighted;

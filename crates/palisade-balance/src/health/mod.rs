@@ -6,7 +6,8 @@
 //! requests it fails; an endpoint that has just joined, or gets little traffic, or fails in
 //! a way requests do not see yet (a dependency down, a disk filling), is only found by
 //! asking it. A [`Probe`] asks — [`HttpProbe`] GETs a path, [`GrpcHealthProbe`] calls
-//! `grpc.health.v1.Health/Check`, [`probe_fn`] runs any check of your own — and
+//! `grpc.health.v1.Health/Check` (or follows its `Watch` stream), [`probe_fn`] runs any
+//! check of your own — and
 //! [`HealthCheck`] says when, as Envoy's health checker does:
 //!
 //! - every `interval`, plus up to a `jitter` share of it, so that probes of many endpoints

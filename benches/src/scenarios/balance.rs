@@ -49,7 +49,7 @@ const DURATION: Duration = Duration::from_secs(30);
 /// The balancers' starting estimate and decay, the same for tower's and palisade's.
 pub(crate) const DEFAULT_RTT: Duration = Duration::from_millis(30);
 pub(crate) const DECAY: Duration = Duration::from_secs(10);
-pub(crate) const ARRIVAL_SEED: u64 = 0xba1a_0001;
+const ARRIVAL_SEED: u64 = 0xba1a_0001;
 pub(crate) const SERVICE_SEED: u64 = 0xba1a_0100;
 pub(crate) const BALANCER_SEED: u64 = 2026;
 
@@ -140,13 +140,18 @@ fn capacity_rps(fault: Fault) -> f64 {
 
 /// Poisson arrivals at `rate` a second for the whole run.
 fn arrivals(rate: f64) -> Vec<Duration> {
+    poisson_arrivals(rate, DURATION)
+}
+
+/// Poisson arrivals at `rate` a second for `duration`, from the scenarios' arrival seed.
+pub(crate) fn poisson_arrivals(rate: f64, duration: Duration) -> Vec<Duration> {
     let mut t = 0.0;
     (1..)
         .map(|n| {
             t += -(1.0 - uniform(ARRIVAL_SEED, n)).ln() / rate;
             t
         })
-        .take_while(|&t| t < DURATION.as_secs_f64())
+        .take_while(|&t| t < duration.as_secs_f64())
         .map(Duration::from_secs_f64)
         .collect()
 }
@@ -344,10 +349,19 @@ fn rows(runs: &[Run]) -> Vec<Map<String, serde_json::Value>> {
 
 /// One point a second of `f` over the requests that arrived in it.
 fn per_second(runs: &[Run], f: impl Fn(&mut dyn Iterator<Item = &Record>) -> f64) -> Vec<Series> {
+    per_second_over(runs, DURATION, f)
+}
+
+/// One point a second, for `duration`, of `f` over the requests that arrived in it.
+pub(crate) fn per_second_over(
+    runs: &[Run],
+    duration: Duration,
+    f: impl Fn(&mut dyn Iterator<Item = &Record>) -> f64,
+) -> Vec<Series> {
     runs.iter()
         .map(|r| Series {
             name: r.system.into(),
-            points: (0..DURATION.as_secs())
+            points: (0..duration.as_secs())
                 .map(|s| {
                     let second = Duration::from_secs(s)..Duration::from_secs(s + 1);
                     let mut records = r.records.iter().filter(|r| second.contains(&r.arrival));

@@ -23,12 +23,11 @@ use std::time::Duration;
 
 use palisade_balance::discover::WatchDiscover;
 use palisade_balance::{Balance, BalanceConfig, SlowStart};
-use palisade_core::random::uniform;
 use serde_json::{Map, json};
 
 use crate::balance::{
-    ARRIVAL_SEED, BALANCER_SEED, DECAY, DEFAULT_RTT, Endpoint, MEAN_SERVICE, Record, Run,
-    SERVICE_SEED, SIGMA, WORKERS, drive, latency_ms, round,
+    BALANCER_SEED, DECAY, DEFAULT_RTT, Endpoint, MEAN_SERVICE, Record, Run, SERVICE_SEED, SIGMA,
+    WORKERS, drive, latency_ms, poisson_arrivals, round,
 };
 use crate::plot::Series;
 use crate::report::{Chart, Report};
@@ -61,18 +60,6 @@ const WARMUP_REQUESTS: u64 = 2_000;
 const WINDOW: Duration = Duration::from_secs(20);
 /// The share of its fair share that counts as carrying it.
 const CARRYING: f64 = 0.8;
-
-fn arrivals(rate: f64) -> Vec<Duration> {
-    let mut t = 0.0;
-    (1..)
-        .map(|n| {
-            t += -(1.0 - uniform(ARRIVAL_SEED, n)).ln() / rate;
-            t
-        })
-        .take_while(|&t| t < DURATION.as_secs_f64())
-        .map(Duration::from_secs_f64)
-        .collect()
-}
 
 fn endpoint(index: usize, cold: Cold, calls: &Arc<AtomicU64>) -> Endpoint {
     let service = ServiceTime::lognormal(MEAN_SERVICE, SIGMA, SERVICE_SEED + index as u64);
@@ -178,7 +165,7 @@ pub(crate) async fn cold_endpoint() -> Report {
             .mean()
             .as_secs_f64();
     let rate = LOAD * (WARM + 1) as f64 * per_endpoint;
-    let arrivals = arrivals(rate);
+    let arrivals = poisson_arrivals(rate, DURATION);
     let mut runs = Vec::new();
     for cold in [Cold::Slower, Cold::Growing] {
         for system in ["palisade", "no-slow-start"] {

@@ -30,17 +30,15 @@ use std::time::Duration;
 use palisade_balance::discover::WatchDiscover;
 use palisade_balance::health::{HealthCheck, probe_fn};
 use palisade_balance::{Balance, BalanceConfig, SlowStart};
-use palisade_core::random::uniform;
 use serde_json::{Map, json};
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tower::{BoxError, Service};
 
 use crate::balance::{
-    ARRIVAL_SEED, BALANCER_SEED, DECAY, DEFAULT_RTT, MEAN_SERVICE, Record, Run, SERVICE_SEED,
-    SIGMA, WORKERS, drive, latency_ms, round,
+    BALANCER_SEED, DECAY, DEFAULT_RTT, MEAN_SERVICE, Run, SERVICE_SEED, SIGMA, WORKERS, drive,
+    latency_ms, per_second_over, poisson_arrivals, round,
 };
-use crate::plot::Series;
 use crate::report::{Chart, Report};
 use crate::server::{Server, ServiceTime};
 
@@ -231,18 +229,6 @@ impl Fleet {
     }
 }
 
-fn arrivals(rate: f64) -> Vec<Duration> {
-    let mut t = 0.0;
-    (1..)
-        .map(|n| {
-            t += -(1.0 - uniform(ARRIVAL_SEED, n)).ln() / rate;
-            t
-        })
-        .take_while(|&t| t < DURATION.as_secs_f64())
-        .map(Duration::from_secs_f64)
-        .collect()
-}
-
 async fn simulate(system: System, arrivals: &[Duration]) -> Run {
     let calls = Arc::new(AtomicU64::new(0));
     let instances: Vec<Instance> = (0..2 * INSTANCES)
@@ -355,21 +341,6 @@ fn row(run: &Run) -> Map<String, serde_json::Value> {
     row
 }
 
-fn per_second(runs: &[Run], f: impl Fn(&mut dyn Iterator<Item = &Record>) -> f64) -> Vec<Series> {
-    runs.iter()
-        .map(|run| Series {
-            name: run.system.into(),
-            points: (0..DURATION.as_secs())
-                .map(|s| {
-                    let second = Duration::from_secs(s)..Duration::from_secs(s + 1);
-                    let mut records = run.records.iter().filter(|r| second.contains(&r.arrival));
-                    ((s + 1) as f64, f(&mut records))
-                })
-                .collect(),
-        })
-        .collect()
-}
-
 /// `rolling-restart`: ten instances replaced one by one under load.
 pub(crate) async fn rolling_restart() -> Report {
     let per_instance = WORKERS as f64
@@ -377,7 +348,7 @@ pub(crate) async fn rolling_restart() -> Report {
             .mean()
             .as_secs_f64();
     let rate = LOAD * INSTANCES as f64 * per_instance;
-    let arrivals = arrivals(rate);
+    let arrivals = poisson_arrivals(rate, DURATION);
     let mut runs = Vec::new();
     for system in [System::DnsTtl, System::RegistryNoDrain, System::Palisade] {
         runs.push(simulate(system, &arrivals).await);
@@ -392,7 +363,7 @@ pub(crate) async fn rolling_restart() -> Report {
                     "rolling-restart: success rate ({rate:.0} req/s; an instance replaced every 5 s from 10 s)"
                 ),
                 y_label: "success (%)",
-                series: per_second(&runs, |records| {
+                series: per_second_over(&runs, DURATION, |records| {
                     let (all, ok) =
                         records.fold((0, 0), |(all, ok), r| (all + 1, ok + usize::from(r.ok())));
                     100.0 * ok as f64 / f64::from(all.max(1) as u32)
@@ -402,7 +373,7 @@ pub(crate) async fn rolling_restart() -> Report {
                 file: "rolling-restart-p99.svg",
                 title: "rolling-restart: p99 latency".into(),
                 y_label: "p99 latency (ms)",
-                series: per_second(&runs, |records| latency_ms(records, 0.99)),
+                series: per_second_over(&runs, DURATION, |records| latency_ms(records, 0.99)),
             },
         ],
     }

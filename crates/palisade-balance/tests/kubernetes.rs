@@ -118,6 +118,7 @@ fn slice(name: &str, endpoints: &[(String, bool, bool, bool)]) -> Value {
             "addresses": [address],
             "conditions": {"ready": ready, "serving": serving, "terminating": terminating},
             "zone": "eu-west-1a",
+            "hints": {"forZones": [{"name": "eu-west-1a"}]},
         })).collect::<Vec<_>>(),
     })
 }
@@ -166,7 +167,13 @@ async fn changes(discover: &mut Discover, n: usize) -> BTreeSet<String> {
             .expect("the discovery goes on")
             .unwrap();
         seen.insert(match change {
-            Change::Insert(e, ()) => format!("+{}", e.addr),
+            Change::Insert(e, ()) => {
+                // Every scripted endpoint is in eu-west-1a, and hinted for it.
+                assert_eq!(e.zone.as_deref(), Some("eu-west-1a"));
+                assert_eq!(e.hinted_zones.len(), 1);
+                assert_eq!(&*e.hinted_zones[0], "eu-west-1a");
+                format!("+{}", e.addr)
+            }
             Change::Remove(e) => format!("-{}", e.addr),
         });
     }
@@ -217,10 +224,15 @@ async fn every_slice_is_merged_and_followed_through_its_watch() {
     );
     until_watching(&server).await;
 
-    // A slice added, one changed (an endpoint terminating), one removed.
+    // A slice added, one split in two (the same endpoints: no change), one changed (an
+    // endpoint terminating), one removed.
     server.event("ADDED", slice("orders-c", &ready(2, 2)));
     assert_eq!(changes(&mut discover, 2).await, adds(2, 1..=2));
-    let mut b = ready(1, 50);
+    let all = ready(1, 50);
+    server.event("ADDED", slice("orders-b2", &all[25..]));
+    server.event("MODIFIED", slice("orders-b", &all[..25]));
+    assert!(quiet(&mut discover).await, "a split changes no endpoint");
+    let mut b = ready(1, 25);
     b[0] = ("10.0.1.1".into(), false, true, true);
     server.event("MODIFIED", slice("orders-b", &b));
     assert_eq!(

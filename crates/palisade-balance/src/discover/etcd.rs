@@ -51,7 +51,8 @@ use tokio::sync::watch;
 use tokio::time::sleep_until;
 use tower::discover::Change;
 
-use super::{WatchDiscover, Weighted};
+use super::Weighted;
+use super::follow::{Followed, publish};
 
 /// A member of the service, as a balancer's key: its id (its key's last segment), address,
 /// weight and zone.
@@ -171,17 +172,7 @@ pin_project! {
     /// [module docs](self). Its follower task stops when it is dropped.
     pub struct EtcdDiscover<M, S> {
         #[pin]
-        inner: WatchDiscover<EtcdEndpoint, M, S>,
-        follower: Follower,
-    }
-}
-
-/// The task that follows etcd; stops when dropped.
-struct Follower(tokio::task::JoinHandle<()>);
-
-impl Drop for Follower {
-    fn drop(&mut self) {
-        self.0.abort();
+        inner: Followed<EtcdEndpoint, M, S>,
     }
 }
 
@@ -193,25 +184,28 @@ where
     /// new one with `make`. Starts a task (on the current tokio runtime) that lists and
     /// watches.
     pub fn new(service: &str, client: Client, config: EtcdConfig, make: M) -> Self {
-        let (publish, sets) = watch::channel(BTreeSet::new());
         let name: Arc<str> = Arc::from(service);
-        let follower = Following {
-            prefix: service_prefix(&config.prefix, service),
-            client,
-            config,
-            publish,
-            members: BTreeMap::new(),
-            draining: HashSet::new(),
-            revision: 0,
-            settling_since: None,
-            vanished: BTreeMap::new(),
-            held: BTreeSet::new(),
-            kept: crate::metrics::discovery_kept(&name, "etcd"),
-            name: name.clone(),
+        let kept = crate::metrics::discovery_kept(&name, "etcd");
+        let prefix = service_prefix(&config.prefix, service);
+        let following = |publish| {
+            Following {
+                prefix,
+                client,
+                config,
+                publish,
+                members: BTreeMap::new(),
+                draining: HashSet::new(),
+                revision: 0,
+                settling_since: None,
+                vanished: BTreeMap::new(),
+                held: BTreeSet::new(),
+                kept,
+                name: name.clone(),
+            }
+            .run()
         };
         Self {
-            inner: WatchDiscover::new(name, sets, make),
-            follower: Follower(tokio::spawn(follower.run())),
+            inner: Followed::spawn(name.clone(), make, following),
         }
     }
 }
@@ -449,13 +443,7 @@ impl Following {
     }
 
     fn send(&self, set: BTreeSet<EtcdEndpoint>) {
-        self.publish.send_if_modified(|current| {
-            let changed = *current != set;
-            if changed {
-                *current = set;
-            }
-            changed
-        });
+        publish(&self.publish, set);
     }
 }
 

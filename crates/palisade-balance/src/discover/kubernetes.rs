@@ -12,7 +12,8 @@
 //!   says); when none is ready, the ones still `serving` while `terminating` are used, as
 //!   kube-proxy falls back to them, rather than nothing;
 //! - the port is the one named in [`KubernetesConfig`] (or the slice's first);
-//! - each endpoint's zone comes with it ([`K8sEndpoint::zone`]);
+//! - each endpoint's zone, and the zones its topology hints say it should serve, come with
+//!   it ([`K8sEndpoint::zone`], [`K8sEndpoint::hinted_zones`]);
 //! - addresses of type FQDN are skipped (a balancer needs an address).
 //!
 //! An empty union is taken for a glitch and the last good set is kept, as every palisade
@@ -49,7 +50,8 @@ use pin_project_lite::pin_project;
 use tokio::sync::watch;
 use tower::discover::Change;
 
-use super::{WatchDiscover, Weighted};
+use super::Weighted;
+use super::follow::{Followed, publish};
 
 /// An endpoint of the Service, as a balancer's key: its address (with the chosen port),
 /// and its zone.
@@ -59,6 +61,8 @@ pub struct K8sEndpoint {
     pub addr: SocketAddr,
     /// Its zone (`topology.kubernetes.io/zone` of its node), if the slice says.
     pub zone: Option<Arc<str>>,
+    /// The zones its topology hints say it should serve (`hints.forZones`), if any.
+    pub hinted_zones: Arc<[Arc<str>]>,
 }
 
 impl Weighted for K8sEndpoint {}
@@ -105,17 +109,7 @@ pin_project! {
     /// `Change`s; see the [module docs](self). Its watcher task stops when it is dropped.
     pub struct KubernetesDiscover<M, S> {
         #[pin]
-        inner: WatchDiscover<K8sEndpoint, M, S>,
-        watcher: Watcher,
-    }
-}
-
-/// The task that watches the slices; stops when dropped.
-struct Watcher(tokio::task::JoinHandle<()>);
-
-impl Drop for Watcher {
-    fn drop(&mut self) {
-        self.0.abort();
+        inner: Followed<K8sEndpoint, M, S>,
     }
 }
 
@@ -133,20 +127,20 @@ where
         config: KubernetesConfig,
         make: M,
     ) -> Self {
-        let (publish, sets) = watch::channel(BTreeSet::new());
         let name: Arc<str> = Arc::from(service);
         let slices: Api<EndpointSlice> = Api::namespaced(client, namespace);
         let selector = format!("kubernetes.io/service-name={service}");
-        let following = Following {
-            config,
-            publish,
-            slices: BTreeMap::new(),
-            name: name.clone(),
+        let watching = |publish| {
+            let following = Following {
+                config,
+                publish,
+                slices: BTreeMap::new(),
+                name: name.clone(),
+            };
+            following.run(slices, watcher::Config::default().labels(&selector))
         };
-        let watching = following.run(slices, watcher::Config::default().labels(&selector));
         Self {
-            inner: WatchDiscover::new(name, sets, make),
-            watcher: Watcher(tokio::spawn(watching)),
+            inner: Followed::spawn(name.clone(), make, watching),
         }
     }
 }
@@ -248,6 +242,10 @@ impl Following {
             let serving = conditions.and_then(|c| c.serving).unwrap_or(ready);
             let terminating = conditions.and_then(|c| c.terminating).unwrap_or(false);
             let zone: Option<Arc<str>> = endpoint.zone.as_deref().map(Arc::from);
+            let hinted_zones: Arc<[Arc<str>]> = (endpoint.hints.iter())
+                .flat_map(|hints| hints.for_zones.iter().flatten())
+                .map(|zone| Arc::from(zone.name.as_str()))
+                .collect();
             for address in &endpoint.addresses {
                 let Ok(ip) = address.parse::<IpAddr>() else {
                     continue;
@@ -256,6 +254,7 @@ impl Following {
                     endpoint: K8sEndpoint {
                         addr: SocketAddr::new(ip, port),
                         zone: zone.clone(),
+                        hinted_zones: hinted_zones.clone(),
                     },
                     ready,
                     draining_but_serving: serving && terminating,
@@ -279,13 +278,7 @@ impl Following {
                 .map(|e| e.endpoint.clone())
                 .collect();
         }
-        self.publish.send_if_modified(|current| {
-            let changed = *current != set;
-            if changed {
-                *current = set;
-            }
-            changed
-        });
+        publish(&self.publish, set);
     }
 }
 

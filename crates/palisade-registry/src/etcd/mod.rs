@@ -6,8 +6,9 @@
 //! with heartbeats at a third of the TTL ([`EtcdRegistry::register`]). A process that dies —
 //! `kill -9`, a lost node — stops heart-beating, and etcd deletes its key when the lease
 //! runs out: no one has to clean up after it. A process that leaves on purpose marks itself
-//! draining first and then revokes its lease ([`Registered::follow`] does both, in step with
-//! a [`Drain`](crate::drain::Drain)), so discovery stops sending it new requests before it
+//! draining first, revokes its lease when its grace period is over, and finishes its
+//! requests in flight ([`Registered::follow`] does the first two, in step with a
+//! [`Drain`](crate::drain::Drain)), so discovery stops sending it new requests before it
 //! stops serving them. An etcd outage is ridden out: heartbeats resume when etcd is back, and
 //! a lease that expired meanwhile is granted again with the key put back.
 //!

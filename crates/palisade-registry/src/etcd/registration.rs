@@ -179,9 +179,11 @@ impl Registered {
         Ok(())
     }
 
-    /// Follows `drain`: marks the instance draining when the drain starts, and deregisters
-    /// it when the drain is over — the order Eureka's clients follow (`DOWN`, then cancel).
-    /// The task's result is the deregistration's.
+    /// Follows `drain`: marks the instance draining when the drain starts (discovery stops
+    /// sending it new requests), and deregisters it when the grace period is over and the
+    /// drain refuses what still comes — while its requests in flight finish — the order
+    /// Eureka's clients follow (`DOWN`, then cancel). The task's result is the
+    /// deregistration's.
     pub fn follow(self, drain: &Drain) -> JoinHandle<Result<(), RegistryError>> {
         let drain = drain.clone();
         tokio::spawn(async move {
@@ -190,7 +192,7 @@ impl Registered {
                 // Not fatal: the drain goes on, and the deregistration below removes it.
                 tracing::warn!(%error, "could not mark the instance draining");
             }
-            drain.drained().await;
+            drain.refusing().await;
             self.deregister().await
         })
     }

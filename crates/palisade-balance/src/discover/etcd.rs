@@ -375,8 +375,11 @@ impl Following {
         let Some(id) = self.id_of(kv) else { return };
         match Member::decode(kv.value()) {
             Some(member) => {
+                // A member back from draining leaves unannounced again if it goes.
                 if member.draining {
                     self.draining.insert(id.clone());
+                } else {
+                    self.draining.remove(&id);
                 }
                 self.members.insert(id, member);
             }

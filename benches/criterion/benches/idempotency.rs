@@ -18,7 +18,7 @@
 //!   local `test` database); skipped otherwise. `postgres-at-commit/*`: the store claiming
 //!   at commit, the handler taking no transaction.
 //!
-//! `cargo bench -p palisade-benches --bench idempotency`
+//! `cargo bench -p palisade-criterion --bench idempotency`
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};

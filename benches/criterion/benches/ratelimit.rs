@@ -11,7 +11,7 @@
 //!
 //! Each on 1 and 2 threads (2 threads: the time per call of each).
 //!
-//! `cargo bench -p palisade-benches --bench ratelimit`
+//! `cargo bench -p palisade-criterion --bench ratelimit`
 
 mod support;
 

@@ -3,7 +3,7 @@
 //! hedging layer when the answer comes before the hedge delay (no hedge is sent: the common
 //! case), beside palisade's retry alone and tower's `Hedge`.
 //!
-//! `cargo bench -p palisade-benches --bench retry`
+//! `cargo bench -p palisade-criterion --bench retry`
 
 mod support;
 

@@ -1,7 +1,7 @@
 //! Per-call cost of a circuit breaker in the closed state, beside a bare service,
 //! tower-resilience 0.13's circuit breaker and failsafe 1.3, on one and two threads.
 //!
-//! `cargo bench -p palisade-benches --bench breaker`
+//! `cargo bench -p palisade-criterion --bench breaker`
 
 mod support;
 

@@ -4,7 +4,7 @@
 //!
 //! Every endpoint is discovered and ready before the measurement starts.
 //!
-//! `cargo bench -p palisade-benches --bench balance`
+//! `cargo bench -p palisade-criterion --bench balance`
 
 mod support;
 

@@ -4,7 +4,7 @@
 //! tower's `ConcurrencyLimit` takes its permit in `poll_ready`, so every call here is
 //! `poll_ready` then `call` (see `support::call_once`).
 //!
-//! `cargo bench -p palisade-benches --bench shed`
+//! `cargo bench -p palisade-criterion --bench shed`
 
 mod support;
 

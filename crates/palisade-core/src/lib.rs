@@ -25,8 +25,9 @@
 //! 4. **Why was a call dropped?** [`cancel`] tells the layers below a timeout that it cut
 //!    the call — the service was too slow — rather than that the caller went away.
 //!
-//! Plus [`ConfigError`], the one error every builder returns, and [`BoxError`], the one
-//! error type of every palisade service in generic mode.
+//! Plus [`ConfigError`], the one error every builder returns, [`BoxError`], the one error
+//! type of every palisade service in generic mode, and [`clock::Clock`], the time the hot
+//! paths read.
 //!
 //! # Example
 //!
@@ -58,6 +59,7 @@
 
 pub mod cancel;
 mod classify;
+pub mod clock;
 mod config_error;
 #[cfg(feature = "serde")]
 #[doc(hidden)]

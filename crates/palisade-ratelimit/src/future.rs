@@ -15,11 +15,13 @@ pin_project! {
     pub struct ResponseFuture<F> {
         #[pin]
         inner: Option<F>,
-        refused: Option<RateLimited>,
+        // Boxed when made: the future of an admitted request stays small.
+        refused: Option<BoxError>,
     }
 }
 
 impl<F> ResponseFuture<F> {
+    #[inline]
     pub(crate) fn admitted(inner: F) -> Self {
         Self {
             inner: Some(inner),
@@ -30,7 +32,7 @@ impl<F> ResponseFuture<F> {
     pub(crate) fn refused(refused: RateLimited) -> Self {
         Self {
             inner: None,
-            refused: Some(refused),
+            refused: Some(Box::new(refused)),
         }
     }
 }
@@ -42,15 +44,15 @@ where
 {
     type Output = Result<T, BoxError>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         match this.inner.as_pin_mut() {
             Some(inner) => Poll::Ready(ready!(inner.poll(cx)).map_err(Into::into)),
-            None => Poll::Ready(Err(Box::new(
-                this.refused
-                    .take()
-                    .expect("a refused future is polled once"),
-            ))),
+            None => Poll::Ready(Err(this
+                .refused
+                .take()
+                .expect("a refused future is polled once"))),
         }
     }
 }

@@ -78,6 +78,7 @@ impl Verdict {
 impl Gcra {
     /// The decision for a request of `cost` cells at `now`, for a key whose TAT is `tat`
     /// (`0`, or any time in the past, for a key with nothing recorded).
+    #[inline]
     pub(crate) fn decide(&self, tat: u64, now: u64, cost: u64) -> Verdict {
         let base = tat.max(now);
         let new_tat = base.saturating_add(self.interval.saturating_mul(cost));

@@ -15,9 +15,11 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use hashbrown::HashTable;
 
-/// One shard: each key with its hash (computed once, it picks the shard and the slot) and
-/// its value (a TAT, or a lease).
-type Shard<K, V> = HashTable<(u64, K, V)>;
+/// One shard: each key with its value (a TAT, or a lease). The hash is not kept: an
+/// address key and a TAT fill 32 bytes, two entries a cache line, and a lookup among many
+/// keys is one cache miss, not two when an entry straddles lines. A shard that grows hashes
+/// its keys again, a handful of times in its life.
+type Shard<K, V> = HashTable<(K, V)>;
 
 /// A value kept for a key, and the time after which the key holds nothing a new key does
 /// not (it is idle, and may be dropped without error).
@@ -71,6 +73,7 @@ impl<K: Hash + Eq + Clone, V: Idle> Keyed<K, V> {
     /// Runs `decide` on `key`'s value (the default for a key not held) and stores what it
     /// returns, unless it returns `None`. Returns what `decide` did and what was evicted to
     /// make room.
+    #[inline]
     pub(crate) fn update<T>(
         &self,
         key: &K,
@@ -79,11 +82,10 @@ impl<K: Hash + Eq + Clone, V: Idle> Keyed<K, V> {
     ) -> (T, Evicted) {
         let hash = self.hasher.hash_one(key);
         let mut shard = self.lock(hash);
-        let eq = |entry: &(u64, K, V)| entry.0 == hash && entry.1 == *key;
-        if let Some(entry) = shard.find_mut(hash, eq) {
-            let (store, out) = decide(entry.2);
+        if let Some(entry) = shard.find_mut(hash, |entry| entry.0 == *key) {
+            let (store, out) = decide(entry.1);
             if let Some(new) = store {
-                entry.2 = new;
+                entry.1 = new;
             }
             return (out, Evicted::default());
         }
@@ -94,7 +96,9 @@ impl<K: Hash + Eq + Clone, V: Idle> Keyed<K, V> {
                 evicted = make_room(&mut shard, now, self.per_shard);
             }
             // Only a new key is copied: a known one is found by reference.
-            shard.insert_unique(hash, (hash, key.clone(), new), |entry| entry.0);
+            shard.insert_unique(hash, (key.clone(), new), |entry| {
+                self.hasher.hash_one(&entry.0)
+            });
         }
         (out, evicted)
     }
@@ -121,12 +125,12 @@ impl<K: Hash + Eq + Clone, V: Idle> Keyed<K, V> {
 /// Drops the idle keys of a full shard, or, if none is, the eighth nearest to idle.
 fn make_room<K, V: Idle>(shard: &mut Shard<K, V>, now: u64, per_shard: usize) -> Evicted {
     let before = shard.len();
-    shard.retain(|entry| entry.2.idle_from() > now);
+    shard.retain(|entry| entry.1.idle_from() > now);
     let idle = before - shard.len();
     if shard.len() < per_shard {
         return Evicted { idle, early: 0 };
     }
-    let mut tats: Vec<u64> = shard.iter().map(|entry| entry.2.idle_from()).collect();
+    let mut tats: Vec<u64> = shard.iter().map(|entry| entry.1.idle_from()).collect();
     let nth = (tats.len() / 8).max(1) - 1;
     let (below, &mut threshold, _) = tats.select_nth_unstable(nth);
     // Exactly `nth + 1` keys go: every one below the threshold, and as many at it as that
@@ -134,7 +138,7 @@ fn make_room<K, V: Idle>(shard: &mut Shard<K, V>, now: u64, per_shard: usize) ->
     let mut ties = nth + 1 - below.iter().filter(|&&t| t < threshold).count();
     let kept = shard.len();
     shard.retain(|entry| {
-        let idle_from = entry.2.idle_from();
+        let idle_from = entry.1.idle_from();
         if idle_from == threshold && ties > 0 {
             ties -= 1;
             return false;

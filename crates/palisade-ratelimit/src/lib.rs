@@ -61,6 +61,14 @@
 //! fresh burst a little early. That is the only error the bound can cause, and it falls on
 //! the quietest keys; the busiest, which a limit exists for, are the last to go. Each
 //! eviction is counted (`palisade_ratelimit_evicted_total`, `kind` = `idle` or `early`).
+//!
+//! # Testing with paused time
+//!
+//! The limiter reads the CPU's time-stamp counter ([`palisade_core::clock::Clock`]), which
+//! tokio's paused clock does not move. A test that pauses time (`start_paused`,
+//! `tokio::time::advance`) turns on this crate's `test-util` feature (or `palisade`'s) in
+//! its `[dev-dependencies]`: the limiter then reads tokio's clock, and quotas refill exactly
+//! as far as the test advances it.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod config;

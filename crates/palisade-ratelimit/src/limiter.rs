@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-use tokio::time::Instant;
+use palisade_core::clock::Clock;
 
 use crate::config::{Policy, RateLimitConfig};
 use crate::error::RateLimited;
@@ -41,7 +41,7 @@ enum State {
 pub(crate) struct Limiter {
     pub(crate) config: RateLimitConfig,
     pub(crate) policies: Box<[Live]>,
-    epoch: Instant,
+    clock: Clock,
 }
 
 impl Limiter {
@@ -69,24 +69,35 @@ impl Limiter {
         Arc::new(Self {
             config,
             policies,
-            epoch: Instant::now(),
+            clock: Clock::new(),
         })
     }
 
     /// Nanoseconds since the limiter was made.
+    #[inline]
     pub(crate) fn now(&self) -> u64 {
-        u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
+        self.clock.nanos()
     }
 
     /// Checks a request against every policy `key_of` gives a key for (`None`: the policy
     /// does not apply), in order, until one refuses; `seen` is told each verdict. The quota
     /// taken by the policies before a refusing one is given back.
+    #[inline]
     pub(crate) fn check<'a>(
         &'a self,
         mut key_of: impl FnMut(&Policy) -> Option<Key>,
         mut seen: impl FnMut(&'a Live, &Verdict),
     ) -> Result<(), RateLimited> {
         let now = self.now();
+        // One policy, the common case: nothing can have to be given back.
+        if let [live] = &*self.policies {
+            let Some(key) = key_of(&live.policy) else {
+                return Ok(());
+            };
+            let verdict = live.decide(&key, now);
+            seen(live, &verdict);
+            return self.count(live, &key, &verdict);
+        }
         // The policies that admitted, to give back if a later one refuses. A request meets
         // few policies: up to four are remembered without allocating.
         let mut taken: Taken = Taken::default();
@@ -96,35 +107,49 @@ impl Limiter {
             };
             let verdict = live.decide(&key, now);
             seen(live, &verdict);
-            if verdict.admitted {
-                live.metrics.admitted.increment(1);
-                // Only a later policy can refuse and make this one give back.
-                if index + 1 < self.policies.len() {
-                    taken.push(index, key);
+            if let Err(refused) = self.count(live, &key, &verdict) {
+                for (index, key) in taken.drain() {
+                    self.policies[index].refund(&key, now);
                 }
-                continue;
+                return Err(refused);
             }
-            live.metrics.refused.increment(1);
-            for (index, key) in taken.drain() {
-                self.policies[index].refund(&key, now);
+            // Only a later policy can refuse and make this one give back.
+            if index + 1 < self.policies.len() {
+                taken.push(index, key);
             }
-            tracing::debug!(
-                limiter = %self.config.name,
-                policy = %live.policy.name,
-                key = ?key,
-                "rate limited"
-            );
-            return Err(RateLimited::new(
-                live.policy.name.clone(),
-                live.policy.quota,
-                verdict.retry_after(),
-            ));
         }
         Ok(())
+    }
+
+    /// Counts `live`'s verdict on `key`, and makes a refusal of it.
+    #[inline]
+    fn count(&self, live: &Live, key: &Key, verdict: &Verdict) -> Result<(), RateLimited> {
+        if verdict.admitted {
+            live.metrics.admitted.increment(1);
+            return Ok(());
+        }
+        Err(self.refused(live, key, verdict))
+    }
+
+    #[cold]
+    fn refused(&self, live: &Live, key: &Key, verdict: &Verdict) -> RateLimited {
+        live.metrics.refused.increment(1);
+        tracing::debug!(
+            limiter = %self.config.name,
+            policy = %live.policy.name,
+            key = ?key,
+            "rate limited"
+        );
+        RateLimited::new(
+            live.policy.name.clone(),
+            live.policy.quota,
+            verdict.retry_after(),
+        )
     }
 }
 
 impl Live {
+    #[inline]
     pub(crate) fn decide(&self, key: &Key, now: u64) -> Verdict {
         match &self.state {
             State::Global(tat) => {

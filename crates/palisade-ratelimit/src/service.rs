@@ -60,6 +60,7 @@ where
         self.inner.poll_ready(cx).map_err(Into::into)
     }
 
+    #[inline]
     fn call(&mut self, request: Req) -> Self::Future {
         let key = self.key.key_of(&request);
         match self.limiter.check(|_| Some(key.clone()), |_, _| {}) {

@@ -16,6 +16,7 @@ pub struct Head<'a> {
 
 impl<'a> Head<'a> {
     /// The head of `request`.
+    #[inline]
     pub fn of<B>(request: &'a Request<B>) -> Self {
         Self {
             method: request.method(),
@@ -50,6 +51,7 @@ impl<'a> Head<'a> {
     /// `ConnectInfo<SocketAddr>` (feature `axum`; serve the router with
     /// `into_make_service_with_connect_info::<SocketAddr>()`), or tonic's `TcpConnectInfo`
     /// (feature `tonic`).
+    #[inline]
     pub fn peer(&self) -> Option<SocketAddr> {
         // axum's first: most servers that key by address are axum apps.
         #[cfg(feature = "axum")]

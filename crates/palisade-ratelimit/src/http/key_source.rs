@@ -82,6 +82,7 @@ impl KeySource {
     }
 
     /// The key of `head`; `None` when the request is exempt.
+    #[inline]
     pub(crate) fn key_of(&self, head: &Head<'_>) -> Option<Key> {
         Some(match &self.0 {
             Source::Global => Key::Global,
@@ -227,6 +228,7 @@ impl Scope {
         self
     }
 
+    #[inline]
     pub(crate) fn applies(&self, head: &Head<'_>) -> bool {
         self.methods
             .as_ref()

@@ -76,6 +76,7 @@ where
         self.inner.poll_ready(cx)
     }
 
+    #[inline]
     fn call(&mut self, request: Request<B>) -> Self::Future {
         let head = Head::of(&request);
         let mut fields = Fields::default();
@@ -101,8 +102,10 @@ where
         );
         match checked {
             Ok(()) => {
+                // Boxed: the future every admitted request moves around stays small when
+                // admitted responses carry no fields.
                 let fields = if headers_on_success {
-                    fields.into_values()
+                    fields.into_values().map(Box::new)
                 } else {
                     None
                 };
@@ -140,7 +143,7 @@ pin_project! {
         Admitted {
             #[pin]
             inner: F,
-            fields: Option<(HeaderValue, HeaderValue)>,
+            fields: Option<Box<(HeaderValue, HeaderValue)>>,
         },
         // Refused: the answer is ready (boxed: a refusal is rare, and the future that
         // every admitted request moves around stays small).
@@ -151,7 +154,8 @@ pin_project! {
 }
 
 impl<F, RB> HttpResponseFuture<F, RB> {
-    fn admitted(inner: F, fields: Option<(HeaderValue, HeaderValue)>) -> Self {
+    #[inline]
+    fn admitted(inner: F, fields: Option<Box<(HeaderValue, HeaderValue)>>) -> Self {
         Self {
             state: State::Admitted { inner, fields },
         }
@@ -172,11 +176,13 @@ where
 {
     type Output = Result<Response<ResponseBody<RB>>, E>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().state.project() {
             StateProjection::Admitted { inner, fields } => {
                 let mut response = ready!(inner.poll(cx))?.map(ResponseBody::inner);
-                if let Some((policy, state)) = fields.take() {
+                if let Some(fields) = fields.take() {
+                    let (policy, state) = *fields;
                     insert_fields(&mut response, policy, state);
                 }
                 Poll::Ready(Ok(response))

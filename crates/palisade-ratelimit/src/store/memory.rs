@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use tokio::time::Instant;
+use palisade_core::clock::Clock;
 
 use super::{Grant, Store, StoreFuture, Take};
 use crate::gcra::Gcra;
@@ -31,7 +31,7 @@ use crate::keyed::Keyed;
 #[derive(Clone, Debug)]
 pub struct MemoryStore {
     keys: Arc<Keyed<Box<[u8]>>>,
-    epoch: Instant,
+    clock: Clock,
 }
 
 impl MemoryStore {
@@ -44,13 +44,13 @@ impl MemoryStore {
     pub fn with_max_keys(max_keys: usize) -> Self {
         Self {
             keys: Arc::new(Keyed::new(max_keys.max(1))),
-            epoch: Instant::now(),
+            clock: Clock::new(),
         }
     }
 
     /// Decides a take now: what [`Store::take`] answers, without a future.
     pub(crate) fn take_now(&self, take: Take<'_>) -> Grant {
-        let now = u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        let now = self.clock.nanos();
         let interval = u64::try_from(take.interval.as_nanos())
             .unwrap_or(u64::MAX)
             .max(1);

@@ -120,8 +120,7 @@ where
         ));
     }
     let (attempt, saved) = replay.first(request);
-    if let Some(hedging) = &shared.hedging {
-        hedging.deposit();
+    if shared.hedging.is_some() {
         let future = inner.call(attempt);
         return ResponseFuture::hedging(HedgeFuture::new(
             future,

@@ -40,7 +40,9 @@ impl Shared {
     /// The state of a layer made from `config` that draws on `budget`.
     pub(crate) fn with_budget(config: RetryConfig, budget: Arc<dyn Budget>) -> Self {
         let metrics = RetryMetrics::new(&config.name);
-        let hedging = config.hedge.map(Hedging::new);
+        let hedging = config
+            .hedge
+            .map(|hedge| Hedging::new(hedge, config.max_attempts));
         if let Some(hedging) = &hedging {
             metrics.hedge_delay(hedging.delay());
         }

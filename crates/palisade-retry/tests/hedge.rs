@@ -165,8 +165,8 @@ async fn an_empty_budget_stops_hedging() {
 #[tokio::test(start_paused = true)]
 async fn when_every_request_is_slow_hedges_stay_within_their_share() {
     // An overload: every answer is slower than the delay. The retry budget would allow
-    // every hedge; the hedges' own share does not: 10 % of the requests, and a floor of
-    // 10 hedges a window (1/s over 10 s).
+    // every hedge; the hedges' own share does not: 10 % of the answered requests, and 10
+    // more.
     let (dep, calls, _) = dependency(vec![Act::Answer(100 * MS)]);
     let svc = hedged(Hedge::after(10 * MS), 2)
         .with_budget(PercentBudget::new(Duration::from_secs(10), 1000, 1.0).unwrap())

@@ -1,4 +1,4 @@
-//! Recent latency, and a percentile of it, without a lock.
+//! Recent latency, and a percentile of it, without a lock; and the hedges sent meanwhile.
 //!
 //! tower's `Hedge` records every latency into a histogram behind a `Mutex`: a lock per
 //! request, on every request, contended by every thread. Here a sample is one relaxed
@@ -11,6 +11,10 @@
 //! the older one cleared and made current each time the current one fills up, and the
 //! percentile is read over both. Stragglers (a thread that read the index before a turn)
 //! may land a sample in the other histogram: the figure is a little less recent, never wrong.
+//!
+//! The windows also count the hedges sent while they were current, so that hedges can be
+//! bounded by a share of the same answered requests ([`LatencyTracker::take_hedge`]) without
+//! a count of their own on every request: the sample a request records anyway is the count.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::time::Duration;
@@ -29,10 +33,16 @@ const SUBS: usize = 1 << SUB_BITS;
 const POWERS: usize = 37;
 const BUCKETS: usize = POWERS * SUBS;
 
+/// Hedges always allowed across the two windows, whatever their share: a client that has
+/// seen few answers yet may still hedge a few.
+pub(crate) const HEDGE_RESERVE: u64 = 10;
+
 /// One window's counts.
 struct Histogram {
     buckets: Box<[AtomicU32]>,
     samples: AtomicU32,
+    /// Hedges sent while this window was current.
+    hedges: AtomicU32,
 }
 
 impl Histogram {
@@ -40,6 +50,7 @@ impl Histogram {
         Self {
             buckets: (0..BUCKETS).map(|_| AtomicU32::new(0)).collect(),
             samples: AtomicU32::new(0),
+            hedges: AtomicU32::new(0),
         }
     }
 
@@ -48,6 +59,7 @@ impl Histogram {
             bucket.store(0, Relaxed);
         }
         self.samples.store(0, Relaxed);
+        self.hedges.store(0, Relaxed);
     }
 }
 
@@ -99,6 +111,7 @@ impl LatencyTracker {
     }
 
     /// One attempt took `latency`. Returns the percentile when this sample recomputed it.
+    #[inline]
     pub(crate) fn record(&self, latency: Duration) -> Option<Duration> {
         let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
         let index = self.current.load(Relaxed);
@@ -128,6 +141,35 @@ impl LatencyTracker {
         self.cached[0].store(nanos(value), Relaxed);
         self.cached[1].store(nanos(median), Relaxed);
         Some(value)
+    }
+
+    /// Takes one hedge if the hedges of both windows stay within `share` of their samples
+    /// (plus [`HEDGE_RESERVE`]). Taken optimistically and given back if, counted again, it
+    /// overdrew: concurrent callers cannot overdraw together.
+    pub(crate) fn take_hedge(&self, share: f64) -> bool {
+        let over = |strictly: bool| {
+            let [a, b] = &self.histograms;
+            let samples = u64::from(a.samples.load(Relaxed)) + u64::from(b.samples.load(Relaxed));
+            let hedges = u64::from(a.hedges.load(Relaxed)) + u64::from(b.hedges.load(Relaxed));
+            let allowed = HEDGE_RESERVE + (share * samples as f64) as u64;
+            if strictly {
+                hedges > allowed
+            } else {
+                hedges >= allowed
+            }
+        };
+        if over(false) {
+            return false;
+        }
+        let counted = &self.histograms[self.current.load(Relaxed)].hedges;
+        counted.fetch_add(1, Relaxed);
+        if over(true) {
+            // Others took the last hedges meanwhile (or the window turned over and cleared
+            // the count: then there is nothing to give back).
+            let _ = counted.fetch_update(Relaxed, Relaxed, |n| n.checked_sub(1));
+            return false;
+        }
+        true
     }
 
     /// The chosen percentile of recent latency, once enough has been seen.
@@ -238,6 +280,28 @@ mod tests {
             tracker.record(Duration::from_millis(2));
         }
         assert!(tracker.get().unwrap() < Duration::from_micros(2_200));
+    }
+
+    #[test]
+    fn hedges_stay_within_their_share_of_the_samples() {
+        let tracker = LatencyTracker::new(0.95);
+        let taken = |n: usize| (0..n).filter(|_| tracker.take_hedge(0.1)).count();
+        assert_eq!(
+            taken(50),
+            HEDGE_RESERVE as usize,
+            "only the reserve before any answer"
+        );
+        for _ in 0..100 {
+            tracker.record(Duration::from_millis(5));
+        }
+        assert_eq!(taken(50), 10, "a tenth of 100 answers");
+        // Two windows later, the old hedges are forgotten with the old samples: one full
+        // window is left, and a new one just begun.
+        for _ in 0..2 * WINDOW - 100 {
+            tracker.record(Duration::from_millis(5));
+        }
+        let allowed = HEDGE_RESERVE as usize + (0.1 * f64::from(WINDOW)) as usize;
+        assert_eq!(taken(1000), allowed);
     }
 
     proptest! {

@@ -12,8 +12,8 @@
 //! - **The delay** ([`Hedge`]): fixed, or a percentile of recent latency (the 95th sends a
 //!   hedge for about one request in twenty), kept without a lock and bounded by a floor and
 //!   a cap.
-//! - **The budget**: every hedge is taken from the retry [`Budget`],
-//!   as a retry is, and from a share of recent requests of its own
+//! - **The budget**: every hedge is taken from the retry [`Budget`](crate::budget::Budget),
+//!   as a retry is, and from a share of recently answered requests of its own
 //!   ([`max_extra_load`](Hedge::max_extra_load), 10 %). When an overloaded fleet slows every
 //!   call, every request outlasts the recent percentile; the hedges it would provoke are
 //!   refused once the share is spent, and hedging stops by itself. Retries and hedges are
@@ -53,8 +53,6 @@ use std::time::Duration;
 
 use palisade_core::ConfigError;
 
-use crate::budget::{Budget, PercentBudget};
-
 /// Hedges at most 10 % of recent requests by default.
 const DEFAULT_MAX_EXTRA_LOAD: f64 = 0.1;
 
@@ -67,7 +65,7 @@ pub(crate) use self::latency::LatencyTracker;
 /// |---|---|---|
 /// | [`floor`](Self::floor) | 1 ms | below it a hedge costs about as much as it saves |
 /// | [`cap`](Self::cap) | 1 s | a percentile in a slow spell does not put hedging off for long; also the delay until enough latency is seen (200 attempts) |
-/// | [`max_extra_load`](Self::max_extra_load) | 10 % of the last 10 s's requests, + 1/s | Finagle's `BackupRequestFilter` bounds backups by a share of requests too |
+/// | [`max_extra_load`](Self::max_extra_load) | 10 % of the last 1024–2048 answered requests, + 10 | Finagle's `BackupRequestFilter` bounds backups by a share of requests too |
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Hedge {
     pub(crate) delay: HedgeDelay,
@@ -107,8 +105,13 @@ impl Hedge {
         }
     }
 
-    /// The most hedges, as a share of the requests of the last 10 s (plus one a second),
+    /// The most hedges, as a share of the last 1024 to 2048 answered requests (plus 10),
     /// whatever the retry budget still allows.
+    ///
+    /// The share is counted in the windows the adaptive delay learns from: the latency a
+    /// request records when it is answered is its count, so bounding hedges costs a request
+    /// nothing more. A share of at least `max_attempts − 1` is not counted at all: every
+    /// request may send all its hedges.
     ///
     /// A percentile follows latency from behind: when a whole fleet slows down (an
     /// overload), every request is slower than the recent 95th percentile, and each would
@@ -179,21 +182,22 @@ pub(crate) struct Hedging {
     /// The latency of recent attempts: the chosen percentile (an adaptive delay), and the
     /// median — the least time a hedge needs before the deadline.
     latency: LatencyTracker,
-    /// The share of requests that may be hedged.
-    share: PercentBudget,
+    /// The share of answered requests that may be hedged; `None` when it cannot bind.
+    share: Option<f64>,
 }
 
 impl Hedging {
-    pub(crate) fn new(hedge: Hedge) -> Self {
+    /// The hedging of a layer whose requests get `max_attempts` each.
+    pub(crate) fn new(hedge: Hedge, max_attempts: u32) -> Self {
         let percentile = match hedge.delay {
             HedgeDelay::Percentile { percentile, .. } => percentile,
             HedgeDelay::Fixed(_) => 0.5,
         };
+        let hedges_a_request = f64::from(max_attempts.saturating_sub(1));
         Self {
             delay: hedge.delay,
             latency: LatencyTracker::new(percentile),
-            share: PercentBudget::new(Duration::from_secs(10), 1, hedge.max_extra_load)
-                .expect("Hedge::validate checked the share"),
+            share: (hedge.max_extra_load < hedges_a_request).then_some(hedge.max_extra_load),
         }
     }
 
@@ -207,14 +211,10 @@ impl Hedging {
         }
     }
 
-    /// A request that may be hedged arrived.
-    pub(crate) fn deposit(&self) {
-        self.share.deposit();
-    }
-
     /// Asks for one hedge within the share.
     pub(crate) fn withdraw(&self) -> bool {
-        self.share.withdraw()
+        self.share
+            .is_none_or(|share| self.latency.take_hedge(share))
     }
 
     /// The median attempt's latency, once known.
@@ -223,11 +223,29 @@ impl Hedging {
     }
 
     /// An attempt's answer took `latency`; returns the delay when it changed.
+    #[inline]
     pub(crate) fn record(&self, latency: Duration) -> Option<Duration> {
         let recomputed = self.latency.record(latency);
         match self.delay {
             HedgeDelay::Percentile { .. } => recomputed.map(|_| self.delay()),
             HedgeDelay::Fixed(_) => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_share_that_cannot_bind_is_not_counted() {
+        // gRPC's hedging policy: every request may send all of its hedges at once, before
+        // anything is answered.
+        let all = Hedging::new(Hedge::after(Duration::ZERO).max_extra_load(2.0), 3);
+        assert!((0..100).all(|_| all.withdraw()));
+        // A share below two hedges a request is counted: before any answer, only the reserve.
+        let counted = Hedging::new(Hedge::after(Duration::ZERO).max_extra_load(1.5), 3);
+        let reserve = latency::HEDGE_RESERVE as usize;
+        assert_eq!((0..100).filter(|_| counted.withdraw()).count(), reserve);
     }
 }

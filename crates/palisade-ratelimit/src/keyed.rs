@@ -60,7 +60,8 @@ impl<K: Hash + Eq + Clone, V: Idle> Keyed<K, V> {
         // Enough shards that threads rarely meet on one, few enough that each holds many
         // keys (a small shard evicts early more often). Sixteen a core: a shard's lock is
         // exclusive where governor's map (four a core) takes a shared one to read, and two
-        // threads on 10 000 keys cost 0.94× governor's with sixteen, 1.06× with four.
+        // threads on 10 000 keys cost 0.94× governor's with sixteen, 1.06× with four
+        // (`cargo bench -p palisade-criterion --bench ratelimit -- 2-thread/.*keyed-10000`).
         let shards = (parallelism * 16)
             .next_power_of_two()
             .min(max_keys.next_power_of_two() / 64)

@@ -23,6 +23,9 @@ pub(crate) struct Live {
     /// The same, as a header value: a single policy's `RateLimit-Policy` is a clone.
     #[cfg(feature = "http")]
     pub(crate) policy_value: http::HeaderValue,
+    /// The start of the policy's item of the `RateLimit` field: `"name";r=`.
+    #[cfg(feature = "http")]
+    pub(crate) state_prefix: Box<[u8]>,
     state: State,
     pub(crate) metrics: PolicyMetrics,
 }
@@ -57,6 +60,8 @@ impl Limiter {
                 #[cfg(feature = "http")]
                 policy_value: http::HeaderValue::try_from(policy_item(policy))
                     .expect("policy names are validated to be header-safe"),
+                #[cfg(feature = "http")]
+                state_prefix: format!("\"{}\";r=", policy.name).into_bytes().into(),
                 state: if keyed(policy) {
                     State::Keyed(Keyed::new(policy.max_keys))
                 } else {

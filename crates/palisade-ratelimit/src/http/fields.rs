@@ -9,8 +9,7 @@
 //! `q` requests every `w` seconds; `r` requests left now, `t` seconds until the quota is
 //! whole again. Both are lists: one item for each policy that applied to the request.
 
-use std::fmt::Write;
-
+use bytes::Bytes;
 use http::{HeaderName, HeaderValue};
 
 use crate::gcra::Verdict;
@@ -43,42 +42,47 @@ impl<'a> Fields<'a> {
         self.more.clear();
     }
 
-    /// The two header values, or none when no policy applied. One policy (the common case)
-    /// costs one allocation: its `RateLimit-Policy` value was made with the limiter.
+    /// The two header values, or none when no policy applied. One policy (the common case,
+    /// on every admitted response by default) costs one allocation of the exact size: its
+    /// `RateLimit-Policy` value was made with the limiter, and its `RateLimit` value is
+    /// written without `fmt` into the buffer it is sent from.
     pub(crate) fn into_values(self) -> Option<(HeaderValue, HeaderValue)> {
         let (live, verdict) = self.first?;
-        let mut state = String::with_capacity(32 + live.policy.name.len());
-        write_state(&mut state, live, &verdict);
+        let mut state = Vec::new();
+        push_state(&mut state, live, &verdict);
         if self.more.is_empty() {
-            return Some((
-                live.policy_value.clone(),
-                HeaderValue::try_from(state).ok()?,
-            ));
+            return Some((live.policy_value.clone(), header_value(state)?));
         }
-        let mut policy = String::from(&*live.policy_item);
+        let mut policy = Vec::from(live.policy_item.as_bytes());
         for (live, verdict) in &self.more {
-            policy.push_str(", ");
-            policy.push_str(&live.policy_item);
-            state.push_str(", ");
-            write_state(&mut state, live, verdict);
+            policy.extend_from_slice(b", ");
+            policy.extend_from_slice(live.policy_item.as_bytes());
+            state.extend_from_slice(b", ");
+            push_state(&mut state, live, verdict);
         }
-        // Policy names are validated to be header-safe; numbers are digits.
-        Some((
-            HeaderValue::try_from(policy).ok()?,
-            HeaderValue::try_from(state).ok()?,
-        ))
+        Some((header_value(policy)?, header_value(state)?))
     }
 }
 
-/// `"name";r=42;t=18`, with `t` in whole seconds rounded up: a client told 0 would come
-/// back before the quota did.
-fn write_state(out: &mut String, live: &Live, verdict: &Verdict) {
+/// Appends one policy's item of `RateLimit`, `"name";r=42;t=18`, growing `out` by exactly
+/// its length. `t` is in whole seconds rounded up: a client told 0 would come back before
+/// the quota did.
+fn push_state(out: &mut Vec<u8>, live: &Live, verdict: &Verdict) {
     let reset = verdict.reset();
     let secs = reset.as_secs() + u64::from(reset.subsec_nanos() > 0);
-    let _ = write!(
-        out,
-        "\"{}\";r={};t={secs}",
-        live.policy.name,
-        verdict.remaining()
-    );
+    let (mut remaining, mut reset) = (itoa::Buffer::new(), itoa::Buffer::new());
+    let remaining = remaining.format(verdict.remaining()).as_bytes();
+    let reset = reset.format(secs).as_bytes();
+    out.reserve_exact(live.state_prefix.len() + remaining.len() + b";t=".len() + reset.len());
+    out.extend_from_slice(&live.state_prefix);
+    out.extend_from_slice(remaining);
+    out.extend_from_slice(b";t=");
+    out.extend_from_slice(reset);
+}
+
+/// A header value sent from `bytes` as they are: a buffer filled to its capacity becomes
+/// `Bytes` without another allocation. Policy names are validated to be header-safe and
+/// numbers are digits, so this does not fail.
+fn header_value(bytes: Vec<u8>) -> Option<HeaderValue> {
+    HeaderValue::from_maybe_shared(Bytes::from(bytes)).ok()
 }

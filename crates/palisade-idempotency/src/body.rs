@@ -96,10 +96,27 @@ pin_project! {
     #[project = ResponseKindProj]
     enum ResponseKind<B> {
         Pass { #[pin] body: B },
-        Whole { data: Option<Bytes>, trailers: Option<HeaderMap> },
-        Rest { data: Option<Bytes>, rest: Pin<Box<B>> },
-        Failed { data: Option<Bytes>, error: Option<BoxError> },
+        // Boxed: every response through the layer has this type, and a pass-through one (a
+        // GET, a request without a key) should move no more bytes than its own body. Inline,
+        // the buffered bytes and trailers made every response some 130 bytes larger.
+        Buffered { buffered: Box<Buffered<B>> },
     }
+}
+
+/// A keyed response's body: the bytes read (or replayed), then how it ends.
+struct Buffered<B> {
+    data: Option<Bytes>,
+    end: End<B>,
+}
+
+/// What follows the bytes read.
+enum End<B> {
+    /// The trailers, if any: the body was read whole.
+    Trailers(Option<HeaderMap>),
+    /// The rest of a body over the storage limit, still to come.
+    Rest(Pin<Box<B>>),
+    /// The error the body failed with.
+    Failed(Option<BoxError>),
 }
 
 impl<B> ResponseBody<B> {
@@ -110,28 +127,24 @@ impl<B> ResponseBody<B> {
     }
 
     pub(crate) fn whole(data: Bytes, trailers: Option<HeaderMap>) -> Self {
-        Self {
-            kind: ResponseKind::Whole {
-                data: (!data.is_empty()).then_some(data),
-                trailers,
-            },
-        }
+        Self::buffered(data, End::Trailers(trailers))
     }
 
     pub(crate) fn then_rest(data: Bytes, rest: Pin<Box<B>>) -> Self {
-        Self {
-            kind: ResponseKind::Rest {
-                data: (!data.is_empty()).then_some(data),
-                rest,
-            },
-        }
+        Self::buffered(data, End::Rest(rest))
     }
 
     pub(crate) fn failed(data: Bytes, error: BoxError) -> Self {
+        Self::buffered(data, End::Failed(Some(error)))
+    }
+
+    fn buffered(data: Bytes, end: End<B>) -> Self {
         Self {
-            kind: ResponseKind::Failed {
-                data: (!data.is_empty()).then_some(data),
-                error: Some(error),
+            kind: ResponseKind::Buffered {
+                buffered: Box::new(Buffered {
+                    data: (!data.is_empty()).then_some(data),
+                    end,
+                }),
             },
         }
     }
@@ -149,52 +162,53 @@ where
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        match self.project().kind.project() {
-            ResponseKindProj::Pass { body } => body.poll_frame(cx).map_err(Into::into),
-            ResponseKindProj::Whole { data, trailers } => Poll::Ready(
-                data.take()
-                    .map(Frame::data)
-                    .or_else(|| trailers.take().map(Frame::trailers))
-                    .map(Ok),
-            ),
-            ResponseKindProj::Rest { data, rest } => match data.take() {
-                Some(data) => Poll::Ready(Some(Ok(Frame::data(data)))),
-                None => rest.as_mut().poll_frame(cx).map_err(Into::into),
-            },
-            ResponseKindProj::Failed { data, error } => Poll::Ready(
-                data.take()
-                    .map(|d| Ok(Frame::data(d)))
-                    .or_else(|| error.take().map(Err)),
-            ),
+        let buffered = match self.project().kind.project() {
+            ResponseKindProj::Pass { body } => return body.poll_frame(cx).map_err(Into::into),
+            ResponseKindProj::Buffered { buffered } => &mut **buffered,
+        };
+        if let Some(data) = buffered.data.take() {
+            return Poll::Ready(Some(Ok(Frame::data(data))));
+        }
+        match &mut buffered.end {
+            End::Trailers(trailers) => Poll::Ready(trailers.take().map(|t| Ok(Frame::trailers(t)))),
+            End::Rest(rest) => rest.as_mut().poll_frame(cx).map_err(Into::into),
+            End::Failed(error) => Poll::Ready(error.take().map(Err)),
         }
     }
 
     fn is_end_stream(&self) -> bool {
-        match &self.kind {
-            ResponseKind::Pass { body } => body.is_end_stream(),
-            ResponseKind::Whole { data, trailers } => data.is_none() && trailers.is_none(),
-            ResponseKind::Rest { data, rest } => data.is_none() && rest.is_end_stream(),
-            ResponseKind::Failed { data, error } => data.is_none() && error.is_none(),
-        }
+        let buffered = match &self.kind {
+            ResponseKind::Pass { body } => return body.is_end_stream(),
+            ResponseKind::Buffered { buffered } => buffered,
+        };
+        buffered.data.is_none()
+            && match &buffered.end {
+                End::Trailers(trailers) => trailers.is_none(),
+                End::Rest(rest) => rest.is_end_stream(),
+                End::Failed(error) => error.is_none(),
+            }
     }
 
     fn size_hint(&self) -> SizeHint {
-        let buffered = |data: &Option<Bytes>| data.as_ref().map_or(0, |d| d.len() as u64);
-        match &self.kind {
-            ResponseKind::Pass { body } => body.size_hint(),
-            ResponseKind::Whole { data, .. } => SizeHint::with_exact(buffered(data)),
-            ResponseKind::Rest { data, rest } => {
+        let buffered = match &self.kind {
+            ResponseKind::Pass { body } => return body.size_hint(),
+            ResponseKind::Buffered { buffered } => buffered,
+        };
+        let read = buffered.data.as_ref().map_or(0, |d| d.len() as u64);
+        match &buffered.end {
+            End::Trailers(_) => SizeHint::with_exact(read),
+            End::Rest(rest) => {
                 let rest = rest.size_hint();
                 let mut hint = SizeHint::new();
-                hint.set_lower(rest.lower() + buffered(data));
+                hint.set_lower(rest.lower() + read);
                 if let Some(upper) = rest.upper() {
-                    hint.set_upper(upper + buffered(data));
+                    hint.set_upper(upper + read);
                 }
                 hint
             }
-            ResponseKind::Failed { data, .. } => {
+            End::Failed(_) => {
                 let mut hint = SizeHint::new();
-                hint.set_lower(buffered(data));
+                hint.set_lower(read);
                 hint
             }
         }
@@ -238,4 +252,18 @@ where
         }
     }
     Whole::Read(data.freeze(), trailers)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_passed_body_moves_at_its_own_size() {
+        type Boxed = http_body_util::combinators::UnsyncBoxBody<Bytes, std::io::Error>;
+        assert_eq!(
+            std::mem::size_of::<ResponseBody<Boxed>>(),
+            std::mem::size_of::<Boxed>()
+        );
+    }
 }

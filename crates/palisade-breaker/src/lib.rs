@@ -75,6 +75,14 @@
 //!
 //! See `docs/breaker.md` in the repository for the behaviour in depth, the defaults beside
 //! resilience4j, Polly, Envoy and Linkerd, and measured results.
+//!
+//! # Testing with paused time
+//!
+//! The breaker reads the CPU's time-stamp counter ([`palisade_core::clock::Clock`]), which
+//! tokio's paused clock does not move. A test that pauses time (`start_paused`,
+//! `tokio::time::advance`) turns on this crate's `test-util` feature (or `palisade`'s) in
+//! its `[dev-dependencies]`: the breaker then reads tokio's clock, and its open durations
+//! and time windows follow the test's.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod config;

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use palisade_core::Outcome;
 use palisade_core::cancel::Cancellation;
+use palisade_core::clock::Clock;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -22,7 +23,10 @@ const PROBES_BUSY_RETRY_AFTER: Duration = Duration::from_secs(1);
 
 pub(crate) struct Shared {
     machine: Machine,
-    /// The zero of the machine's clock.
+    /// The machine's clock: read on every call that a time window counts, so the CPU's
+    /// time-stamp counter rather than `clock_gettime` (see [`palisade_core::clock`]).
+    clock: Clock,
+    /// The instant of the clock's zero, to turn its nanoseconds back into instants.
     epoch: Instant,
     /// Whether recording a success needs the time: only to place it in a time window that a
     /// policy reads. (Reading the clock is most of what a call costs otherwise.)
@@ -40,6 +44,7 @@ impl Shared {
         Arc::new(Self {
             metrics: BreakerMetrics::new(&config.name, config.silent),
             machine: Machine::new(config),
+            clock: Clock::new(),
             epoch: Instant::now(),
             needs_clock,
             state_tx: watch::Sender::new(State::Closed),
@@ -55,8 +60,9 @@ impl Shared {
         &self.machine.config().name
     }
 
+    #[inline]
     pub(crate) fn now(&self) -> u64 {
-        nanos(Instant::now().saturating_duration_since(self.epoch))
+        self.clock.nanos()
     }
 
     /// The instant the machine's clock calls `nanos`.
@@ -164,10 +170,6 @@ impl Shared {
             waker.wake();
         }
     }
-}
-
-fn nanos(d: Duration) -> u64 {
-    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
 /// The right to make one call through the breaker, and the duty to report how it ended.

@@ -45,6 +45,14 @@
 //!     .layer(shed); // refusals are 503 + Retry-After + problem+json
 //! assert_eq!(handle.limit(), 20);
 //! ```
+//!
+//! # Testing with paused time
+//!
+//! The limiter reads the CPU's time-stamp counter ([`palisade_core::clock::Clock`]), which
+//! tokio's paused clock does not move. A test that pauses time (`start_paused`,
+//! `tokio::time::advance`) turns on this crate's `test-util` feature (or `palisade`'s) in
+//! its `[dev-dependencies]`: the limiter then reads tokio's clock, and the latencies it
+//! learns from are the test's.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod admission;

@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+use palisade_core::clock::Clock;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
@@ -34,6 +35,10 @@ pub(crate) struct Limiter {
     waiters: Mutex<VecDeque<Waiter>>,
     /// When the queue was last seen empty, in nanoseconds since `epoch`.
     last_empty: AtomicU64,
+    /// Read twice by every request when the limit learns from latency: the CPU's
+    /// time-stamp counter rather than `clock_gettime` (see [`palisade_core::clock`]).
+    clock: Clock,
+    /// The instant of the clock's zero.
     epoch: Instant,
     queue: Option<Queue>,
     /// The shares of the limit default and sheddable requests may use, in thousandths.
@@ -83,6 +88,7 @@ impl Limiter {
             algorithm: Mutex::new(algorithm),
             waiters: Mutex::new(VecDeque::new()),
             last_empty: AtomicU64::new(0),
+            clock: Clock::new(),
             epoch: Instant::now(),
             queue: config.queue,
             default_share: (config.default_share * 1000.0).round() as usize,
@@ -302,45 +308,55 @@ impl Limiter {
 
 /// A running request's slot: given back when dropped. [`record`](Self::record) reports its
 /// latency to the limit algorithm once the response is ready.
+///
+/// Small, because every response body in flight holds one: times are nanoseconds on the
+/// limiter's clock rather than instants.
 pub(crate) struct Permit {
     limiter: Arc<Limiter>,
-    /// When the request was admitted, if the limit learns from latency.
-    admitted: Option<Instant>,
-    inflight: usize,
+    /// When the request was admitted, on the limiter's clock; [`UNTIMED`] if the limit does
+    /// not learn from latency.
+    admitted: u64,
+    inflight: u32,
     recorded: bool,
 }
+
+const UNTIMED: u64 = u64::MAX;
 
 impl Permit {
     #[inline]
     fn new(limiter: Arc<Limiter>, inflight: usize) -> Self {
-        let admitted = limiter.sampling.then(Instant::now);
+        let admitted = if limiter.sampling {
+            limiter.clock.nanos()
+        } else {
+            UNTIMED
+        };
         Self {
             limiter,
             admitted,
-            inflight,
+            inflight: u32::try_from(inflight).unwrap_or(u32::MAX),
             recorded: false,
         }
     }
 
     /// The request starts now (it may have waited in the queue: that is not its latency).
     pub(crate) fn start(&mut self) {
-        if self.admitted.is_some() {
-            self.admitted = Some(Instant::now());
+        if self.admitted != UNTIMED {
+            self.admitted = self.limiter.clock.nanos();
         }
     }
 
     /// Reports the request's latency, once.
     #[inline]
     pub(crate) fn record(&mut self) {
-        let Some(admitted) = self.admitted.filter(|_| !self.recorded) else {
+        if self.admitted == UNTIMED || self.recorded {
             return;
-        };
+        }
         self.recorded = true;
-        let at = Instant::now();
+        let now = self.limiter.clock.nanos();
         self.limiter.sample(Sample {
-            at: at.into_std(),
-            latency: at.saturating_duration_since(admitted),
-            inflight: self.inflight,
+            at: (self.limiter.epoch + Duration::from_nanos(now)).into_std(),
+            latency: Duration::from_nanos(now.saturating_sub(self.admitted)),
+            inflight: self.inflight as usize,
         });
     }
 }

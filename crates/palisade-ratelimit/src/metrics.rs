@@ -48,7 +48,17 @@ impl PolicyMetrics {
         }
     }
 
+    /// Counts the keys a keyed decision evicted: none, on all but a few requests, which
+    /// then pay no call.
+    #[inline]
     pub(crate) fn evicted(&self, evicted: Evicted) {
+        if evicted != Evicted::default() {
+            self.count_evicted(evicted);
+        }
+    }
+
+    #[cold]
+    fn count_evicted(&self, evicted: Evicted) {
         if evicted.idle > 0 {
             self.evicted_idle.increment(evicted.idle as u64);
         }

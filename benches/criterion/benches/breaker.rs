@@ -1,5 +1,6 @@
 //! Per-call cost of a circuit breaker in the closed state, beside a bare service,
-//! tower-resilience 0.13's circuit breaker and failsafe 1.3, on one and two threads.
+//! tower-resilience 0.13's circuit breaker and failsafe 1.3, on one and two threads; and of
+//! keyed breakers (one a key, 16 keys), which neither peer has.
 //!
 //! `cargo bench -p palisade-criterion --bench breaker`
 
@@ -9,7 +10,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use palisade_breaker::{BreakerConfig, CircuitBreakerLayer, Window};
+use palisade_breaker::{BreakerConfig, CircuitBreakerLayer, KeyedBreakers, Window};
 use tower::{Layer, Service};
 
 use crate::support::{Bare, per_call};
@@ -22,6 +23,14 @@ fn palisade(config: palisade_breaker::BreakerConfigBuilder) -> impl Service<u64>
 /// The defaults: five failures in a row, or half the calls of the last 10 s.
 fn palisade_default() -> impl Service<u64> + Clone + Send {
     palisade(BreakerConfig::builder("bench"))
+}
+
+/// A breaker a key with the defaults, keyed by the request modulo 16: the lookup of a
+/// client that keeps a breaker per upstream host.
+fn palisade_keyed() -> impl Service<u64> + Clone + Send {
+    let config = BreakerConfig::builder("bench").build().unwrap();
+    let breakers = KeyedBreakers::new(config, |request: &u64| request % 16);
+    CircuitBreakerLayer::keyed(breakers).layer(Bare)
 }
 
 /// tower-resilience's policy below: a failure rate over the last 100 calls.
@@ -106,6 +115,7 @@ fn bench(c: &mut Criterion) {
         let ours = palisade_default();
         let ours_count = palisade_count_window();
         let ours_consecutive = palisade_consecutive();
+        let ours_keyed = palisade_keyed();
         let theirs = tower_resilience();
         let fs = failsafe();
         group.bench_function("bare", |b| {
@@ -119,6 +129,9 @@ fn bench(c: &mut Criterion) {
         });
         group.bench_function("palisade/consecutive", |b| {
             b.iter_custom(|n| per_call(&|| ours_consecutive.clone(), threads, n))
+        });
+        group.bench_function("palisade/keyed-16", |b| {
+            b.iter_custom(|n| per_call(&|| ours_keyed.clone(), threads, n))
         });
         group.bench_function("tower-resilience", |b| {
             b.iter_custom(|n| {

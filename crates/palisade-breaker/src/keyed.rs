@@ -8,15 +8,16 @@
 //! least recently used.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::fmt::Display;
-use std::hash::{BuildHasher, Hash, RandomState};
+use std::hash::Hash;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
+use hashbrown::HashTable;
+use hashbrown::hash_table::Entry as Slot;
 use palisade_core::ConfigError;
-use tokio::time::Instant;
+use palisade_core::clock::Clock;
 
 use crate::config::BreakerConfig;
 use crate::handle::BreakerHandle;
@@ -61,13 +62,20 @@ impl<K, F: Clone> Clone for KeyedBreakers<K, F> {
     }
 }
 
+/// One shard: each key with its breaker.
+type Shard<K> = HashTable<(K, Entry)>;
+
 struct Registry<K> {
     config: BreakerConfig,
     max_keys: usize,
     idle_timeout: Duration,
-    epoch: Instant,
-    hasher: RandomState,
-    shards: Box<[RwLock<HashMap<K, Entry>>]>,
+    /// Read on every call, for the key's last use: the time-stamp counter rather than
+    /// `clock_gettime` (tokio's clock under `test-util`), as the breaker's own windows.
+    clock: Clock,
+    /// One hash a call picks the shard (high bits) and the slot in it (low bits). aHash
+    /// under a random key: keys come from requests, and must not be aimed at one slot.
+    hasher: ahash::RandomState,
+    shards: Box<[RwLock<Shard<K>>]>,
     len: AtomicUsize,
     /// When idle keys were last swept (milliseconds since the epoch).
     last_sweep: AtomicU64,
@@ -91,8 +99,8 @@ impl<K, F> KeyedBreakers<K, F> {
                 config,
                 max_keys: 10_000,
                 idle_timeout: Duration::from_secs(600),
-                epoch: Instant::now(),
-                hasher: RandomState::new(),
+                clock: Clock::new(),
+                hasher: ahash::RandomState::new(),
                 shards: (0..SHARDS).map(|_| RwLock::default()).collect(),
                 len: AtomicUsize::new(0),
                 last_sweep: AtomicU64::new(0),
@@ -137,31 +145,36 @@ impl<K, F> KeyedBreakers<K, F> {
 impl<K: Hash + Eq + Clone + Display, F> KeyedBreakers<K, F> {
     /// The breaker of `key`, if it has one.
     pub fn get(&self, key: &K) -> Option<BreakerHandle> {
-        let shard = self
-            .registry
-            .shard(key)
+        let registry = &self.registry;
+        let hash = registry.hasher.hash_one(key);
+        let shard = registry
+            .shard(hash)
             .read()
             .unwrap_or_else(PoisonError::into_inner);
-        shard.get(key).map(|e| e.breaker.clone())
+        shard
+            .find(hash, |(k, _)| k == key)
+            .map(|(_, e)| e.breaker.clone())
     }
 }
 
 impl<K: Hash + Eq + Clone + Display> Registry<K> {
-    fn shard(&self, key: &K) -> &RwLock<HashMap<K, Entry>> {
-        &self.shards[self.hasher.hash_one(key) as usize % SHARDS]
+    fn shard(&self, hash: u64) -> &RwLock<Shard<K>> {
+        // Bits the table inside does not use: its slot takes the low ones, its tag the top 7.
+        &self.shards[(hash >> 48) as usize % SHARDS]
     }
 
     fn now_ms(&self) -> u64 {
-        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+        self.clock.nanos() / 1_000_000
     }
 
     fn breaker(&self, key: K) -> BreakerHandle {
         let now = self.now_ms();
-        let shard = self.shard(&key);
-        if let Some(entry) = shard
+        let hash = self.hasher.hash_one(&key);
+        let shard = self.shard(hash);
+        if let Some((_, entry)) = shard
             .read()
             .unwrap_or_else(PoisonError::into_inner)
-            .get(&key)
+            .find(hash, |(k, _)| *k == key)
         {
             if entry.last_used.load(Relaxed) != now {
                 entry.last_used.store(now, Relaxed);
@@ -180,18 +193,25 @@ impl<K: Hash + Eq + Clone + Display> Registry<K> {
             self.make_room(now, idle_ms);
         }
         let mut map = shard.write().unwrap_or_else(PoisonError::into_inner);
-        let entry = map.entry(key).or_insert_with_key(|key| {
-            self.len.fetch_add(1, Relaxed);
-            let config = BreakerConfig {
-                name: Arc::from(format!("{}:{key}", self.config.name)),
-                ..self.config.clone()
-            };
-            Entry {
-                breaker: BreakerHandle::new(Shared::new(config)),
-                last_used: AtomicU64::new(now),
+        let rehash = |(k, _): &(K, Entry)| self.hasher.hash_one(k);
+        match map.entry(hash, |(k, _)| *k == key, rehash) {
+            // Made by another caller between the read and the write lock.
+            Slot::Occupied(slot) => slot.get().1.breaker.clone(),
+            Slot::Vacant(slot) => {
+                self.len.fetch_add(1, Relaxed);
+                let config = BreakerConfig {
+                    name: Arc::from(format!("{}:{key}", self.config.name)),
+                    ..self.config.clone()
+                };
+                let breaker = BreakerHandle::new(Shared::new(config));
+                let entry = Entry {
+                    breaker: breaker.clone(),
+                    last_used: AtomicU64::new(now),
+                };
+                slot.insert((key, entry));
+                breaker
             }
-        });
-        entry.breaker.clone()
+        }
     }
 
     /// Drops idle keys; then, if the registry is still full, the least recently used key.
@@ -200,9 +220,9 @@ impl<K: Hash + Eq + Clone + Display> Registry<K> {
         for (index, shard) in self.shards.iter().enumerate() {
             let mut map = shard.write().unwrap_or_else(PoisonError::into_inner);
             let before = map.len();
-            map.retain(|_, e| now.saturating_sub(e.last_used.load(Relaxed)) < idle_ms);
+            map.retain(|(_, e)| now.saturating_sub(e.last_used.load(Relaxed)) < idle_ms);
             self.len.fetch_sub(before - map.len(), Relaxed);
-            if let Some(used) = map.values().map(|e| e.last_used.load(Relaxed)).min()
+            if let Some(used) = map.iter().map(|(_, e)| e.last_used.load(Relaxed)).min()
                 && oldest.is_none_or(|(t, _)| used < t)
             {
                 oldest = Some((used, index));
@@ -215,14 +235,15 @@ impl<K: Hash + Eq + Clone + Display> Registry<K> {
             let mut map = self.shards[index]
                 .write()
                 .unwrap_or_else(PoisonError::into_inner);
-            let victim = map
-                .iter()
-                .find(|(_, e)| e.last_used.load(Relaxed) <= used)
-                .map(|(k, _)| k.clone());
-            if let Some(victim) = victim {
-                map.remove(&victim);
-                self.len.fetch_sub(1, Relaxed);
-            }
+            let before = map.len();
+            // One key at most: the first as old as the oldest.
+            let mut found = false;
+            map.retain(|(_, e)| {
+                let victim = !found && e.last_used.load(Relaxed) <= used;
+                found |= victim;
+                !victim
+            });
+            self.len.fetch_sub(before - map.len(), Relaxed);
         }
     }
 }

@@ -30,10 +30,26 @@ pub(super) struct Cells {
     whole_at: u64,
 }
 
+/// A lease is several words, changed together: under the shard's exclusive lock.
 impl Idle for Cells {
+    type Stored = Self;
+    const SHARED: bool = false;
+
     fn idle_from(&self) -> u64 {
         let lease = if self.left == 0 { 0 } else { self.until };
         lease.max(self.refused_until)
+    }
+
+    fn store(self) -> Self {
+        self
+    }
+
+    fn load(stored: &Self) -> Self {
+        *stored
+    }
+
+    fn replace(stored: &mut Self, value: Self) {
+        *stored = value;
     }
 }
 

@@ -31,18 +31,21 @@ pub(crate) trait Idle: Copy + Default {
     /// The value as a shard holds it.
     type Stored;
 
-    /// The time, on the limiter's clock, from which the key is idle.
-    fn idle_from(&self) -> u64;
-
-    fn store(self) -> Self::Stored;
-
-    fn load(stored: &Self::Stored) -> Self;
-
-    fn replace(stored: &mut Self::Stored, value: Self);
-
     /// Whether a known key's value is updated under the shard's shared lock
     /// ([`update_shared`](Self::update_shared)), or under its exclusive one.
     const SHARED: bool;
+
+    /// The time, on the limiter's clock, from which the key is idle.
+    fn idle_from(&self) -> u64;
+
+    /// The value as a new key's entry holds it.
+    fn store(self) -> Self::Stored;
+
+    /// The value an entry holds now.
+    fn load(stored: &Self::Stored) -> Self;
+
+    /// Sets an entry's value, under the shard's exclusive lock.
+    fn replace(stored: &mut Self::Stored, value: Self);
 
     /// Updates a known key's value under the shard's shared lock, if the value can be
     /// (a TAT is one atomic word); `None` if it takes the exclusive lock. `decide` may run

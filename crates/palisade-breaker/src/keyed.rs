@@ -77,13 +77,13 @@ struct Registry<K> {
     hasher: ahash::RandomState,
     shards: Box<[RwLock<Shard<K>>]>,
     len: AtomicUsize,
-    /// When idle keys were last swept (milliseconds since the epoch).
+    /// When idle keys were last swept (milliseconds on `clock`).
     last_sweep: AtomicU64,
 }
 
 struct Entry {
     breaker: BreakerHandle,
-    /// Milliseconds since the registry's epoch.
+    /// Milliseconds on the registry's `clock`.
     last_used: AtomicU64,
 }
 

@@ -1,7 +1,7 @@
 //! Per-call cost of a retry layer when the call succeeds (nothing is retried), beside a bare
 //! service, tower's `Retry` and tower-resilience 0.13's retry, on one thread; and of a
 //! hedging layer when the answer comes before the hedge delay (no hedge is sent: the common
-//! case), beside palisade's retry alone and tower's `Hedge`.
+//! case), beside palisade's retry alone and tower's `Hedge`, on one thread and on two.
 //!
 //! `cargo bench -p palisade-criterion --bench retry`
 
@@ -31,7 +31,7 @@ fn per_call<S: Service<u64>>(mut svc: S, iters: u64) -> Duration {
 }
 
 /// palisade's defaults: 3 attempts, every error retried, 20 % + 10/s budget.
-fn palisade_default() -> impl Service<u64> + Clone {
+fn palisade_default() -> impl Service<u64> + Clone + Send {
     let config = RetryConfig::builder("bench").build().unwrap();
     RetryLayer::with_config(config).layer(Bare)
 }
@@ -76,7 +76,7 @@ fn tower_resilience() -> impl Service<u64> + Clone {
 }
 
 /// palisade's hedging: an adaptive delay at the 95th percentile, 2 attempts.
-fn palisade_hedged() -> impl Service<u64> + Clone {
+fn palisade_hedged() -> impl Service<u64> + Clone + Send {
     let config = RetryConfig::builder("bench")
         .max_attempts(2)
         .hedge(Hedge::at_percentile(0.95))
@@ -168,6 +168,20 @@ fn bench(c: &mut Criterion) {
     });
     group.bench_function("tower/hedge", |b| {
         b.iter_custom(|n| per_call(tower.clone(), n))
+    });
+    group.finish();
+
+    // Two threads calling clones of one layer at once: what the shared latency histogram
+    // costs when its counters move between cores. On a 2-core machine the runs are
+    // bimodal: the threads either take turns on one core or truly run at once, and only
+    // the slower mode shows contention. (tower's `Hedge` needs the runtime on each thread
+    // for its timers; its one-thread cost above is already 5 times ours.)
+    let mut group = c.benchmark_group("hedge/no-hedge/2-thread");
+    group.bench_function("palisade/retry", |b| {
+        b.iter_custom(|n| support::per_call(&|| retry.clone(), 2, n))
+    });
+    group.bench_function("palisade/hedge", |b| {
+        b.iter_custom(|n| support::per_call(&|| hedged.clone(), 2, n))
     });
     group.finish();
 }

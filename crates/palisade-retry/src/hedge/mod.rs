@@ -105,8 +105,8 @@ impl Hedge {
         }
     }
 
-    /// The most hedges, as a share of the last 1024 to 2048 answered requests (plus 10),
-    /// whatever the retry budget still allows.
+    /// The most hedges, as a share of the last 1024 to 2048 or so answered requests (plus
+    /// 10), whatever the retry budget still allows.
     ///
     /// The share is counted in the windows the adaptive delay learns from: the latency a
     /// request records when it is answered is its count, so bounding hedges costs a request

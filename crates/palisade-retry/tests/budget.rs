@@ -1,6 +1,7 @@
 //! Budgets: a property test of [`PercentBudget`] against a reference model, and retries
 //! under concurrency that never exceed the budget.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::time::Duration;
@@ -27,25 +28,28 @@ fn op() -> impl Strategy<Value = Op> {
 
 /// The budget as documented: over the last ten tenths of `ttl` (the current tenth included),
 /// retries may be at most `min_per_sec × ttl + percent × requests`; a request is counted in
-/// the tenth the clock was last read in, and the clock is read at every 16th request and at
-/// every retry.
+/// the tenth the clock was last read in, and the clock is read after every 16th request
+/// counted in a tenth (the first, the 17th, …) and at every retry.
 struct Model {
     ttl_ms: u64,
     reserve: u64,
     percent: f64,
     /// (tenth of ttl it was counted in, is a retry)
     events: Vec<(u64, bool)>,
-    requests: u64,
+    /// Requests counted in each tenth.
+    requests: HashMap<u64, u64>,
     seen_tenth: u64,
 }
 
 impl Model {
     fn deposit(&mut self, now_ms: u64) {
-        if self.requests.is_multiple_of(16) {
+        let counted = self.requests.entry(self.seen_tenth).or_default();
+        let look = counted.is_multiple_of(16);
+        *counted += 1;
+        self.events.push((self.seen_tenth, false));
+        if look {
             self.seen_tenth = self.seen_tenth.max(self.tenth(now_ms));
         }
-        self.requests += 1;
-        self.events.push((self.seen_tenth, false));
     }
 
     fn tenth(&self, now_ms: u64) -> u64 {
@@ -86,7 +90,7 @@ fn run(ttl_secs: u64, min_per_sec: u32, percent: f64, ops: Vec<Op>) -> Result<()
             reserve: u64::from(min_per_sec) * ttl_secs,
             percent,
             events: Vec::new(),
-            requests: 0,
+            requests: HashMap::new(),
             seen_tenth: 0,
         };
         let start = tokio::time::Instant::now();

@@ -10,8 +10,8 @@ use super::Budget;
 
 const BUCKETS: u64 = 10;
 
-/// Requests counted between two readings of the clock.
-const REQUESTS_PER_CLOCK_READ: u64 = 16;
+/// Requests counted in a tenth of `ttl` between two readings of the clock.
+const REQUESTS_PER_CLOCK_READ: u32 = 16;
 
 /// Retries may be at most `percent` of the requests of the last `ttl`, plus
 /// `min_per_sec × ttl` retries that are always allowed.
@@ -25,9 +25,10 @@ const REQUESTS_PER_CLOCK_READ: u64 = 16;
 /// the budget, so concurrent callers can never overdraw it together.
 ///
 /// Reading the clock costs more than everything else a request does here, so a request is
-/// counted in the tenth of `ttl` last seen, and the clock is read again every
-/// 16th request and at every retry. A request counted in a tenth that has passed expires
-/// early, so this can only make the budget stricter, by at most 15 requests per tenth.
+/// counted in the tenth of `ttl` last seen, and the clock is read again by every 16th
+/// request counted in a tenth, and at every retry. A request counted in a tenth that has
+/// passed expires early, so this can only make the budget stricter, by at most 16 requests
+/// per tenth.
 ///
 /// The floor is a pool, not a rate: `min_per_sec × ttl` retries per window, which a client
 /// whose requests all fail spends as soon as the oldest tenth of the window expires.
@@ -54,8 +55,6 @@ pub struct PercentBudget {
     epoch: Instant,
     /// The tenth of `ttl` the clock was last seen in.
     seen_slice: AtomicU64,
-    /// Requests counted since the start, to read the clock every so many.
-    requests: AtomicU64,
     buckets: [Bucket; BUCKETS as usize],
 }
 
@@ -93,7 +92,6 @@ impl PercentBudget {
             bucket_nanos: ttl_nanos / BUCKETS,
             epoch: Instant::now(),
             seen_slice: AtomicU64::new(1),
-            requests: AtomicU64::new(0),
             buckets: Default::default(),
         })
     }
@@ -156,17 +154,15 @@ impl PercentBudget {
 
 impl Budget for PercentBudget {
     fn deposit(&self) {
-        let slice = if self
-            .requests
-            .fetch_add(1, Relaxed)
-            .is_multiple_of(REQUESTS_PER_CLOCK_READ)
-        {
-            self.slice()
-        } else {
-            self.seen_slice.load(Relaxed)
+        let Some(bucket) = self.bucket(self.seen_slice.load(Relaxed)) else {
+            return;
         };
-        if let Some(bucket) = self.bucket(slice) {
-            bucket.requests.fetch_add(1, Relaxed);
+        // The bucket's own count says when to look at the clock again: one atomic
+        // increment a request, where a count of its own for the clock was a second one
+        // that every thread's core had to take the line for.
+        let counted = bucket.requests.fetch_add(1, Relaxed);
+        if counted.is_multiple_of(REQUESTS_PER_CLOCK_READ) {
+            self.slice();
         }
     }
 

@@ -1,12 +1,11 @@
 //! The in-memory store: records in shards, each a map behind its own mutex (held for a few
 //! map operations, never across an await), with expiry and bounds on entries and bytes.
 
-use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, VecDeque};
-use std::hash::BuildHasher;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+use ahash::RandomState;
 use bytes::Bytes;
 use palisade_core::ConfigError;
 use tokio::time::Instant;
@@ -38,7 +37,11 @@ impl std::fmt::Debug for MemoryStore {
 
 #[derive(Default)]
 struct Shard {
-    entries: HashMap<RecordKey, Entry>,
+    /// Hashed with aHash under a key of its own, drawn at random: idempotency keys are the
+    /// client's to choose, so their hash must not be predictable, and std's SipHash cost
+    /// several times as much a request (a record's key is hashed for its shard, then in it,
+    /// at its claim and at its completion).
+    entries: HashMap<RecordKey, Entry, RandomState>,
     /// Keys in the order they were claimed (a completion keeps its claim's place), each with
     /// the generation it was written at: eviction pops the oldest. An item whose key was
     /// claimed again since, or removed, is stale and skipped — cheaper than keeping an ordered

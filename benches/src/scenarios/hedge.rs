@@ -13,7 +13,10 @@
 //! fixed delay set to the 95th percentile `none` measures in `hedge-tail`); `palisade`
 //! (palisade-retry with `Hedge::at_percentile(0.95)` and its default budget). The figures:
 //! latency percentiles from arrival to answer, and the extra load (calls reaching the fleet
-//! ÷ requests − 1).
+//! ÷ requests − 1). `hedge-tail` adds palisade after fixed delays of 7 to 4 ms with
+//! nothing bounding its hedges: a request whose first call is slow is answered no sooner
+//! than the delay plus a second call, so each earlier delay buys p99.9 with extra load, and
+//! those rows show the price on this fleet for any hedge that waits before it sends.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -24,6 +27,7 @@ use std::time::Duration;
 
 use hdrhistogram::Histogram;
 use palisade_core::random::uniform;
+use palisade_retry::budget::BudgetConfig;
 use palisade_retry::hedge::Hedge;
 use palisade_retry::{RetryConfig, RetryLayer};
 use serde_json::{Map, json};
@@ -47,6 +51,16 @@ const ARRIVAL_SEED: u64 = 0x4ed9_e100;
 const SEED: u64 = 2026;
 
 const SYSTEMS: [&str; 4] = ["none", "tower-hedge", "tower-resilience-hedge", "palisade"];
+
+/// `hedge-tail` also runs palisade with fixed delays and nothing bounding its hedges (no
+/// share, a budget of every request): the frontier along which any delay-based hedge
+/// trades extra load for p99.9 on this fleet, whatever chooses its delay.
+const FRONTIER: [(&str, u64); 4] = [
+    ("palisade-after-7ms", 7),
+    ("palisade-after-6ms", 6),
+    ("palisade-after-5ms", 5),
+    ("palisade-after-4ms", 4),
+];
 
 /// The situation a run simulates.
 #[derive(Clone, Copy)]
@@ -258,17 +272,31 @@ async fn simulate(system: &'static str, fixed_delay: Duration, arrivals: &[Durat
             drive(system, hedge, &fleet, arrivals).await
         }
         "palisade" => {
-            let config = RetryConfig::builder("hedge-scenario")
-                .max_attempts(MAX_ATTEMPTS)
-                .hedge(Hedge::at_percentile(PERCENTILE))
-                .jitter_seed(SEED)
-                .build()
-                .expect("a valid configuration");
-            let hedged = RetryLayer::with_config(config).layer(fleet.clone());
-            drive(system, hedged, &fleet, arrivals).await
+            let hedge = Hedge::at_percentile(PERCENTILE);
+            simulate_palisade(system, hedge, None, fleet, arrivals).await
         }
         _ => unreachable!("every system is listed"),
     }
+}
+
+/// palisade with `hedge`, and `budget` or the default one, in front of `fleet`.
+async fn simulate_palisade(
+    system: &'static str,
+    hedge: Hedge,
+    budget: Option<BudgetConfig>,
+    fleet: Fleet,
+    arrivals: &[Duration],
+) -> Run {
+    let mut config = RetryConfig::builder("hedge-scenario")
+        .max_attempts(MAX_ATTEMPTS)
+        .hedge(hedge)
+        .jitter_seed(SEED);
+    if let Some(budget) = budget {
+        config = config.budget(budget);
+    }
+    let config = config.build().expect("a valid configuration");
+    let hedged = RetryLayer::with_config(config).layer(fleet.clone());
+    drive(system, hedged, &fleet, arrivals).await
 }
 
 /// The `q` quantile of `latencies`, in ms.
@@ -311,6 +339,15 @@ async fn run_all(scenario: &'static str, situation: Situation) -> Report {
         let run = simulate(system, fixed_delay, &arrivals).await;
         results.push(row(&run, arrivals.len()));
         runs.push(run);
+    }
+    if scenario == "hedge-tail" {
+        // What an earlier delay buys, and what it costs (rows only, not charted).
+        for (system, delay_ms) in FRONTIER {
+            let hedge = Hedge::after(Duration::from_millis(delay_ms)).max_extra_load(1.0);
+            let budget = BudgetConfig::percent(10.0);
+            let run = simulate_palisade(system, hedge, Some(budget), Fleet::new(), &arrivals).await;
+            results.push(row(&run, arrivals.len()));
+        }
     }
     let series = |of: fn(&Run) -> &Vec<f64>| {
         runs.iter()

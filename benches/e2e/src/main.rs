@@ -29,6 +29,10 @@
 //! `taskset` on the machine the servers of `GET` and `POST` run on CPU 0 and wrk on CPU 1,
 //! so neither steals from the other.
 //!
+//! With `E2E_FULL_WITHOUT_LIMIT=1` in the environment the full stack runs without its rate
+//! limit (and without axum's `ConnectInfo`, which only the limit reads): the two runs'
+//! `full ÷ bare` differ by what the limit costs.
+//!
 //! Each run also reads its server's CPU time (user and system, `/proc/PID/stat`) before and
 //! after, and reports it per answered request: what a stack costs, apart from how busy the
 //! machine was.

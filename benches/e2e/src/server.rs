@@ -102,7 +102,8 @@ pub(crate) fn routes(keyed: bool) -> Result<Router, String> {
 /// The app behind palisade's server stack, each layer with its defaults; idempotency
 /// records in memory, or in PostgreSQL in a `POST-postgres` run; a rate limit for each
 /// peer address that this healthy load never reaches (wrk's connections all come from one
-/// address: one key, every request counted), with the `RateLimit` fields on every answer.
+/// address: one key, every request counted), with the `RateLimit` fields on every answer
+/// (no limit with `E2E_FULL_WITHOUT_LIMIT`).
 fn full_stack() -> Result<Router, String> {
     let ratelimit = RateLimitConfig::builder("e2e")
         .policy(
@@ -124,6 +125,14 @@ fn full_stack() -> Result<Router, String> {
         Ok(schema) => Arc::new(postgres::store(&postgres::pool(&schema)?, &schema)?),
         Err(_) => Arc::new(MemoryStore::new()),
     };
+    if !limited() {
+        return Ok(routes(true)?.layer(
+            ServiceBuilder::new()
+                .layer(HttpShedLayer::with_config(shed))
+                .layer(IdempotencyLayer::with_shared_store(store, idempotency))
+                .layer(HttpCircuitBreakerLayer::with_config(breaker)),
+        ));
+    }
     Ok(routes(true)?.layer(
         ServiceBuilder::new()
             .layer(HttpRateLimitLayer::with_config(ratelimit))
@@ -131,6 +140,13 @@ fn full_stack() -> Result<Router, String> {
             .layer(IdempotencyLayer::with_shared_store(store, idempotency))
             .layer(HttpCircuitBreakerLayer::with_config(breaker)),
     ))
+}
+
+/// Whether the full stack has its rate limit: unless `E2E_FULL_WITHOUT_LIMIT` is set,
+/// which measures what the limit adds to the rest of the stack (the variable reaches the
+/// servers from the run's environment).
+fn limited() -> bool {
+    std::env::var_os("E2E_FULL_WITHOUT_LIMIT").is_none()
 }
 
 /// A Prometheus recorder taking every metric, as a service that exports them would have —
@@ -173,7 +189,7 @@ pub(crate) fn serve(variant: Option<&str>) -> ExitCode {
     let served = runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         println!("{}", listener.local_addr()?);
-        if variant == Variant::Full {
+        if variant == Variant::Full && limited() {
             // The peer's address in each request, for the rate limit's key: what an app that
             // limits by address pays (an extension a request).
             let app = app.into_make_service_with_connect_info::<SocketAddr>();

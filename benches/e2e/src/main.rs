@@ -169,6 +169,9 @@ fn run(args: &Args) -> Result<(), String> {
         args.duration.as_secs(),
         args.rounds
     );
+    if !server::limited() {
+        println!("the full stack without its rate limit (E2E_FULL_WITHOUT_LIMIT)");
+    }
 
     let mut report = Vec::new();
     for &workload in &args.workloads {
@@ -182,6 +185,7 @@ fn run(args: &Args) -> Result<(), String> {
             "rounds": args.rounds,
             "pinned": server::pinned(),
             "postgres_claim": args.postgres_claim,
+            "full_rate_limited": server::limited(),
             "workloads": report,
         });
         let text = serde_json::to_string_pretty(&document).map_err(|e| e.to_string())?;

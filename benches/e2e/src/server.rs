@@ -145,7 +145,7 @@ fn full_stack() -> Result<Router, String> {
 /// Whether the full stack has its rate limit: unless `E2E_FULL_WITHOUT_LIMIT` is set,
 /// which measures what the limit adds to the rest of the stack (the variable reaches the
 /// servers from the run's environment).
-fn limited() -> bool {
+pub(crate) fn limited() -> bool {
     std::env::var_os("E2E_FULL_WITHOUT_LIMIT").is_none()
 }
 

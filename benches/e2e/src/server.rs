@@ -105,13 +105,6 @@ pub(crate) fn routes(keyed: bool) -> Result<Router, String> {
 /// address: one key, every request counted), with the `RateLimit` fields on every answer
 /// (no limit with `E2E_FULL_WITHOUT_LIMIT`).
 fn full_stack() -> Result<Router, String> {
-    let ratelimit = RateLimitConfig::builder("e2e")
-        .policy(
-            Policy::new("per-client", Quota::per_second(1_000_000).burst(1_000_000))
-                .key(KeySource::peer()),
-        )
-        .build()
-        .map_err(|e| e.to_string())?;
     let shed = ShedConfig::builder("e2e")
         .build()
         .map_err(|e| e.to_string())?;
@@ -125,21 +118,24 @@ fn full_stack() -> Result<Router, String> {
         Ok(schema) => Arc::new(postgres::store(&postgres::pool(&schema)?, &schema)?),
         Err(_) => Arc::new(MemoryStore::new()),
     };
-    if !limited() {
-        return Ok(routes(true)?.layer(
-            ServiceBuilder::new()
-                .layer(HttpShedLayer::with_config(shed))
-                .layer(IdempotencyLayer::with_shared_store(store, idempotency))
-                .layer(HttpCircuitBreakerLayer::with_config(breaker)),
-        ));
-    }
-    Ok(routes(true)?.layer(
+    let protected = routes(true)?.layer(
         ServiceBuilder::new()
-            .layer(HttpRateLimitLayer::with_config(ratelimit))
             .layer(HttpShedLayer::with_config(shed))
             .layer(IdempotencyLayer::with_shared_store(store, idempotency))
             .layer(HttpCircuitBreakerLayer::with_config(breaker)),
-    ))
+    );
+    if !limited() {
+        return Ok(protected);
+    }
+    let ratelimit = RateLimitConfig::builder("e2e")
+        .policy(
+            Policy::new("per-client", Quota::per_second(1_000_000).burst(1_000_000))
+                .key(KeySource::peer()),
+        )
+        .build()
+        .map_err(|e| e.to_string())?;
+    // The outermost layer: a later `Router::layer` wraps the ones before it.
+    Ok(protected.layer(HttpRateLimitLayer::with_config(ratelimit)))
 }
 
 /// Whether the full stack has its rate limit: unless `E2E_FULL_WITHOUT_LIMIT` is set,

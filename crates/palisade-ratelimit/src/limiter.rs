@@ -96,12 +96,16 @@ impl Limiter {
         let now = self.now();
         // One policy, the common case: nothing can have to be given back.
         if let [live] = &*self.policies {
-            let Some(key) = key_of(&live.policy) else {
+            // Read where the key function left it: moving a key out of its `Option` copied
+            // it with wider loads than the stores that wrote it, which the processor could
+            // not forward (a stall perf found on every request).
+            let key = key_of(&live.policy);
+            let Some(key) = &key else {
                 return Ok(());
             };
-            let verdict = live.decide(&key, now);
+            let verdict = live.decide(key, now);
             seen(live, &verdict);
-            return self.count(live, &key, &verdict);
+            return self.count(live, key, &verdict);
         }
         // The policies that admitted, to give back if a later one refuses. A request meets
         // few policies: up to four are remembered without allocating.

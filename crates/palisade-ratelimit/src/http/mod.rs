@@ -180,6 +180,15 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().state.project() {
             StateProjection::Admitted { inner, fields } => {
+                // No fields to add: the inner answer is re-wrapped on its way out, and not
+                // moved first into a local that the fields would be inserted into — that move
+                // read back, in wide loads, what the inner future had just written in narrow
+                // stores, a stall perf found on every request.
+                if fields.is_none() {
+                    return inner
+                        .poll(cx)
+                        .map_ok(|response| response.map(ResponseBody::inner));
+                }
                 let mut response = ready!(inner.poll(cx))?.map(ResponseBody::inner);
                 if let Some(fields) = fields.take() {
                     let (policy, state) = *fields;
